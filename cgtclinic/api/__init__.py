@@ -1,0 +1,1 @@
+"""API primitives shared by every app: role permissions, pagination, domain-error responses."""

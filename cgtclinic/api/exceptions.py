@@ -1,0 +1,21 @@
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from cgtclinic.errors import DomainError, TransitionNotAllowed
+
+
+def exception_handler(exc, context):
+    """Domain errors become 400 (bad input), 403 (not allowed) or 409 (wrong state), with a translated message."""
+    if isinstance(exc, DomainError):
+        if isinstance(exc, TransitionNotAllowed):
+            code = status.HTTP_409_CONFLICT
+        elif exc.code == "permission_denied":
+            code = status.HTTP_403_FORBIDDEN
+        else:
+            code = status.HTTP_400_BAD_REQUEST
+        body = {"detail": str(exc.message), "code": exc.code}
+        if exc.field:
+            body["field"] = exc.field
+        return Response(body, status=code)
+    return drf_exception_handler(exc, context)

@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class CgtclinicConfig(AppConfig):
+    name = "cgtclinic"
+    verbose_name = _("Institutions and people")

@@ -1,0 +1,352 @@
+"""Registry rows every app uses: regions, institutions, departments, sponsors, people, policy values."""
+
+from decimal import Decimal
+
+from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
+from django.contrib.auth.models import PermissionsMixin
+from django.contrib.auth.validators import UnicodeUsernameValidator
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone, translation
+from django.utils.translation import gettext_lazy as _
+from simple_history.models import HistoricalRecords
+
+from cgtclinic.roles import ADMIN_ROLES, INSTITUTION_ROLES, REGION_ROLES, Role
+
+
+class BilingualNameMixin(models.Model):
+    """Chinese name is authoritative; the English one is shown when the interface is in English."""
+
+    name_zh = models.CharField(_("name (Chinese)"), max_length=200)
+    name_en = models.CharField(_("name (English)"), max_length=200, blank=True)
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def name(self) -> str:
+        lang = translation.get_language() or "zh-hans"
+        if lang.startswith("en") and self.name_en:
+            return self.name_en
+        return self.name_zh
+
+
+class Region(BilingualNameMixin):
+    """A provincial-level division (province or municipality) whose policies apply to its institutions."""
+
+    code = models.SlugField(_("code"), max_length=20, unique=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["code"]
+        verbose_name = _("region")
+        verbose_name_plural = _("regions")
+
+
+class InstitutionQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """The directory of hospitals is public to every signed-in role."""
+        if not user.is_authenticated or not user.is_active:
+            return self.none()
+        return self
+
+    def editable_by(self, user):
+        if user.is_superuser:
+            return self
+        if user.role == Role.RESEARCH_OFFICE:
+            return self.filter(pk=user.institution_id)
+        return self.none()
+
+
+class Institution(BilingualNameMixin):
+    """A hospital or other medical institution that runs trials and hosts an ethics committee."""
+
+    region = models.ForeignKey(Region, on_delete=models.PROTECT, related_name="institutions", verbose_name=_("region"))
+    short_name = models.CharField(_("short name"), max_length=50, blank=True)
+    credit_code = models.CharField(_("unified social credit code"), max_length=18, unique=True, null=True, blank=True)
+    grade = models.CharField(_("hospital grade"), max_length=20, blank=True, help_text=_("e.g. 三级甲等"))
+    is_active = models.BooleanField(_("active"), default=True)
+
+    objects = InstitutionQuerySet.as_manager()
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["region__code", "name_zh"]
+        verbose_name = _("institution")
+        verbose_name_plural = _("institutions")
+        constraints = [models.UniqueConstraint(fields=["region", "name_zh"], name="institution_unique_name_in_region")]
+
+
+class DepartmentQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        if not user.is_authenticated or not user.is_active:
+            return self.none()
+        return self
+
+    def editable_by(self, user):
+        if user.is_superuser:
+            return self
+        if user.role == Role.RESEARCH_OFFICE:
+            return self.filter(institution_id=user.institution_id)
+        return self.none()
+
+
+class Department(BilingualNameMixin):
+    institution = models.ForeignKey(
+        Institution, on_delete=models.CASCADE, related_name="departments", verbose_name=_("institution")
+    )
+
+    objects = DepartmentQuerySet.as_manager()
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["institution_id", "name_zh"]
+        verbose_name = _("department")
+        verbose_name_plural = _("departments")
+        constraints = [models.UniqueConstraint(fields=["institution", "name_zh"], name="department_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.institution} · {self.name}"
+
+
+class Sponsor(BilingualNameMixin):
+    """A trial sponsor (申办方), usually an enterprise; CGT enterprises in a region qualify for its subsidies."""
+
+    class Kind(models.TextChoices):
+        ENTERPRISE = "enterprise", _("Enterprise")
+        INSTITUTION = "institution", _("Medical institution")
+        UNIVERSITY = "university", _("University or research institute")
+        OTHER = "other", _("Other")
+
+    kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices, default=Kind.ENTERPRISE)
+    region = models.ForeignKey(
+        Region, on_delete=models.PROTECT, related_name="sponsors", verbose_name=_("registered in region")
+    )
+    credit_code = models.CharField(_("unified social credit code"), max_length=18, unique=True, null=True, blank=True)
+    is_cgt_enterprise = models.BooleanField(_("CGT enterprise"), default=False)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["name_zh"]
+        verbose_name = _("sponsor")
+        verbose_name_plural = _("sponsors")
+        constraints = [models.UniqueConstraint(fields=["name_zh"], name="sponsor_unique_name")]
+
+
+class UserQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """Office staff see the people of their own institution; regulators and PIs see nobody's record."""
+        if not user.is_authenticated or not user.is_active:
+            return self.none()
+        if user.is_superuser:
+            return self
+        if user.role in (Role.RESEARCH_OFFICE, Role.ETHICS_OFFICE):
+            return self.filter(institution_id=user.institution_id)
+        return self.filter(pk=user.pk)
+
+
+class UserManager(BaseUserManager.from_queryset(UserQuerySet)):
+    use_in_migrations = True
+
+    def create_user(self, username, password=None, **fields):
+        if not username:
+            raise ValueError("username is required")
+        user = self.model(username=self.model.normalize_username(username), **fields)
+        if password:
+            user.set_password(password)
+        else:
+            user.set_unusable_password()
+        user.full_clean(exclude=["password"])
+        user.save(using=self._db)
+        return user
+
+    def create_superuser(self, username, password=None, **fields):
+        fields.update(is_superuser=True, role=Role.SYSTEM_ADMIN)
+        fields.setdefault("full_name", username)
+        return self.create_user(username, password, **fields)
+
+
+class User(AbstractBaseUser, PermissionsMixin):
+    """A person: a login when they have a password, otherwise a named PI or staff member on record."""
+
+    username = models.CharField(_("username"), max_length=150, unique=True, validators=[UnicodeUsernameValidator()])
+    full_name = models.CharField(_("full name"), max_length=100)
+    email = models.EmailField(_("e-mail"), blank=True)
+    phone = models.CharField(_("phone"), max_length=30, blank=True)
+    professional_title = models.CharField(_("professional title"), max_length=50, blank=True)
+    role = models.CharField(_("role"), max_length=20, choices=Role.choices)
+    institution = models.ForeignKey(
+        Institution,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="people",
+        verbose_name=_("institution"),
+    )
+    department = models.ForeignKey(
+        Department,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="people",
+        verbose_name=_("department"),
+    )
+    region = models.ForeignKey(
+        Region,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="regulators",
+        verbose_name=_("region"),
+        help_text=_("Only for regulators: the region whose data they may read."),
+    )
+    is_active = models.BooleanField(_("active"), default=True)
+    date_joined = models.DateTimeField(_("date joined"), default=timezone.now)
+
+    objects = UserManager()
+    history = HistoricalRecords(excluded_fields=["password", "last_login"])
+
+    USERNAME_FIELD = "username"
+    EMAIL_FIELD = "email"
+    REQUIRED_FIELDS = ["full_name"]
+
+    class Meta:
+        ordering = ["username"]
+        verbose_name = _("person")
+        verbose_name_plural = _("people")
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(role__in=[r.value for r in INSTITUTION_ROLES]) | Q(institution__isnull=False),
+                name="user_institution_role_has_institution",
+            ),
+            models.CheckConstraint(
+                condition=~Q(role__in=[r.value for r in REGION_ROLES]) | Q(region__isnull=False),
+                name="user_regulator_has_region",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.full_name or self.username
+
+    @property
+    def is_staff(self) -> bool:
+        """Admin access follows the role, so it can never drift from it."""
+        return self.is_active and (self.is_superuser or self.role in ADMIN_ROLES)
+
+    def get_full_name(self) -> str:
+        return self.full_name
+
+    def get_short_name(self) -> str:
+        return self.full_name
+
+    def clean(self):
+        super().clean()
+        errors = {}
+        if self.role in INSTITUTION_ROLES and not self.institution_id:
+            errors["institution"] = _("This role works for an institution: choose one.")
+        if self.role in REGION_ROLES and not self.region_id:
+            errors["region"] = _("A regulator must be assigned the region they oversee.")
+        if self.department_id and self.department.institution_id != self.institution_id:
+            errors["department"] = _("The department must belong to the person's institution.")
+        if errors:
+            raise ValidationError(errors)
+
+
+class PolicyParameter(models.Model):
+    """A number taken from a policy document, with the clause it comes from and the period it applies to."""
+
+    class Unit(models.TextChoices):
+        WORKING_DAYS = "working_days", _("working days")
+        WEEKS = "weeks", _("weeks")
+        MONTHS = "months", _("months")
+        RMB = "rmb", _("RMB")
+        PERCENT = "percent", _("percent")
+        COUNT = "count", _("count")
+
+    code = models.SlugField(_("code"), max_length=80)
+    region = models.ForeignKey(
+        Region,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="policy_parameters",
+        verbose_name=_("region"),
+        help_text=_("Empty for a national rule."),
+    )
+    name_zh = models.CharField(_("name (Chinese)"), max_length=200)
+    name_en = models.CharField(_("name (English)"), max_length=200)
+    value = models.DecimalField(_("value"), max_digits=18, decimal_places=4)
+    unit = models.CharField(_("unit"), max_length=20, choices=Unit.choices)
+    effective_from = models.DateField(_("effective from"))
+    effective_to = models.DateField(_("effective to"), null=True, blank=True)
+    source_document = models.CharField(_("source document"), max_length=200)
+    source_clause = models.CharField(_("source clause"), max_length=200)
+    source_quote = models.TextField(_("quoted text"), blank=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["code", "region__code", "effective_from"]
+        verbose_name = _("policy parameter")
+        verbose_name_plural = _("policy parameters")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["code", "region", "effective_from"],
+                name="policy_parameter_unique_period",
+                nulls_distinct=False,
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.code} = {self.value.normalize()} {self.get_unit_display()}"
+
+    @classmethod
+    def value_for(cls, code: str, *, region: Region | None = None, on=None) -> Decimal:
+        """The value in force on a date for a region (falling back to the national value)."""
+        on = on or timezone.localdate()
+        rows = (
+            cls.objects.filter(code=code, effective_from__lte=on)
+            .filter(Q(effective_to__isnull=True) | Q(effective_to__gte=on))
+            .filter(Q(region=region) | Q(region__isnull=True))
+            .order_by(models.F("region").asc(nulls_last=True), "-effective_from")
+        )
+        row = rows.first()
+        if row is None:
+            raise cls.DoesNotExist(f"No policy parameter {code!r} in force on {on} for {region}")
+        return row.value
+
+
+class PolicyTarget(models.Model):
+    """A region's published goal, e.g. Beijing: at least 15 new clinical-trial approvals by 2026."""
+
+    class Metric(models.TextChoices):
+        NEW_TRIAL_APPROVALS = "new_trial_approvals", _("new clinical-trial approvals")
+        NEW_CLINICAL_FILINGS = "new_clinical_filings", _("new clinical-research filings")
+
+    region = models.ForeignKey(Region, on_delete=models.PROTECT, related_name="targets", verbose_name=_("region"))
+    metric = models.CharField(_("metric"), max_length=40, choices=Metric.choices)
+    target_value = models.PositiveIntegerField(_("target"))
+    period_start = models.DateField(_("counted from"))
+    deadline_year = models.PositiveSmallIntegerField(_("by the end of year"))
+    source_document = models.CharField(_("source document"), max_length=200)
+    source_clause = models.CharField(_("source clause"), max_length=200)
+    source_quote = models.TextField(_("quoted text"), blank=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["region__code", "deadline_year"]
+        verbose_name = _("policy target")
+        verbose_name_plural = _("policy targets")
+        constraints = [
+            models.UniqueConstraint(fields=["region", "metric", "deadline_year"], name="policy_target_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.region}: {self.get_metric_display()} ≥ {self.target_value} ({self.deadline_year})"

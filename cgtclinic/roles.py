@@ -1,0 +1,75 @@
+"""Roles and what each may do, in one place.
+
+A user has exactly one role. What a role may do to a *kind* of row is the matrix below (read by Django's
+permission checks, so the admin and the API agree); *which* rows a user sees is decided by each model's
+``visible_to(user)`` queryset method.
+"""
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class Role(models.TextChoices):
+    RESEARCH_OFFICE = "research_office", _("Research office staff")
+    ETHICS_OFFICE = "ethics_office", _("Ethics office staff")
+    PI = "pi", _("Principal investigator")
+    REGULATOR = "regulator", _("Regulator")
+    SYSTEM_ADMIN = "system_admin", _("System administrator")
+
+
+# Roles bound to one institution, and the one bound to a region.
+INSTITUTION_ROLES = frozenset({Role.RESEARCH_OFFICE, Role.ETHICS_OFFICE, Role.PI})
+REGION_ROLES = frozenset({Role.REGULATOR})
+# Roles that work in the Django admin.
+ADMIN_ROLES = frozenset({Role.RESEARCH_OFFICE, Role.ETHICS_OFFICE, Role.SYSTEM_ADMIN})
+
+
+def _perms(app_model: str, *actions: str) -> set[str]:
+    app, model = app_model.split(".")
+    return {f"{app}.{action}_{model}" for action in actions}
+
+
+VIEW = ("view",)
+EDIT = ("view", "add", "change")
+
+ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
+    Role.RESEARCH_OFFICE: frozenset(
+        _perms("cgtclinic.region", *VIEW)
+        | _perms("cgtclinic.institution", "view", "change")
+        | _perms("cgtclinic.department", *EDIT, "delete")
+        | _perms("cgtclinic.sponsor", *EDIT)
+        | _perms("cgtclinic.user", *EDIT)
+        | _perms("cgtclinic.policyparameter", *VIEW)
+        | _perms("cgtclinic.policytarget", *VIEW)
+        | _perms("trials.trial", *EDIT)
+        | _perms("trials.trialstatuschange", *VIEW)
+        | _perms("trials.trialsite", *EDIT, "delete")
+        | _perms("trials.trialdocument", *EDIT)
+        | _perms("trials.documentversion", "view", "add")
+    ),
+    Role.ETHICS_OFFICE: frozenset(
+        _perms("cgtclinic.region", *VIEW)
+        | _perms("cgtclinic.institution", *VIEW)
+        | _perms("cgtclinic.department", *VIEW)
+        | _perms("cgtclinic.sponsor", *VIEW)
+        | _perms("cgtclinic.user", *VIEW)
+        | _perms("cgtclinic.policyparameter", *VIEW)
+        | _perms("cgtclinic.policytarget", *VIEW)
+        | _perms("trials.trial", *VIEW)
+        | _perms("trials.trialstatuschange", *VIEW)
+        | _perms("trials.trialsite", *VIEW)
+        | _perms("trials.trialdocument", *VIEW)
+        | _perms("trials.documentversion", *VIEW)
+    ),
+    Role.PI: frozenset(
+        _perms("trials.trial", *VIEW)
+        | _perms("trials.trialsite", *VIEW)
+        | _perms("trials.trialdocument", *VIEW)
+        | _perms("trials.documentversion", *VIEW)
+    ),
+    Role.REGULATOR: frozenset(
+        _perms("trials.trial", *VIEW) | _perms("trials.trialsite", *VIEW) | _perms("cgtclinic.policytarget", *VIEW)
+    ),
+    # System administrators are superusers; Django grants them everything before asking this backend.
+    Role.SYSTEM_ADMIN: frozenset(),
+}

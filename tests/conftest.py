@@ -1,0 +1,52 @@
+import pytest
+from rest_framework.test import APIClient
+
+from cgtclinic.roles import Role
+from tests.factories.cgtclinic import InstitutionFactory, RegionFactory, UserFactory
+
+
+@pytest.fixture(autouse=True)
+def _test_settings(settings, tmp_path):
+    """Uploaded files go to a per-test directory; passwords hash fast (PBKDF2 would dominate run time)."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def api_client():
+    return APIClient()
+
+
+@pytest.fixture
+def region(db):
+    return RegionFactory(code="test-region", name_zh="测试省", name_en="Test Province")
+
+
+@pytest.fixture
+def institution(region):
+    return InstitutionFactory(region=region)
+
+
+@pytest.fixture
+def research_office(institution):
+    return UserFactory(role=Role.RESEARCH_OFFICE, institution=institution)
+
+
+@pytest.fixture
+def ethics_office(institution):
+    return UserFactory(role=Role.ETHICS_OFFICE, institution=institution)
+
+
+@pytest.fixture
+def pi(institution):
+    return UserFactory(role=Role.PI, institution=institution)
+
+
+@pytest.fixture
+def regulator(region):
+    return UserFactory(role=Role.REGULATOR, region=region)
+
+
+@pytest.fixture
+def system_admin(db):
+    return UserFactory(role=Role.SYSTEM_ADMIN)

@@ -1,0 +1,92 @@
+import datetime
+import hashlib
+
+import factory
+from django.core.files.base import ContentFile
+
+from cgtclinic.roles import Role
+from tests.factories.cgtclinic import InstitutionFactory, SponsorFactory, UserFactory
+from trials.models import DocumentVersion, Trial, TrialDocument, TrialSite, TrialStatusChange
+
+# A minimal, valid PDF: what an upload of a real document starts with.
+PDF_BYTES = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+
+
+class TrialFactory(factory.django.DjangoModelFactory):
+    """A draft trial led by an institution, with its lead site (as trial_create makes it)."""
+
+    class Meta:
+        model = Trial
+        skip_postgeneration_save = True
+
+    title_zh = factory.Sequence(lambda n: f"CD19 CAR-T 细胞治疗复发难治性B细胞淋巴瘤的临床研究 {n}")
+    title_en = factory.Sequence(lambda n: f"CD19 CAR-T cells for relapsed/refractory B-cell lymphoma {n}")
+    protocol_number = factory.Sequence(lambda n: f"CGT-{2026}-{n:04d}")
+    kind = Trial.Kind.IIT
+    therapy_category = Trial.TherapyCategory.IMMUNE_CELL
+    phase = Trial.Phase.PHASE_1
+    sponsor = factory.SubFactory(SponsorFactory)
+    lead_institution = factory.SubFactory(InstitutionFactory)
+    pi = factory.SubFactory(UserFactory, role=Role.PI, institution=factory.SelfAttribute("..lead_institution"))
+    target_enrolment = 30
+    hgr_status = Trial.HGRStatus.NOT_REQUIRED
+    status = Trial.Status.DRAFT
+
+    @factory.post_generation
+    def lead_site(obj, create, extracted, **kwargs):
+        if create and extracted is not False:
+            TrialSite.objects.create(
+                trial=obj,
+                institution=obj.lead_institution,
+                role=TrialSite.SiteRole.LEAD,
+                site_pi=obj.pi,
+                site_target=obj.target_enrolment,
+                **kwargs,
+            )
+
+
+class TrialSiteFactory(factory.django.DjangoModelFactory):
+    """A participating site."""
+
+    class Meta:
+        model = TrialSite
+
+    trial = factory.SubFactory(TrialFactory)
+    institution = factory.SubFactory(InstitutionFactory)
+    role = TrialSite.SiteRole.PARTICIPATING
+    site_pi = factory.SubFactory(UserFactory, role=Role.PI, institution=factory.SelfAttribute("..institution"))
+    site_target = 10
+
+
+class TrialStatusChangeFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = TrialStatusChange
+
+    trial = factory.SubFactory(TrialFactory)
+    from_status = Trial.Status.DRAFT
+    to_status = Trial.Status.SUBMITTED
+    actor = factory.SubFactory(UserFactory)
+    at = factory.LazyFunction(lambda: datetime.datetime.now(datetime.UTC))
+
+
+class TrialDocumentFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = TrialDocument
+
+    trial = factory.SubFactory(TrialFactory)
+    kind = TrialDocument.Kind.PROTOCOL
+    title = factory.Sequence(lambda n: f"研究方案 {n}")
+
+
+class DocumentVersionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = DocumentVersion
+
+    document = factory.SubFactory(TrialDocumentFactory)
+    number = factory.Sequence(lambda n: n + 1)
+    file = factory.LazyFunction(lambda: ContentFile(PDF_BYTES, name="protocol.pdf"))
+    original_name = "protocol.pdf"
+    content_type = "application/pdf"
+    size = len(PDF_BYTES)
+    sha256 = hashlib.sha256(PDF_BYTES).hexdigest()
+    uploaded_by = factory.SubFactory(UserFactory)

@@ -1,0 +1,382 @@
+"""Trials, their sites with start-up milestones, and versioned trial documents."""
+
+import uuid
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models import Exists, OuterRef, Q
+from django.utils import translation
+from django.utils.translation import gettext_lazy as _
+from simple_history.models import HistoricalRecords
+
+from cgtclinic.models import Department, Institution, Sponsor
+from cgtclinic.roles import Role
+
+
+class TrialQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """The trials a user may see: the one place this rule lives."""
+        if not user.is_authenticated or not user.is_active:
+            return self.none()
+        if user.is_superuser:
+            return self
+        sites = TrialSite.objects.filter(trial=OuterRef("pk"))
+        if user.role in (Role.RESEARCH_OFFICE, Role.ETHICS_OFFICE):
+            return self.filter(
+                Q(lead_institution_id=user.institution_id) | Exists(sites.filter(institution_id=user.institution_id))
+            )
+        if user.role == Role.PI:
+            return self.filter(Q(pi_id=user.pk) | Exists(sites.filter(site_pi_id=user.pk)))
+        if user.role == Role.REGULATOR:
+            return self.filter(
+                Q(lead_institution__region_id=user.region_id)
+                | Exists(sites.filter(institution__region_id=user.region_id))
+            )
+        return self.none()
+
+    def editable_by(self, user):
+        """Trials whose master record a user may change: the lead institution's research office."""
+        if user.is_superuser:
+            return self
+        if user.is_active and user.role == Role.RESEARCH_OFFICE:
+            return self.filter(lead_institution_id=user.institution_id)
+        return self.none()
+
+
+class Trial(models.Model):
+    class Kind(models.TextChoices):
+        IIT = "iit", _("Investigator-initiated trial (IIT)")
+        REGISTRATION = "registration", _("Industry-sponsored registration trial")
+        OTHER = "other", _("Other clinical research")
+
+    class TherapyCategory(models.TextChoices):
+        IMMUNE_CELL = "immune_cell", _("CAR-T and other immune-cell therapy")
+        STEM_CELL = "stem_cell", _("Stem-cell therapy")
+        VIRAL_VECTOR_GENE = "viral_vector_gene", _("Gene therapy with viral vector")
+        GENE_EDITING = "gene_editing", _("Gene editing")
+        NUCLEIC_ACID = "nucleic_acid", _("Nucleic-acid / mRNA therapy")
+        OTHER = "other", _("Other")
+
+    class Phase(models.TextChoices):
+        EARLY = "early", _("Early / exploratory")
+        PHASE_1 = "1", _("Phase I")
+        PHASE_1_2 = "1_2", _("Phase I/II")
+        PHASE_2 = "2", _("Phase II")
+        PHASE_2_3 = "2_3", _("Phase II/III")
+        PHASE_3 = "3", _("Phase III")
+        PHASE_4 = "4", _("Phase IV")
+        NOT_APPLICABLE = "na", _("Not applicable")
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", _("Draft")
+        SUBMITTED = "submitted", _("Submitted")
+        UNDER_REVIEW = "under_review", _("Under review")
+        APPROVED = "approved", _("Approved")
+        ACTIVE = "active", _("Active")
+        ENROLMENT_CLOSED = "enrolment_closed", _("Enrolment closed")
+        COMPLETED = "completed", _("Completed")
+        SUSPENDED = "suspended", _("Suspended")
+        TERMINATED = "terminated", _("Terminated")
+        WITHDRAWN = "withdrawn", _("Withdrawn")
+
+    class HGRStatus(models.TextChoices):
+        NOT_REQUIRED = "not_required", _("Not required")
+        NOT_APPLIED = "not_applied", _("Required, not yet applied")
+        APPLIED = "applied", _("Applied, pending")
+        APPROVED = "approved", _("Approved")
+        FILED = "filed", _("Filed (international cooperation filing)")
+        REJECTED = "rejected", _("Rejected")
+
+    title_zh = models.CharField(_("title (Chinese)"), max_length=300)
+    title_en = models.CharField(_("title (English)"), max_length=300, blank=True)
+    protocol_number = models.CharField(_("protocol number"), max_length=100)
+    kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices)
+    therapy_category = models.CharField(_("therapy category"), max_length=30, choices=TherapyCategory.choices)
+    phase = models.CharField(_("phase"), max_length=10, choices=Phase.choices)
+    sponsor = models.ForeignKey(
+        Sponsor,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="trials",
+        verbose_name=_("sponsor"),
+        help_text=_("The sponsoring enterprise; may be empty for an investigator-initiated trial."),
+    )
+    lead_institution = models.ForeignKey(
+        Institution, on_delete=models.PROTECT, related_name="led_trials", verbose_name=_("lead institution")
+    )
+    department = models.ForeignKey(
+        Department,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="trials",
+        verbose_name=_("department"),
+    )
+    pi = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="trials_as_pi",
+        verbose_name=_("principal investigator"),
+    )
+    target_enrolment = models.PositiveIntegerField(_("target enrolment"))
+    nmpa_approval_number = models.CharField(_("NMPA approval / implied licence number"), max_length=100, blank=True)
+    filing_number = models.CharField(_("national medical-research filing number"), max_length=100, blank=True)
+    chictr_id = models.CharField(
+        _("ChiCTR id"),
+        max_length=20,
+        blank=True,
+        validators=[RegexValidator(r"^ChiCTR\d{10}$", _("A ChiCTR id looks like ChiCTR2400012345."))],
+    )
+    nct_id = models.CharField(
+        _("ClinicalTrials.gov id"),
+        max_length=11,
+        blank=True,
+        validators=[RegexValidator(r"^NCT\d{8}$", _("A ClinicalTrials.gov id looks like NCT01234567."))],
+    )
+    hgr_status = models.CharField(
+        _("human genetic resources approval"), max_length=20, choices=HGRStatus.choices, default=HGRStatus.NOT_APPLIED
+    )
+    hgr_approval_number = models.CharField(_("HGR approval number"), max_length=100, blank=True)
+    status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.DRAFT)
+    status_changed_at = models.DateTimeField(_("status changed at"), null=True, blank=True)
+    # Where a suspension came from, so resuming returns there.
+    status_before_suspension = models.CharField(max_length=20, choices=Status.choices, blank=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="+",
+        null=True,
+        editable=False,
+        verbose_name=_("created by"),
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    objects = TrialQuerySet.as_manager()
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("trial")
+        verbose_name_plural = _("trials")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["lead_institution", "protocol_number"], name="trial_unique_protocol_per_lead"
+            )
+        ]
+        indexes = [models.Index(fields=["status"]), models.Index(fields=["kind", "therapy_category"])]
+
+    def __str__(self) -> str:
+        return f"{self.protocol_number} {self.title}"
+
+    @property
+    def title(self) -> str:
+        lang = translation.get_language() or "zh-hans"
+        if lang.startswith("en") and self.title_en:
+            return self.title_en
+        return self.title_zh
+
+
+class TrialStatusChange(models.Model):
+    """One row per lifecycle step: who moved the trial, from what, to what, when, and why."""
+
+    trial = models.ForeignKey(Trial, on_delete=models.CASCADE, related_name="status_changes", verbose_name=_("trial"))
+    from_status = models.CharField(_("from"), max_length=20, choices=Trial.Status.choices)
+    to_status = models.CharField(_("to"), max_length=20, choices=Trial.Status.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("by")
+    )
+    at = models.DateTimeField(_("at"))
+    reason = models.TextField(_("reason"), blank=True)
+
+    class Meta:
+        ordering = ["trial_id", "at", "id"]
+        verbose_name = _("trial status change")
+        verbose_name_plural = _("trial status changes")
+
+    def __str__(self) -> str:
+        return f"{self.get_from_status_display()} → {self.get_to_status_display()}"
+
+
+class TrialSiteQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """Sites a user may see: own institution's, all sites of trials it leads, a PI's, a region's."""
+        if not user.is_authenticated or not user.is_active:
+            return self.none()
+        if user.is_superuser:
+            return self
+        if user.role in (Role.RESEARCH_OFFICE, Role.ETHICS_OFFICE):
+            return self.filter(
+                Q(institution_id=user.institution_id) | Q(trial__lead_institution_id=user.institution_id)
+            )
+        if user.role == Role.PI:
+            return self.filter(Q(site_pi_id=user.pk) | Q(trial__pi_id=user.pk))
+        if user.role == Role.REGULATOR:
+            return self.filter(institution__region_id=user.region_id)
+        return self.none()
+
+    def editable_by(self, user):
+        """The lead's research office manages every site; a participating office manages its own."""
+        if user.is_superuser:
+            return self
+        if user.is_active and user.role == Role.RESEARCH_OFFICE:
+            return self.filter(
+                Q(institution_id=user.institution_id) | Q(trial__lead_institution_id=user.institution_id)
+            )
+        return self.none()
+
+
+class TrialSite(models.Model):
+    """A trial at one institution, with the dates that measure how long start-up took."""
+
+    class SiteRole(models.TextChoices):
+        LEAD = "lead", _("Lead site")
+        PARTICIPATING = "participating", _("Participating site")
+
+    # Start-up milestones in the order they happen; the services check that order.
+    MILESTONES = (
+        "submission_received_on",
+        "ethics_approved_on",
+        "contract_signed_on",
+        "site_initiated_on",
+        "first_patient_in_on",
+    )
+
+    trial = models.ForeignKey(Trial, on_delete=models.CASCADE, related_name="sites", verbose_name=_("trial"))
+    institution = models.ForeignKey(
+        Institution, on_delete=models.PROTECT, related_name="trial_sites", verbose_name=_("institution")
+    )
+    role = models.CharField(_("site role"), max_length=20, choices=SiteRole.choices)
+    site_pi = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="sites_as_pi",
+        verbose_name=_("site PI"),
+    )
+    site_target = models.PositiveIntegerField(_("site target enrolment"), default=0)
+    submission_received_on = models.DateField(_("submission received"), null=True, blank=True)
+    ethics_approved_on = models.DateField(_("ethics approved"), null=True, blank=True)
+    contract_signed_on = models.DateField(_("contract signed"), null=True, blank=True)
+    site_initiated_on = models.DateField(_("site initiated"), null=True, blank=True)
+    first_patient_in_on = models.DateField(_("first patient in"), null=True, blank=True)
+
+    objects = TrialSiteQuerySet.as_manager()
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["trial_id", "role", "id"]
+        verbose_name = _("trial site")
+        verbose_name_plural = _("trial sites")
+        constraints = [
+            models.UniqueConstraint(fields=["trial", "institution"], name="trial_site_unique_institution"),
+            models.UniqueConstraint(fields=["trial"], condition=Q(role="lead"), name="trial_site_one_lead"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.trial.protocol_number} @ {self.institution}"
+
+    @property
+    def startup_days(self) -> int | None:
+        """Calendar days from submission received to site initiation (Beijing's start-up measure)."""
+        if self.submission_received_on and self.site_initiated_on:
+            return (self.site_initiated_on - self.submission_received_on).days
+        return None
+
+    @property
+    def days_to_first_patient(self) -> int | None:
+        if self.submission_received_on and self.first_patient_in_on:
+            return (self.first_patient_in_on - self.submission_received_on).days
+        return None
+
+
+class TrialDocumentQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """Documents follow their trial, except for regulators: CVs and consent forms hold personal data."""
+        if not user.is_authenticated or not user.is_active:
+            return self.none()
+        if user.is_superuser:
+            return self
+        if user.role == Role.REGULATOR:
+            return self.none()
+        return self.filter(trial__in=Trial.objects.visible_to(user))
+
+
+class TrialDocument(models.Model):
+    class Kind(models.TextChoices):
+        PROTOCOL = "protocol", _("Protocol")
+        ICF = "icf", _("Informed-consent form")
+        IB = "ib", _("Investigator's brochure")
+        CV = "cv", _("Investigator CV")
+        INSURANCE = "insurance", _("Insurance certificate")
+        OTHER = "other", _("Other")
+
+    trial = models.ForeignKey(Trial, on_delete=models.CASCADE, related_name="documents", verbose_name=_("trial"))
+    kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices)
+    title = models.CharField(_("title"), max_length=200)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    objects = TrialDocumentQuerySet.as_manager()
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["trial_id", "kind", "title"]
+        verbose_name = _("trial document")
+        verbose_name_plural = _("trial documents")
+        constraints = [models.UniqueConstraint(fields=["trial", "kind", "title"], name="trial_document_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.title}"
+
+    @property
+    def current_version(self):
+        return self.versions.order_by("-number").first()
+
+
+def _version_upload_to(instance, filename: str) -> str:
+    # A fresh name per upload: a stored file is never overwritten, whatever the user called it.
+    suffix = filename.rsplit(".", 1)[-1].lower() if "." in filename else "bin"
+    return f"documents/{instance.document.trial_id}/{instance.sha256[:2]}/{uuid.uuid4().hex}.{suffix}"
+
+
+class DocumentVersionQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        return self.filter(document__in=TrialDocument.objects.visible_to(user))
+
+
+class DocumentVersion(models.Model):
+    """An uploaded file. Versions are only ever added; earlier ones stay available."""
+
+    document = models.ForeignKey(
+        TrialDocument, on_delete=models.PROTECT, related_name="versions", verbose_name=_("document")
+    )
+    number = models.PositiveIntegerField(_("version"))
+    version_label = models.CharField(
+        _("version label"), max_length=50, blank=True, help_text=_("As printed on the document, e.g. V2.0")
+    )
+    version_date = models.DateField(_("version date"), null=True, blank=True)
+    file = models.FileField(_("file"), upload_to=_version_upload_to, max_length=300)
+    original_name = models.CharField(_("original file name"), max_length=255)
+    content_type = models.CharField(_("content type"), max_length=100)
+    size = models.PositiveBigIntegerField(_("size (bytes)"))
+    sha256 = models.CharField(_("SHA-256"), max_length=64)
+    note = models.CharField(_("change note"), max_length=300, blank=True)
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("uploaded by")
+    )
+    uploaded_at = models.DateTimeField(_("uploaded at"), auto_now_add=True)
+
+    objects = DocumentVersionQuerySet.as_manager()
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["document_id", "number"]
+        verbose_name = _("document version")
+        verbose_name_plural = _("document versions")
+        constraints = [models.UniqueConstraint(fields=["document", "number"], name="document_version_unique_number")]
+
+    def __str__(self) -> str:
+        return f"{self.document} v{self.number}"

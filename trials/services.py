@@ -1,0 +1,366 @@
+"""Writes to trials, sites and documents. Every lifecycle step is one function here."""
+
+from datetime import date
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from cgtclinic.errors import DomainError, TransitionNotAllowed
+from cgtclinic.models import User
+from cgtclinic.roles import Role
+from trials.models import DocumentVersion, Trial, TrialDocument, TrialSite, TrialStatusChange
+from trials.uploads import check_upload
+
+S = Trial.Status
+
+# Fields of the master record that staff edit directly; status only moves through the functions below.
+TRIAL_EDITABLE_FIELDS = (
+    "title_zh",
+    "title_en",
+    "protocol_number",
+    "kind",
+    "therapy_category",
+    "phase",
+    "sponsor",
+    "lead_institution",
+    "department",
+    "pi",
+    "target_enrolment",
+    "nmpa_approval_number",
+    "filing_number",
+    "chictr_id",
+    "nct_id",
+    "hgr_status",
+    "hgr_approval_number",
+)
+SITE_EDITABLE_FIELDS = ("site_pi", "site_target", *TrialSite.MILESTONES)
+
+
+def _as_domain_error(exc: ValidationError) -> DomainError:
+    messages = exc.message_dict if hasattr(exc, "error_dict") else {None: exc.messages}
+    field, texts = next(iter(messages.items()))
+    return DomainError(" ".join(str(t) for t in texts), code="invalid", field=field if field != "__all__" else None)
+
+
+def _deny(message=None) -> DomainError:
+    return DomainError(message or _("You are not allowed to do this for this trial."), code="permission_denied")
+
+
+def _acts_for_lead(actor: User, trial: Trial, roles: set[str]) -> bool:
+    """Whether the actor holds one of the roles on the trial's lead side."""
+    if actor.is_superuser:
+        return True
+    if not actor.is_active or actor.role not in roles:
+        return False
+    if actor.role == Role.PI:
+        return trial.pi_id == actor.pk
+    return actor.institution_id == trial.lead_institution_id
+
+
+# Who may take each step, on the lead side.
+_PI_OR_OFFICE = {Role.PI, Role.RESEARCH_OFFICE}
+_OFFICES = {Role.RESEARCH_OFFICE, Role.ETHICS_OFFICE}
+_RESEARCH_OFFICE = {Role.RESEARCH_OFFICE}
+
+
+def _transition(
+    *,
+    trial: Trial,
+    actor: User,
+    to: str,
+    allowed_from: set[str],
+    roles: set[str],
+    reason: str = "",
+    reason_required: bool = False,
+) -> Trial:
+    if reason_required and not reason.strip():
+        raise DomainError(_("Please give a reason."), code="reason_required", field="reason")
+    with transaction.atomic():
+        locked = Trial.objects.select_for_update().get(pk=trial.pk)
+        if not _acts_for_lead(actor, locked, roles):
+            raise _deny()
+        if locked.status not in allowed_from:
+            raise TransitionNotAllowed(
+                _("A trial that is “%(current)s” cannot become “%(target)s”. It can from: %(allowed)s.")
+                % {
+                    "current": locked.get_status_display(),
+                    "target": S(to).label,
+                    "allowed": "、".join(str(S(s).label) for s in sorted(allowed_from)),
+                }
+            )
+        from_status = locked.status
+        now = timezone.now()
+        if to == S.SUSPENDED:
+            locked.status_before_suspension = from_status
+        elif from_status == S.SUSPENDED:
+            locked.status_before_suspension = ""
+        locked.status = to
+        locked.status_changed_at = now
+        locked._history_user = actor
+        locked.save(update_fields=["status", "status_changed_at", "status_before_suspension", "updated_at"])
+        TrialStatusChange.objects.create(
+            trial=locked, from_status=from_status, to_status=to, actor=actor, at=now, reason=reason.strip()
+        )
+    return locked
+
+
+def trial_submit(*, trial: Trial, actor: User) -> Trial:
+    """The PI or research office submits a drafted trial for review."""
+    return _transition(trial=trial, actor=actor, to=S.SUBMITTED, allowed_from={S.DRAFT}, roles=_PI_OR_OFFICE)
+
+
+def trial_start_review(*, trial: Trial, actor: User) -> Trial:
+    return _transition(trial=trial, actor=actor, to=S.UNDER_REVIEW, allowed_from={S.SUBMITTED}, roles=_OFFICES)
+
+
+def trial_approve(*, trial: Trial, actor: User) -> Trial:
+    return _transition(trial=trial, actor=actor, to=S.APPROVED, allowed_from={S.UNDER_REVIEW}, roles=_OFFICES)
+
+
+def trial_activate(*, trial: Trial, actor: User) -> Trial:
+    return _transition(trial=trial, actor=actor, to=S.ACTIVE, allowed_from={S.APPROVED}, roles=_RESEARCH_OFFICE)
+
+
+def trial_close_enrolment(*, trial: Trial, actor: User) -> Trial:
+    return _transition(trial=trial, actor=actor, to=S.ENROLMENT_CLOSED, allowed_from={S.ACTIVE}, roles=_RESEARCH_OFFICE)
+
+
+def trial_complete(*, trial: Trial, actor: User) -> Trial:
+    return _transition(
+        trial=trial, actor=actor, to=S.COMPLETED, allowed_from={S.ENROLMENT_CLOSED}, roles=_RESEARCH_OFFICE
+    )
+
+
+def trial_suspend(*, trial: Trial, actor: User, reason: str) -> Trial:
+    return _transition(
+        trial=trial,
+        actor=actor,
+        to=S.SUSPENDED,
+        allowed_from={S.APPROVED, S.ACTIVE, S.ENROLMENT_CLOSED},
+        roles=_OFFICES,
+        reason=reason,
+        reason_required=True,
+    )
+
+
+def trial_resume(*, trial: Trial, actor: User, reason: str = "") -> Trial:
+    """Lift a suspension: the trial returns to the state it was suspended from."""
+    current = Trial.objects.only("status", "status_before_suspension").get(pk=trial.pk)
+    target = current.status_before_suspension or S.ACTIVE
+    return _transition(trial=trial, actor=actor, to=target, allowed_from={S.SUSPENDED}, roles=_OFFICES, reason=reason)
+
+
+def trial_terminate(*, trial: Trial, actor: User, reason: str) -> Trial:
+    return _transition(
+        trial=trial,
+        actor=actor,
+        to=S.TERMINATED,
+        allowed_from={S.APPROVED, S.ACTIVE, S.ENROLMENT_CLOSED, S.SUSPENDED},
+        roles=_OFFICES,
+        reason=reason,
+        reason_required=True,
+    )
+
+
+def trial_withdraw(*, trial: Trial, actor: User, reason: str) -> Trial:
+    return _transition(
+        trial=trial,
+        actor=actor,
+        to=S.WITHDRAWN,
+        allowed_from={S.DRAFT, S.SUBMITTED, S.UNDER_REVIEW},
+        roles=_PI_OR_OFFICE,
+        reason=reason,
+        reason_required=True,
+    )
+
+
+def check_trial_fields(*, actor: User, trial: Trial | None, data: dict) -> None:
+    """Rules on the master record beyond field validation: who may create or change it, and what."""
+    lead = data.get("lead_institution") or (trial.lead_institution if trial else None)
+    if not actor.is_superuser:
+        if actor.role != Role.RESEARCH_OFFICE:
+            raise _deny(_("Only the research office of the lead institution may create or edit a trial record."))
+        if lead is None or lead.pk != actor.institution_id:
+            raise DomainError(
+                _("You can only record trials led by your own institution."),
+                code="permission_denied",
+                field="lead_institution",
+            )
+    lead_changed = "lead_institution" in data and trial is not None
+    if lead_changed and trial.status != S.DRAFT and data["lead_institution"].pk != trial.lead_institution_id:
+        raise DomainError(
+            _("The lead institution cannot change once the trial has been submitted."),
+            field="lead_institution",
+        )
+    pi = data.get("pi")
+    if pi is not None and pi.role != Role.PI:
+        raise DomainError(_("The principal investigator must be a person with the PI role."), field="pi")
+    department = data.get("department")
+    if department is not None and lead is not None and department.institution_id != lead.pk:
+        raise DomainError(_("The department must belong to the lead institution."), field="department")
+
+
+def trial_create(*, actor: User, **data) -> Trial:
+    """Record a new trial as a draft, with its lead site."""
+    unknown = set(data) - set(TRIAL_EDITABLE_FIELDS)
+    if unknown:
+        raise DomainError(_("Unknown fields: %(fields)s") % {"fields": ", ".join(sorted(unknown))})
+    check_trial_fields(actor=actor, trial=None, data=data)
+    trial = Trial(**data, status=S.DRAFT, created_by=actor)
+    try:
+        trial.full_clean()
+    except ValidationError as exc:
+        raise _as_domain_error(exc) from exc
+    with transaction.atomic():
+        trial._history_user = actor
+        trial.save()
+        site = TrialSite(
+            trial=trial,
+            institution=trial.lead_institution,
+            role=TrialSite.SiteRole.LEAD,
+            site_pi=trial.pi,
+            site_target=trial.target_enrolment,
+        )
+        site._history_user = actor
+        site.save()
+    return trial
+
+
+def trial_update(*, trial: Trial, actor: User, **data) -> Trial:
+    unknown = set(data) - set(TRIAL_EDITABLE_FIELDS)
+    if unknown:
+        raise DomainError(_("Unknown fields: %(fields)s") % {"fields": ", ".join(sorted(unknown))})
+    check_trial_fields(actor=actor, trial=trial, data=data)
+    with transaction.atomic():
+        locked = Trial.objects.select_for_update().get(pk=trial.pk)
+        for field, value in data.items():
+            setattr(locked, field, value)
+        try:
+            locked.full_clean()
+        except ValidationError as exc:
+            raise _as_domain_error(exc) from exc
+        locked._history_user = actor
+        locked.save()
+    return locked
+
+
+def check_site_fields(*, actor: User, trial: Trial, site: TrialSite | None, data: dict) -> None:
+    """Who may manage a site, and that its start-up milestones are real, in order and not in the future."""
+    institution = data.get("institution") or (site.institution if site else None)
+    if not actor.is_superuser:
+        if actor.role != Role.RESEARCH_OFFICE or actor.institution_id not in (
+            trial.lead_institution_id,
+            institution.pk if institution else None,
+        ):
+            raise _deny(_("Only the research office of the lead or of this site's institution may manage the site."))
+        if site is None and actor.institution_id != trial.lead_institution_id:
+            raise _deny(_("Only the lead institution's research office may add sites to a trial."))
+    site_pi = data.get("site_pi")
+    if site_pi is not None and (
+        site_pi.role != Role.PI or institution is None or site_pi.institution_id != institution.pk
+    ):
+        raise DomainError(_("The site PI must be a PI of the site's institution."), field="site_pi")
+    today = timezone.localdate()
+    previous_name, previous_date = None, None
+    for name in TrialSite.MILESTONES:
+        value: date | None = data.get(name, getattr(site, name, None) if site else None)
+        if value is None:
+            continue
+        if value > today:
+            raise DomainError(
+                _("“%(milestone)s” cannot be in the future.")
+                % {"milestone": TrialSite._meta.get_field(name).verbose_name},
+                field=name,
+            )
+        if previous_date and value < previous_date:
+            raise DomainError(
+                _("“%(later)s” (%(later_date)s) cannot be earlier than “%(earlier)s” (%(earlier_date)s).")
+                % {
+                    "later": TrialSite._meta.get_field(name).verbose_name,
+                    "later_date": value,
+                    "earlier": TrialSite._meta.get_field(previous_name).verbose_name,
+                    "earlier_date": previous_date,
+                },
+                field=name,
+            )
+        previous_name, previous_date = name, value
+
+
+def site_add(*, trial: Trial, actor: User, institution, site_pi=None, site_target: int = 0, **milestones) -> TrialSite:
+    """Add a participating site to a trial (the lead site is created with the trial)."""
+    data = {"institution": institution, "site_pi": site_pi, "site_target": site_target, **milestones}
+    check_site_fields(actor=actor, trial=trial, site=None, data=data)
+    if TrialSite.objects.filter(trial=trial, institution=institution).exists():
+        raise DomainError(_("This institution is already a site of the trial."), field="institution")
+    site = TrialSite(trial=trial, role=TrialSite.SiteRole.PARTICIPATING, **data)
+    try:
+        site.full_clean()
+    except ValidationError as exc:
+        raise _as_domain_error(exc) from exc
+    site._history_user = actor
+    site.save()
+    return site
+
+
+def site_update(*, site: TrialSite, actor: User, **data) -> TrialSite:
+    unknown = set(data) - set(SITE_EDITABLE_FIELDS)
+    if unknown:
+        raise DomainError(_("Unknown fields: %(fields)s") % {"fields": ", ".join(sorted(unknown))})
+    check_site_fields(actor=actor, trial=site.trial, site=site, data=data)
+    with transaction.atomic():
+        locked = TrialSite.objects.select_for_update().get(pk=site.pk)
+        for field, value in data.items():
+            setattr(locked, field, value)
+        try:
+            locked.full_clean()
+        except ValidationError as exc:
+            raise _as_domain_error(exc) from exc
+        locked._history_user = actor
+        locked.save()
+    return locked
+
+
+def document_add_version(
+    *,
+    trial: Trial,
+    actor: User,
+    kind: str,
+    title: str,
+    uploaded_file,
+    version_label: str = "",
+    version_date: date | None = None,
+    note: str = "",
+) -> DocumentVersion:
+    """Store a new version of a trial document. Earlier versions are kept; nothing is overwritten."""
+    if not Trial.objects.visible_to(actor).filter(pk=trial.pk).exists() or not (
+        actor.is_superuser or actor.role in (Role.RESEARCH_OFFICE, Role.PI)
+    ):
+        raise _deny()
+    if kind not in TrialDocument.Kind.values:
+        raise DomainError(_("Unknown document kind."), field="kind")
+    if not title.strip():
+        raise DomainError(_("Please give the document a title."), field="title")
+    checked = check_upload(uploaded_file)
+    with transaction.atomic():
+        document, _created = TrialDocument.objects.get_or_create(trial=trial, kind=kind, title=title.strip())
+        # Lock the document so two uploads at once get consecutive numbers.
+        document = TrialDocument.objects.select_for_update().get(pk=document.pk)
+        last = document.versions.order_by("-number").values_list("number", flat=True).first() or 0
+        version = DocumentVersion(
+            document=document,
+            number=last + 1,
+            version_label=version_label,
+            version_date=version_date,
+            original_name=uploaded_file.name[:255],
+            content_type=checked.content_type,
+            size=checked.size,
+            sha256=checked.sha256,
+            note=note,
+            uploaded_by=actor,
+        )
+        version.file.save(uploaded_file.name, uploaded_file, save=False)
+        version._history_user = actor
+        version.save()
+    return version
