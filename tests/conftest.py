@@ -10,6 +10,11 @@ def _test_settings(settings, tmp_path):
     """Uploaded files go to a per-test directory; passwords hash fast (PBKDF2 would dominate run time)."""
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # The manifest needs collectstatic, which production runs at build time and tests do not.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
 
 
 @pytest.fixture

@@ -1,0 +1,150 @@
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
+from django.utils.translation import gettext_lazy as _
+
+from cgtclinic import services
+from cgtclinic.admin_base import ScopedAdmin, ServiceFormMixin, with_actor
+from cgtclinic.models import Department, Institution, PolicyParameter, PolicyTarget, Region, Sponsor, User
+from cgtclinic.roles import INSTITUTION_ROLES, Role
+
+
+@admin.register(Region)
+class RegionAdmin(ScopedAdmin):
+    list_display = ["code", "name_zh", "name_en"]
+    search_fields = ["code", "name_zh", "name_en"]
+
+
+class DepartmentInline(admin.TabularInline):
+    model = Department
+    fields = ["name_zh", "name_en"]
+    extra = 0
+    show_change_link = True
+
+
+@admin.register(Institution)
+class InstitutionAdmin(ScopedAdmin):
+    list_display = ["name_zh", "name_en", "short_name", "region", "grade", "is_active"]
+    list_filter = ["region", "grade", "is_active"]
+    search_fields = ["name_zh", "name_en", "short_name", "credit_code"]
+    list_select_related = ["region"]
+    autocomplete_fields = ["region"]
+    inlines = [DepartmentInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        # A hospital's research office keeps its own record current but cannot move it to another region.
+        return [] if request.user.is_superuser else ["region", "credit_code"]
+
+
+@admin.register(Department)
+class DepartmentAdmin(ScopedAdmin):
+    list_display = ["name_zh", "name_en", "institution"]
+    list_filter = ["institution__region"]
+    search_fields = ["name_zh", "name_en", "institution__name_zh"]
+    list_select_related = ["institution"]
+    autocomplete_fields = ["institution"]
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "institution":
+            kwargs["queryset"] = Institution.objects.editable_by(request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+@admin.register(Sponsor)
+class SponsorAdmin(ScopedAdmin):
+    list_display = ["name_zh", "name_en", "kind", "region", "is_cgt_enterprise", "credit_code"]
+    list_filter = ["region", "kind", "is_cgt_enterprise"]
+    search_fields = ["name_zh", "name_en", "credit_code"]
+    list_select_related = ["region"]
+    autocomplete_fields = ["region"]
+
+
+class PersonChangeForm(ServiceFormMixin, UserChangeForm):
+    class Meta(UserChangeForm.Meta):
+        model = User
+        fields = "__all__"
+
+    def clean(self):
+        cleaned = super().clean()
+        self.run_check(services.check_person_fields, person=self.instance, data=cleaned)
+        return cleaned
+
+
+class PersonCreationForm(ServiceFormMixin, AdminUserCreationForm):
+    class Meta(AdminUserCreationForm.Meta):
+        model = User
+        fields = ["username", "full_name", "role", "institution", "department", "region", "email", "phone"]
+
+    def clean(self):
+        cleaned = super().clean()
+        self.run_check(services.check_person_fields, person=None, data=cleaned)
+        return cleaned
+
+
+@admin.register(User)
+class PersonAdmin(ScopedAdmin, DjangoUserAdmin):
+    form = PersonChangeForm
+    add_form = PersonCreationForm
+    list_display = ["username", "full_name", "role", "institution", "department", "region", "is_active"]
+    list_filter = ["role", "is_active", "institution__region"]
+    search_fields = ["username", "full_name", "email", "institution__name_zh"]
+    list_select_related = ["institution", "department", "region"]
+    autocomplete_fields = ["institution", "department", "region"]
+    ordering = ["username"]
+    filter_horizontal = []
+    fieldsets = [
+        (None, {"fields": ["username", "password"]}),
+        (_("Person"), {"fields": ["full_name", "professional_title", "email", "phone"]}),
+        (_("Role"), {"fields": ["role", "institution", "department", "region"]}),
+        (_("Access"), {"fields": ["is_active", "is_superuser", "last_login", "date_joined"]}),
+    ]
+    add_fieldsets = [
+        (None, {"fields": ["username", "usable_password", "password1", "password2"]}),
+        (_("Person"), {"fields": ["full_name", "email", "phone"]}),
+        (_("Role"), {"fields": ["role", "institution", "department", "region"]}),
+    ]
+    readonly_fields = ["last_login", "date_joined"]
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if request.user.is_superuser:
+            return fieldsets
+        # Research offices never see the switch that makes a system administrator.
+        return [
+            (name, {**opts, "fields": [f for f in opts["fields"] if f != "is_superuser"]}) for name, opts in fieldsets
+        ]
+
+    def get_form(self, request, obj=None, **kwargs):
+        return with_actor(super().get_form(request, obj, **kwargs), request.user)
+
+    def formfield_for_choice_field(self, db_field, request, **kwargs):
+        if db_field.name == "role" and not request.user.is_superuser:
+            kwargs["choices"] = [(r.value, r.label) for r in Role if r in INSTITUTION_ROLES]
+        return super().formfield_for_choice_field(db_field, request, **kwargs)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "institution" and not request.user.is_superuser:
+            kwargs["queryset"] = Institution.objects.filter(pk=request.user.institution_id)
+        if db_field.name == "department" and not request.user.is_superuser:
+            kwargs["queryset"] = Department.objects.filter(institution_id=request.user.institution_id)
+        if db_field.name == "region" and not request.user.is_superuser:
+            kwargs["queryset"] = Region.objects.none()
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+@admin.register(PolicyParameter)
+class PolicyParameterAdmin(ScopedAdmin):
+    list_display = ["code", "name_zh", "region", "value", "unit", "effective_from", "effective_to", "source_clause"]
+    list_filter = ["region", "unit", "source_document"]
+    search_fields = ["code", "name_zh", "name_en", "source_clause", "source_quote"]
+    list_select_related = ["region"]
+    autocomplete_fields = ["region"]
+
+
+@admin.register(PolicyTarget)
+class PolicyTargetAdmin(ScopedAdmin):
+    list_display = ["region", "metric", "target_value", "period_start", "deadline_year", "source_clause"]
+    list_filter = ["region", "metric"]
+    search_fields = ["source_clause", "source_quote"]
+    list_select_related = ["region"]
+    autocomplete_fields = ["region"]

@@ -1,0 +1,27 @@
+"""Writes to the registry: the rule on who may record which person with which role."""
+
+from django.utils.translation import gettext as _
+
+from cgtclinic.errors import DomainError
+from cgtclinic.models import User
+from cgtclinic.roles import INSTITUTION_ROLES, Role
+
+
+def check_person_fields(*, actor: User, person: User | None, data: dict) -> None:
+    """A research office records people of its own institution, in institution roles only, never admins."""
+    if actor.is_superuser:
+        return
+    if actor.role != Role.RESEARCH_OFFICE:
+        raise DomainError(_("Only the research office may record people."), code="permission_denied")
+    if person is not None and person.institution_id != actor.institution_id:
+        raise DomainError(_("You can only edit people of your own institution."), code="permission_denied")
+    role = data.get("role", person.role if person else None)
+    if role not in INSTITUTION_ROLES:
+        raise DomainError(
+            _("A research office can record research-office, ethics-office staff and PIs only."), field="role"
+        )
+    institution = data.get("institution", person.institution if person else None)
+    if institution is None or institution.pk != actor.institution_id:
+        raise DomainError(_("You can only record people of your own institution."), field="institution")
+    if data.get("is_superuser"):
+        raise DomainError(_("Only a system administrator can grant administrator rights."), field="is_superuser")
