@@ -1,33 +1,46 @@
-# make run: install, migrate, seed, and start web + Celery worker + beat (Ctrl-C stops all).
+# make run:  install into .venv, migrate, load the policy seeds and demo data, and start the web server,
+#            a Celery worker and Celery beat together (Procfile, through honcho); Ctrl-C stops all three.
+#            SQLite and kombu's filesystem broker unless DATABASE_URL / REDIS_URL are set (or in .env).
 # make test: the whole suite against the real PostgreSQL and Redis on this machine.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
+# honcho reads .env (if present) for both the one-off commands and the three processes, so they agree.
+HONCHO_RUN := $(BIN)/honcho run
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/cgtclinic
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+PYTEST_ARGS ?=
+# collectstatic compresses every file (gzip and brotli) and takes a minute, so it reruns only when its inputs
+# change. With CGT_DATA_DIR set elsewhere in .env only, the target is never found here and it simply runs each time.
+STATIC_MANIFEST := $(or $(CGT_DATA_DIR),var)/static/staticfiles.json
+STATIC_SOURCES := $(shell find cgtclinic trials ethics subsidies -path '*/static/*' -type f 2>/dev/null)
 
 .PHONY: run test install install-dev lint format messages bench clean
 
 $(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "cgtclinic needs Python 3.11; set PYTHON=/path/to/python3.11")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed: requirements.txt | $(BIN)/python
-	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --requirement requirements.txt
 	touch $@
 
 $(VENV)/.installed-dev: requirements.txt requirements-dev.txt $(VENV)/.installed
-	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(BIN)/pip install --quiet --requirement requirements-dev.txt
 	touch $@
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
-run: install
-	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
-	$(BIN)/python manage.py load_seeds --demo
-	$(BIN)/honcho --procfile Procfile start
+$(STATIC_MANIFEST): $(VENV)/.installed $(STATIC_SOURCES)
+	$(HONCHO_RUN) $(BIN)/python manage.py collectstatic --noinput --verbosity 0
+
+run: install $(STATIC_MANIFEST)
+	$(HONCHO_RUN) $(BIN)/python manage.py migrate --noinput
+	$(HONCHO_RUN) $(BIN)/python manage.py load_seeds --demo
+	@echo "Starting web (http://127.0.0.1:8000/admin/), Celery worker and Celery beat; Ctrl-C stops all three."
+	$(BIN)/honcho start
 
 test: install-dev
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest $(PYTEST_ARGS)

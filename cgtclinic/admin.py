@@ -1,3 +1,4 @@
+from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
@@ -5,7 +6,16 @@ from django.utils.translation import gettext_lazy as _
 
 from cgtclinic import services
 from cgtclinic.admin_base import ScopedAdmin, ServiceFormMixin, with_actor
-from cgtclinic.models import Department, Institution, PolicyParameter, PolicyTarget, Region, Sponsor, User
+from cgtclinic.models import (
+    Department,
+    Institution,
+    NotificationWebhook,
+    PolicyParameter,
+    PolicyTarget,
+    Region,
+    Sponsor,
+    User,
+)
 from cgtclinic.roles import INSTITUTION_ROLES, Role
 
 
@@ -94,7 +104,7 @@ class PersonAdmin(ScopedAdmin, DjangoUserAdmin):
     filter_horizontal = []
     fieldsets = [
         (None, {"fields": ["username", "password"]}),
-        (_("Person"), {"fields": ["full_name", "professional_title", "email", "phone"]}),
+        (_("Person"), {"fields": ["full_name", "professional_title", "email", "phone", "language"]}),
         (_("Role"), {"fields": ["role", "institution", "department", "region"]}),
         (_("Access"), {"fields": ["is_active", "is_superuser", "last_login", "date_joined"]}),
     ]
@@ -148,3 +158,28 @@ class PolicyTargetAdmin(ScopedAdmin):
     search_fields = ["source_clause", "source_quote"]
     list_select_related = ["region"]
     autocomplete_fields = ["region"]
+
+
+@admin.register(NotificationWebhook)
+class NotificationWebhookAdmin(ScopedAdmin):
+    list_display = ["name", "institution", "kind", "topics", "is_active"]
+    list_filter = ["kind", "is_active", "institution__region"]
+    search_fields = ["name", "topics", "institution__name_zh"]
+    list_select_related = ["institution"]
+    autocomplete_fields = ["institution"]
+    fields = ["institution", "name", "kind", "url", "secret", "topics", "is_active"]
+
+    def get_form(self, request, obj=None, **kwargs):
+        # The secret is kept when the form is saved unchanged, but never shown on screen.
+        kwargs["widgets"] = {"secret": forms.PasswordInput(render_value=True)}
+        return super().get_form(request, obj, **kwargs)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "institution":
+            kwargs["queryset"] = Institution.objects.editable_by(request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name == "url":
+            kwargs["assume_scheme"] = "https"  # only https addresses are accepted anyway
+        return super().formfield_for_dbfield(db_field, request, **kwargs)

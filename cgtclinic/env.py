@@ -1,7 +1,8 @@
 """Typed readers for settings taken from the environment.
 
-Each raises ImproperlyConfigured on a value it cannot parse, so a typo in a deployment fails at start-up
-instead of silently falling back to a default.
+A variable that is unset or blank takes its default, so docker-compose can pass ``${NAME:-}`` through.
+Each reader raises ImproperlyConfigured on a value it cannot parse, so a typo in a deployment fails at
+start-up instead of silently falling back to a default.
 """
 
 import os
@@ -9,34 +10,38 @@ import os
 from django.core.exceptions import ImproperlyConfigured
 
 _TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+_FALSE = {"0", "false", "no", "off"}
 
 # Every variable name the settings asked for; docker-compose.yml is tested against this set.
 READ_NAMES: set[str] = set()
 
 
-def env_str(name: str, default: str = "") -> str:
+def _raw(name: str) -> str | None:
+    """The stripped value, or None when the variable is unset or blank."""
     READ_NAMES.add(name)
-    return os.environ.get(name, default)
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
+def env_str(name: str, default: str = "") -> str:
+    raw = _raw(name)
+    return default if raw is None else raw
 
 
 def env_bool(name: str, default: bool = False) -> bool:
-    READ_NAMES.add(name)
-    raw = os.environ.get(name)
+    raw = _raw(name)
     if raw is None:
         return default
-    value = raw.strip().lower()
-    if value in _TRUE:
+    if raw.lower() in _TRUE:
         return True
-    if value in _FALSE:
+    if raw.lower() in _FALSE:
         return False
-    raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), got {raw!r}")
+    raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false, yes/no, on/off), got {raw!r}")
 
 
 def env_int(name: str, default: int) -> int:
-    READ_NAMES.add(name)
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
+    raw = _raw(name)
+    if raw is None:
         return default
     try:
         return int(raw)
@@ -45,8 +50,17 @@ def env_int(name: str, default: int) -> int:
 
 
 def env_list(name: str, default: list[str]) -> list[str]:
-    READ_NAMES.add(name)
-    raw = os.environ.get(name)
+    """A comma-separated list; blank items are dropped."""
+    raw = _raw(name)
     if raw is None:
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = _raw(name)
+    if raw is None:
+        return default
+    if raw not in choices:
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw

@@ -1,7 +1,11 @@
 """Registry rows every app uses: regions, institutions, departments, sponsors, people, policy values."""
 
+import ipaddress
+import re
 from decimal import Decimal
+from urllib.parse import parse_qs, urlsplit
 
+from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
 from django.contrib.auth.validators import UnicodeUsernameValidator
@@ -35,11 +39,20 @@ class BilingualNameMixin(models.Model):
         return self.name_zh
 
 
+class PublicDirectoryQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """Regions and sponsors are a public directory for every signed-in role."""
+        if not user.is_authenticated or not user.is_active:
+            return self.none()
+        return self
+
+
 class Region(BilingualNameMixin):
     """A provincial-level division (province or municipality) whose policies apply to its institutions."""
 
     code = models.SlugField(_("code"), max_length=20, unique=True)
 
+    objects = PublicDirectoryQuerySet.as_manager()
     history = HistoricalRecords()
 
     class Meta:
@@ -130,6 +143,7 @@ class Sponsor(BilingualNameMixin):
     credit_code = models.CharField(_("unified social credit code"), max_length=18, unique=True, null=True, blank=True)
     is_cgt_enterprise = models.BooleanField(_("CGT enterprise"), default=False)
 
+    objects = PublicDirectoryQuerySet.as_manager()
     history = HistoricalRecords()
 
     class Meta:
@@ -206,6 +220,13 @@ class User(AbstractBaseUser, PermissionsMixin):
         verbose_name=_("region"),
         help_text=_("Only for regulators: the region whose data they may read."),
     )
+    language = models.CharField(
+        _("language"),
+        max_length=10,
+        choices=settings.LANGUAGES,
+        default=settings.LANGUAGE_CODE,
+        help_text=_("The language of the messages this person receives."),
+    )
     is_active = models.BooleanField(_("active"), default=True)
     date_joined = models.DateTimeField(_("date joined"), default=timezone.now)
 
@@ -222,11 +243,11 @@ class User(AbstractBaseUser, PermissionsMixin):
         verbose_name_plural = _("people")
         constraints = [
             models.CheckConstraint(
-                condition=~Q(role__in=[r.value for r in INSTITUTION_ROLES]) | Q(institution__isnull=False),
+                condition=~Q(role__in=sorted(r.value for r in INSTITUTION_ROLES)) | Q(institution__isnull=False),
                 name="user_institution_role_has_institution",
             ),
             models.CheckConstraint(
-                condition=~Q(role__in=[r.value for r in REGION_ROLES]) | Q(region__isnull=False),
+                condition=~Q(role__in=sorted(r.value for r in REGION_ROLES)) | Q(region__isnull=False),
                 name="user_regulator_has_region",
             ),
         ]
@@ -295,12 +316,18 @@ class PolicyParameter(models.Model):
         ordering = ["code", "region__code", "effective_from"]
         verbose_name = _("policy parameter")
         verbose_name_plural = _("policy parameters")
+        # Two constraints rather than NULLS NOT DISTINCT, which SQLite (make run's default) does not support.
         constraints = [
             models.UniqueConstraint(
                 fields=["code", "region", "effective_from"],
+                condition=Q(region__isnull=False),
                 name="policy_parameter_unique_period",
-                nulls_distinct=False,
-            )
+            ),
+            models.UniqueConstraint(
+                fields=["code", "effective_from"],
+                condition=Q(region__isnull=True),
+                name="policy_parameter_unique_national_period",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -350,3 +377,162 @@ class PolicyTarget(models.Model):
 
     def __str__(self) -> str:
         return f"{self.region}: {self.get_metric_display()} ≥ {self.target_value} ({self.deadline_year})"
+
+
+class NotificationQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """Everyone reads only their own inbox."""
+        if not user.is_authenticated or not user.is_active:
+            return self.none()
+        return self.filter(recipient_id=user.pk)
+
+    def unread(self):
+        return self.filter(read_at__isnull=True)
+
+
+class Notification(models.Model):
+    """An in-app message; e-mail and webhook copies are sent by the channels in cgtclinic.notifications."""
+
+    recipient = models.ForeignKey(
+        "cgtclinic.User", on_delete=models.CASCADE, related_name="notifications", verbose_name=_("recipient")
+    )
+    # What caused it, e.g. "continuing_review.upcoming"; with event_key it makes a notification happen once.
+    topic = models.CharField(_("topic"), max_length=80)
+    event_key = models.CharField(_("event key"), max_length=200)
+    subject = models.CharField(_("subject"), max_length=200)
+    body = models.TextField(_("message"))
+    link = models.CharField(_("link"), max_length=300, blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    read_at = models.DateTimeField(_("read at"), null=True, blank=True)
+
+    objects = NotificationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("notification")
+        verbose_name_plural = _("notifications")
+        constraints = [
+            models.UniqueConstraint(fields=["recipient", "topic", "event_key"], name="notification_once_per_event")
+        ]
+        indexes = [
+            models.Index(fields=["recipient", "created_at"]),
+            models.Index(fields=["recipient"], condition=Q(read_at__isnull=True), name="notification_unread_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.subject
+
+
+class NotificationWebhookQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """A hospital's research office manages its own robots; nobody else sees them (they hold access keys)."""
+        if not user.is_authenticated or not user.is_active:
+            return self.none()
+        if user.is_superuser:
+            return self
+        if user.role == Role.RESEARCH_OFFICE:
+            return self.filter(institution_id=user.institution_id)
+        return self.none()
+
+    def editable_by(self, user):
+        return self.visible_to(user)
+
+    def active(self):
+        return self.filter(is_active=True)
+
+
+class NotificationWebhook(models.Model):
+    """A group-chat robot (WeCom, DingTalk) or JSON endpoint that receives copies of an institution's notifications."""
+
+    class Kind(models.TextChoices):
+        WECOM = "wecom", _("WeCom group robot")
+        DINGTALK = "dingtalk", _("DingTalk group robot")
+        GENERIC = "generic", _("Generic JSON webhook")
+
+    # The query parameter that carries each robot's access key; an address without it cannot work.
+    KEY_PARAMETER = {Kind.WECOM: "key", Kind.DINGTALK: "access_token"}
+    TOPIC_PATTERN = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)*$")
+
+    institution = models.ForeignKey(
+        Institution, on_delete=models.CASCADE, related_name="notification_webhooks", verbose_name=_("institution")
+    )
+    name = models.CharField(_("name"), max_length=100, help_text=_("e.g. Research office WeCom group"))
+    kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices)
+    url = models.URLField(_("address"), max_length=500)
+    secret = models.CharField(
+        _("signing secret"),
+        max_length=200,
+        blank=True,
+        help_text=_(
+            "DingTalk: the robot's signing secret, if its security setting is signing. Generic: a key for the "
+            "HMAC-SHA256 signature header. WeCom robots have none."
+        ),
+    )
+    topics = models.CharField(
+        _("topics"),
+        max_length=300,
+        blank=True,
+        help_text=_("Comma-separated topics to forward, e.g. continuing_review; leave empty to forward every topic."),
+    )
+    is_active = models.BooleanField(_("active"), default=True)
+
+    objects = NotificationWebhookQuerySet.as_manager()
+    history = HistoricalRecords(excluded_fields=["secret"])
+
+    class Meta:
+        ordering = ["institution_id", "name"]
+        verbose_name = _("notification webhook")
+        verbose_name_plural = _("notification webhooks")
+        constraints = [models.UniqueConstraint(fields=["institution", "name"], name="webhook_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_kind_display()})"
+
+    @property
+    def topic_list(self) -> list[str]:
+        return [topic.strip() for topic in self.topics.split(",") if topic.strip()]
+
+    def forwards(self, topic: str) -> bool:
+        """Whether a notification of this topic goes to this robot: a listed topic covers its sub-topics."""
+        listed = self.topic_list
+        return not listed or any(topic == t or topic.startswith(f"{t}.") for t in listed)
+
+    def clean(self):
+        super().clean()
+        errors = {}
+        url_error = self._url_error()
+        if url_error:
+            errors["url"] = url_error
+        if self.kind == self.Kind.WECOM and self.secret:
+            errors["secret"] = _("WeCom robots do not use a signing secret; leave it empty.")
+        if any(not self.TOPIC_PATTERN.match(topic) for topic in self.topic_list):
+            errors["topics"] = _("Topics are lower-case words joined by dots, e.g. continuing_review.upcoming.")
+        else:
+            self.topics = ",".join(self.topic_list)
+        if errors:
+            raise ValidationError(errors)
+
+    def _url_error(self):
+        """Why the address is refused, or None: https only, no credentials, never this server itself."""
+        if not self.url:
+            return None
+        parts = urlsplit(self.url)
+        if parts.scheme != "https":
+            return _("Use an https:// address, so that notifications are not sent unencrypted.")
+        if parts.username or parts.password:
+            return _("The address must not contain a user name or password.")
+        host = (parts.hostname or "").rstrip(".")
+        if not host or host == "localhost" or host.endswith(".localhost"):
+            return _("The address must name a host other than this server.")
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            ip = None
+        if ip is not None and (ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_multicast):
+            return _("The address must name a host other than this server.")
+        key = self.KEY_PARAMETER.get(self.kind)
+        if key and not parse_qs(parts.query).get(key):
+            return _("Copy the robot's full address, including the ?%(key)s=… part that carries its key.") % {
+                "key": key
+            }
+        return None

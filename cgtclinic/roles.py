@@ -41,11 +41,19 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
         | _perms("cgtclinic.user", *EDIT)
         | _perms("cgtclinic.policyparameter", *VIEW)
         | _perms("cgtclinic.policytarget", *VIEW)
+        | _perms("cgtclinic.notificationwebhook", *EDIT, "delete")
         | _perms("trials.trial", *EDIT)
         | _perms("trials.trialstatuschange", *VIEW)
         | _perms("trials.trialsite", *EDIT, "delete")
         | _perms("trials.trialdocument", *EDIT)
         | _perms("trials.documentversion", "view", "add")
+        # Its institution's committee and the reviews of its trials, read-only.
+        | _perms("ethics.ethicscommittee", *VIEW)
+        | _perms("ethics.committeemember", *VIEW)
+        | _perms("ethics.submission", *VIEW)
+        | _perms("ethics.submissionevent", *VIEW)
+        | _perms("ethics.reviewassignment", *VIEW)
+        | _perms("ethics.decision", *VIEW)
     ),
     Role.ETHICS_OFFICE: frozenset(
         _perms("cgtclinic.region", *VIEW)
@@ -55,17 +63,29 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
         | _perms("cgtclinic.user", *VIEW)
         | _perms("cgtclinic.policyparameter", *VIEW)
         | _perms("cgtclinic.policytarget", *VIEW)
+        # The working-day calendar is one for every hospital: offices read it, a system administrator keeps it.
         | _perms("trials.trial", *VIEW)
         | _perms("trials.trialstatuschange", *VIEW)
         | _perms("trials.trialsite", *VIEW)
         | _perms("trials.trialdocument", *VIEW)
         | _perms("trials.documentversion", *VIEW)
+        # Its own committee: membership, training, meetings. Submissions change only through workflow steps,
+        # which "change_submission" unlocks in the admin (the services check everything else).
+        | _perms("ethics.ethicscommittee", *EDIT)
+        | _perms("ethics.committeemember", *EDIT)
+        | _perms("ethics.trainingrecord", *EDIT, "delete")
+        | _perms("ethics.submission", "view", "change")
+        | _perms("ethics.submissionevent", *VIEW)
+        | _perms("ethics.reviewassignment", *VIEW)
+        | _perms("ethics.meeting", *EDIT)
+        | _perms("ethics.decision", *VIEW)
     ),
+    # A PI drafts their own projects (the services allow it only for their trials while in draft).
     Role.PI: frozenset(
-        _perms("trials.trial", *VIEW)
-        | _perms("trials.trialsite", *VIEW)
-        | _perms("trials.trialdocument", *VIEW)
-        | _perms("trials.documentversion", *VIEW)
+        _perms("trials.trial", *EDIT)
+        | _perms("trials.trialsite", *EDIT)
+        | _perms("trials.trialdocument", "view", "add")
+        | _perms("trials.documentversion", "view", "add")
     ),
     Role.REGULATOR: frozenset(
         _perms("trials.trial", *VIEW) | _perms("trials.trialsite", *VIEW) | _perms("cgtclinic.policytarget", *VIEW)

@@ -8,10 +8,9 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
-from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
-from cgtclinic.env import env_bool, env_int, env_list, env_str
+from cgtclinic.env import env_bool, env_choice, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("CGT_DATA_DIR", str(BASE_DIR / "var")))
@@ -68,6 +67,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "cgtclinic",
     "trials",
+    "ethics",
 ]
 
 MIDDLEWARE = [
@@ -152,16 +152,20 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# The worker logs through LOGGING below (text or JSON), like the web process, instead of Celery's own format.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# An unacknowledged task is redelivered after this long; deadlines are swept from the database,
+# so Celery ETAs are only used for waits well below it. Read even without Redis so READ_NAMES is complete.
+_visibility_timeout = env_int("CELERY_VISIBILITY_TIMEOUT", 6 * 3600)
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
-    # An unacknowledged task is redelivered after this long; deadlines are swept from the database,
-    # so Celery ETAs are only used for waits well below it.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 6 * 3600)}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": _visibility_timeout}
 else:
     _queue_dir = DATA_DIR / "celery"
     for _sub in ("queue", "processed"):
         (_queue_dir / _sub).mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_URL = "filesystem://"
+    # The host part is ignored; naming one keeps kombu from warning "No hostname was supplied" at every start.
+    CELERY_BROKER_URL = "filesystem://localhost//"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_queue_dir / "queue"),
         "data_folder_out": str(_queue_dir / "queue"),
@@ -169,14 +173,24 @@ else:
         "store_processed": False,
     }
 
-_email_host = env_str("DJANGO_EMAIL_HOST")
-if _email_host:
+# Periodic sweeps, loaded into django-celery-beat's tables by its DatabaseScheduler (which names the "expires"
+# option expire_seconds). Each run expires before the next is due, so a backlog after an outage runs once.
+CELERY_BEAT_SCHEDULE = {
+    "ethics-sweep-continuing-reviews": {
+        "task": "ethics.tasks.sweep_continuing_reviews",
+        "schedule": 15 * 60,
+        "options": {"expire_seconds": 10 * 60},
+    },
+}
+
+# SMTP when a host is set, else mail is printed to the console. All are read either way so READ_NAMES is complete.
+EMAIL_HOST = env_str("DJANGO_EMAIL_HOST")
+EMAIL_PORT = env_int("DJANGO_EMAIL_PORT", 587)
+EMAIL_HOST_USER = env_str("DJANGO_EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("DJANGO_EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("DJANGO_EMAIL_USE_TLS", True)
+if EMAIL_HOST:
     EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    EMAIL_HOST = _email_host
-    EMAIL_PORT = env_int("DJANGO_EMAIL_PORT", 587)
-    EMAIL_HOST_USER = env_str("DJANGO_EMAIL_HOST_USER")
-    EMAIL_HOST_PASSWORD = env_str("DJANGO_EMAIL_HOST_PASSWORD")
-    EMAIL_USE_TLS = env_bool("DJANGO_EMAIL_USE_TLS", True)
 else:
     EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 DEFAULT_FROM_EMAIL = env_str("DJANGO_DEFAULT_FROM_EMAIL", "cgtclinic <noreply@localhost>")
@@ -207,13 +221,22 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several models have a `kind` or `status` with different choices; name each enum after its model.
+    "ENUM_NAME_OVERRIDES": {
+        "TrialStatusEnum": "trials.models.Trial.Status",
+        "TrialKindEnum": "trials.models.Trial.Kind",
+        "DocumentKindEnum": "trials.models.TrialDocument.Kind",
+        "SponsorKindEnum": "cgtclinic.models.Sponsor.Kind",
+        "SiteRoleEnum": "trials.models.TrialSite.SiteRole",
+    },
 }
 
 SIMPLE_HISTORY_HISTORY_ID_USE_UUID = False
 
-LOG_FORMAT = env_str("DJANGO_LOG_FORMAT", "text")
-if LOG_FORMAT not in {"text", "json"}:
-    raise ImproperlyConfigured(f"DJANGO_LOG_FORMAT must be 'text' or 'json', got {LOG_FORMAT!r}")
+# One line per record on stderr: "text" for people, "json" (one object per line: time, level, logger, message,
+# plus any ``extra=`` fields and the traceback) for a log collector.
+LOG_FORMAT = env_choice("DJANGO_LOG_FORMAT", "text", ("text", "json"))
+LOG_LEVEL = env_choice("DJANGO_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -221,11 +244,19 @@ LOGGING = {
         "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
-            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
-            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+            "fmt": "%(levelname)s %(name)s %(message)s",
+            "timestamp": "time",
+            "rename_fields": {"levelname": "level", "name": "logger"},
+            "json_ensure_ascii": False,
         },
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
-    "root": {"handlers": ["console"], "level": env_str("DJANGO_LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    # SQL queries stay out of the log even at DJANGO_LOG_LEVEL=DEBUG.
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        # WeasyPrint logs every font and stylesheet step at INFO while rendering a letter.
+        "weasyprint": {"level": "WARNING"},
+        "fontTools": {"level": "WARNING"},
+    },
 }

@@ -170,7 +170,8 @@ def trial_withdraw(*, trial: Trial, actor: User, reason: str) -> Trial:
         actor=actor,
         to=S.WITHDRAWN,
         allowed_from={S.DRAFT, S.SUBMITTED, S.UNDER_REVIEW},
-        roles=_PI_OR_OFFICE,
+        # The ethics office closes a trial its committee disapproved.
+        roles=_PI_OR_OFFICE | _OFFICES,
         reason=reason,
         reason_required=True,
     )
@@ -180,7 +181,12 @@ def check_trial_fields(*, actor: User, trial: Trial | None, data: dict) -> None:
     """Rules on the master record beyond field validation: who may create or change it, and what."""
     lead = data.get("lead_institution") or (trial.lead_institution if trial else None)
     if not actor.is_superuser:
-        if actor.role != Role.RESEARCH_OFFICE:
+        if actor.role == Role.PI:
+            # A PI drafts their own project through the web forms; after submission the office keeps the record.
+            pi = data.get("pi") or (trial.pi if trial else None)
+            if pi is None or pi.pk != actor.pk or (trial is not None and trial.status != S.DRAFT):
+                raise _deny(_("A PI may only draft their own projects, and only until they are submitted."))
+        elif actor.role != Role.RESEARCH_OFFICE:
             raise _deny(_("Only the research office of the lead institution may create or edit a trial record."))
         if lead is None or lead.pk != actor.institution_id:
             raise DomainError(
@@ -249,7 +255,8 @@ def trial_update(*, trial: Trial, actor: User, **data) -> Trial:
 def check_site_fields(*, actor: User, trial: Trial, site: TrialSite | None, data: dict) -> None:
     """Who may manage a site, and that its start-up milestones are real, in order and not in the future."""
     institution = data.get("institution") or (site.institution if site else None)
-    if not actor.is_superuser:
+    drafting_pi = actor.role == Role.PI and trial.pi_id == actor.pk and trial.status == Trial.Status.DRAFT
+    if not actor.is_superuser and not drafting_pi:
         if actor.role != Role.RESEARCH_OFFICE or actor.institution_id not in (
             trial.lead_institution_id,
             institution.pk if institution else None,

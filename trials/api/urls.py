@@ -1,5 +1,13 @@
 from rest_framework.routers import DefaultRouter
 
+from trials.api import views
+
 router = DefaultRouter()
+router.register("trials", views.TrialViewSet, basename="trials")
+router.register("sites", views.TrialSiteViewSet, basename="sites")
+router.register("documents", views.DocumentVersionViewSet, basename="documents")
+router.register("institutions", views.InstitutionViewSet, basename="institutions")
+router.register("sponsors", views.SponsorViewSet, basename="sponsors")
+router.register("regions", views.RegionViewSet, basename="regions")
 
 urlpatterns = router.urls

@@ -1,0 +1,551 @@
+"""Ethics committees, their members, submissions and their review: routing, reviewers, meetings, decisions.
+
+A submission moves through an explicit state machine (ethics.services); each step leaves a SubmissionEvent,
+so turnaround can be measured from the timeline alone.
+"""
+
+import math
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
+from simple_history.models import HistoricalRecords
+
+from cgtclinic.models import BilingualNameMixin, Institution
+from cgtclinic.roles import Role
+from trials.models import DocumentVersion, Trial
+
+
+class CommitteeQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        if not user.is_authenticated or not user.is_active:
+            return self.none()
+        if user.is_superuser:
+            return self
+        if user.role in (Role.RESEARCH_OFFICE, Role.ETHICS_OFFICE):
+            return self.filter(institution_id=user.institution_id)
+        if user.role == Role.REGULATOR:
+            return self.filter(institution__region_id=user.region_id)
+        return self.none()
+
+    def editable_by(self, user):
+        if user.is_superuser:
+            return self
+        if user.is_active and user.role == Role.ETHICS_OFFICE:
+            return self.filter(institution_id=user.institution_id)
+        return self.none()
+
+
+class EthicsCommittee(BilingualNameMixin):
+    """An institution's ethics committee (伦理委员会) and its quorum rule."""
+
+    institution = models.ForeignKey(
+        Institution, on_delete=models.PROTECT, related_name="ethics_committees", verbose_name=_("institution")
+    )
+    letter_prefix = models.CharField(
+        _("letter number prefix"),
+        max_length=30,
+        help_text=_("Printed before the year and number on decision letters, e.g. 协和伦审"),
+    )
+    registration_number = models.CharField(_("registration number"), max_length=100, blank=True)
+    # Quorum: more than this fraction of current members present, with the required mix (NHC 2023 measures).
+    quorum_fraction = models.DecimalField(
+        _("quorum: more than this share of members"), max_digits=3, decimal_places=2, default=0.5
+    )
+    quorum_requires_non_medical = models.BooleanField(_("quorum needs a non-medical member"), default=True)
+    quorum_requires_non_affiliated = models.BooleanField(_("quorum needs a non-affiliated member"), default=True)
+    quorum_requires_both_genders = models.BooleanField(_("quorum needs members of both genders"), default=True)
+    approval_validity_months = models.PositiveSmallIntegerField(_("approval valid for (months)"), default=12)
+    continuing_review_months = models.PositiveSmallIntegerField(_("continuing review every (months)"), default=12)
+    continuing_review_reminder_days = models.PositiveSmallIntegerField(
+        _("remind this many days before continuing review is due"), default=30
+    )
+    is_active = models.BooleanField(_("active"), default=True)
+
+    objects = CommitteeQuerySet.as_manager()
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["institution_id", "name_zh"]
+        verbose_name = _("ethics committee")
+        verbose_name_plural = _("ethics committees")
+        constraints = [models.UniqueConstraint(fields=["institution", "name_zh"], name="committee_unique_name")]
+
+    def quorum_size(self, member_count: int) -> int:
+        """The smallest attendance that is *more than* the quorum share of the members."""
+        return math.floor(member_count * float(self.quorum_fraction)) + 1
+
+
+class CommitteeMemberQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        return self.filter(committee__in=EthicsCommittee.objects.visible_to(user))
+
+    def editable_by(self, user):
+        return self.filter(committee__in=EthicsCommittee.objects.editable_by(user))
+
+    def current(self):
+        return self.filter(is_active=True)
+
+
+class CommitteeMember(models.Model):
+    class MemberRole(models.TextChoices):
+        CHAIR = "chair", _("Chair")
+        VICE_CHAIR = "vice_chair", _("Vice chair")
+        MEMBER = "member", _("Member")
+        SECRETARY = "secretary", _("Secretary")
+
+    class Specialty(models.TextChoices):
+        MEDICINE = "medicine", _("Medicine")
+        PHARMACY = "pharmacy", _("Pharmacy")
+        NURSING = "nursing", _("Nursing")
+        ETHICS = "ethics", _("Ethics")
+        LAW = "law", _("Law")
+        COMMUNITY = "community", _("Lay / community representative")
+        OTHER = "other", _("Other")
+
+    class Gender(models.TextChoices):
+        FEMALE = "female", _("Female")
+        MALE = "male", _("Male")
+
+    MEDICAL_SPECIALTIES = frozenset({Specialty.MEDICINE, Specialty.PHARMACY, Specialty.NURSING})
+
+    committee = models.ForeignKey(
+        EthicsCommittee, on_delete=models.CASCADE, related_name="members", verbose_name=_("committee")
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="committee_memberships",
+        verbose_name=_("account"),
+        help_text=_("Only if the member signs in to record opinions."),
+    )
+    full_name = models.CharField(_("full name"), max_length=100)
+    member_role = models.CharField(_("committee role"), max_length=20, choices=MemberRole.choices)
+    specialty = models.CharField(_("specialty"), max_length=20, choices=Specialty.choices)
+    gender = models.CharField(_("gender"), max_length=10, choices=Gender.choices)
+    affiliation = models.CharField(_("affiliation"), max_length=200)
+    is_affiliated = models.BooleanField(
+        _("affiliated with the institution"), default=True, help_text=_("Untick for external (independent) members.")
+    )
+    term_start = models.DateField(_("term starts"))
+    term_end = models.DateField(_("term ends"), null=True, blank=True)
+    is_active = models.BooleanField(_("active"), default=True)
+
+    objects = CommitteeMemberQuerySet.as_manager()
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["committee_id", "member_role", "full_name"]
+        verbose_name = _("committee member")
+        verbose_name_plural = _("committee members")
+
+    def __str__(self) -> str:
+        return f"{self.full_name}（{self.get_member_role_display()}）"
+
+    @property
+    def is_medical(self) -> bool:
+        return self.specialty in self.MEDICAL_SPECIALTIES
+
+
+class TrainingRecord(models.Model):
+    member = models.ForeignKey(
+        CommitteeMember, on_delete=models.CASCADE, related_name="training_records", verbose_name=_("member")
+    )
+    course = models.CharField(_("course"), max_length=200)
+    provider = models.CharField(_("provider"), max_length=200, blank=True)
+    completed_on = models.DateField(_("completed on"))
+    hours = models.DecimalField(_("hours"), max_digits=5, decimal_places=1, null=True, blank=True)
+    certificate_number = models.CharField(_("certificate number"), max_length=100, blank=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["member_id", "-completed_on"]
+        verbose_name = _("training record")
+        verbose_name_plural = _("training records")
+
+    def __str__(self) -> str:
+        return f"{self.course} ({self.completed_on})"
+
+
+class SubmissionQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """PIs see their own trials' submissions; ethics and research offices their institution's committee's
+        and their institution's trials'; regulators see none (they get aggregates through reports)."""
+        if not user.is_authenticated or not user.is_active:
+            return self.none()
+        if user.is_superuser:
+            return self
+        if user.role == Role.PI:
+            return self.filter(Q(trial__pi_id=user.pk) | Q(submitted_by_id=user.pk))
+        if user.role == Role.ETHICS_OFFICE:
+            return self.filter(committee__institution_id=user.institution_id)
+        if user.role == Role.RESEARCH_OFFICE:
+            return self.filter(
+                Q(committee__institution_id=user.institution_id) | Q(trial__lead_institution_id=user.institution_id)
+            )
+        return self.none()
+
+
+class Submission(models.Model):
+    """One application to a committee: an initial review, an amendment, a report, or a response to its requests."""
+
+    class Kind(models.TextChoices):
+        INITIAL = "initial", _("Initial review")
+        AMENDMENT = "amendment", _("Amendment")
+        CONTINUING_REVIEW = "continuing_review", _("Continuing-review report")
+        SAE = "sae", _("Serious adverse event report")
+        DEVIATION = "deviation", _("Protocol-deviation report")
+        SUSPENSION_TERMINATION = "suspension_termination", _("Suspension / termination report")
+        FINAL_REPORT = "final_report", _("Final (closure) report")
+        MODIFICATION_RESPONSE = "modification_response", _("Response to requested modifications")
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", _("Draft")
+        SUBMITTED = "submitted", _("Submitted")
+        RETURNED = "returned", _("Returned as incomplete")
+        ACCEPTED = "accepted", _("Accepted, awaiting routing")
+        EXPEDITED_REVIEW = "expedited_review", _("In expedited review")
+        AWAITING_MEETING = "awaiting_meeting", _("Awaiting meeting")
+        DECIDED = "decided", _("Decided")
+        ACKNOWLEDGED = "acknowledged", _("Acknowledged")
+        WITHDRAWN = "withdrawn", _("Withdrawn")
+
+    class ReviewType(models.TextChoices):
+        FULL_BOARD = "full_board", _("Full-board (meeting) review")
+        EXPEDITED = "expedited", _("Expedited review")
+
+    trial = models.ForeignKey(Trial, on_delete=models.PROTECT, related_name="submissions", verbose_name=_("trial"))
+    committee = models.ForeignKey(
+        EthicsCommittee, on_delete=models.PROTECT, related_name="submissions", verbose_name=_("committee")
+    )
+    kind = models.CharField(_("kind"), max_length=30, choices=Kind.choices)
+    responds_to = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="responses",
+        verbose_name=_("responds to"),
+    )
+    status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.DRAFT)
+    reference = models.CharField(_("reference number"), max_length=40, blank=True)
+    summary = models.TextField(_("summary"), blank=True)
+    details = models.JSONField(_("report details"), default=dict, blank=True)
+    declarations = models.JSONField(_("declarations"), default=dict, blank=True)
+    documents = models.ManyToManyField(
+        DocumentVersion, blank=True, related_name="submissions", verbose_name=_("documents")
+    )
+    review_type = models.CharField(_("review type"), max_length=20, choices=ReviewType.choices, blank=True)
+    routing_reason = models.TextField(_("routing reason"), blank=True)
+    missing_items = models.JSONField(_("missing items"), default=list, blank=True)
+    submitted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="ethics_submissions",
+        verbose_name=_("submitted by"),
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    submitted_at = models.DateTimeField(_("submitted at"), null=True, blank=True)
+    decided_at = models.DateTimeField(_("decided at"), null=True, blank=True)
+
+    objects = SubmissionQuerySet.as_manager()
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("ethics submission")
+        verbose_name_plural = _("ethics submissions")
+        indexes = [models.Index(fields=["committee", "status"]), models.Index(fields=["trial", "kind"])]
+
+    def __str__(self) -> str:
+        return f"{self.reference or '#' + str(self.pk)} {self.get_kind_display()} · {self.trial.protocol_number}"
+
+
+class SubmissionEvent(models.Model):
+    """The submission's timeline: every step, who took it and when."""
+
+    class Kind(models.TextChoices):
+        CREATED = "created", _("Created")
+        SUBMITTED = "submitted", _("Submitted")
+        RETURNED = "returned", _("Returned as incomplete")
+        ACCEPTED = "accepted", _("Accepted")
+        ROUTED = "routed", _("Routed")
+        REVIEWER_ASSIGNED = "reviewer_assigned", _("Reviewer assigned")
+        OPINION_RECORDED = "opinion_recorded", _("Opinion recorded")
+        SCHEDULED = "scheduled", _("Put on a meeting agenda")
+        VOTED = "voted", _("Voted")
+        DECIDED = "decided", _("Decided")
+        ACKNOWLEDGED = "acknowledged", _("Acknowledged")
+        WITHDRAWN = "withdrawn", _("Withdrawn")
+        LETTER_ISSUED = "letter_issued", _("Letter issued")
+
+    submission = models.ForeignKey(
+        Submission, on_delete=models.CASCADE, related_name="events", verbose_name=_("submission")
+    )
+    kind = models.CharField(_("event"), max_length=30, choices=Kind.choices)
+    from_status = models.CharField(_("from"), max_length=20, choices=Submission.Status.choices, blank=True)
+    to_status = models.CharField(_("to"), max_length=20, choices=Submission.Status.choices, blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("by")
+    )
+    at = models.DateTimeField(_("at"))
+    note = models.TextField(_("note"), blank=True)
+
+    class Meta:
+        ordering = ["submission_id", "at", "id"]
+        verbose_name = _("submission event")
+        verbose_name_plural = _("submission events")
+        indexes = [models.Index(fields=["kind", "at"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} @ {self.at:%Y-%m-%d %H:%M}"
+
+
+class ReviewAssignment(models.Model):
+    """A member asked to review a submission, and the opinion form they return."""
+
+    class Opinion(models.TextChoices):
+        APPROVE = "approve", pgettext_lazy("ethics decision", "Approve")
+        APPROVE_AFTER_MODIFICATION = "approve_after_modification", _("Approve after modification")
+        MODIFY_AND_RESUBMIT = "modify_and_resubmit", _("Modify and resubmit")
+        DISAPPROVE = "disapprove", _("Disapprove")
+        REFER_TO_MEETING = "refer_to_meeting", _("Refer to a full-board meeting")
+
+    submission = models.ForeignKey(
+        Submission, on_delete=models.CASCADE, related_name="assignments", verbose_name=_("submission")
+    )
+    member = models.ForeignKey(
+        CommitteeMember, on_delete=models.PROTECT, related_name="assignments", verbose_name=_("reviewer")
+    )
+    assigned_at = models.DateTimeField(_("assigned at"))
+    opinion = models.CharField(_("opinion"), max_length=30, choices=Opinion.choices, blank=True)
+    risk_benefit_comment = models.TextField(_("risks and benefits"), blank=True)
+    consent_comment = models.TextField(_("informed consent"), blank=True)
+    other_comment = models.TextField(_("other comments"), blank=True)
+    recorded_at = models.DateTimeField(_("opinion recorded at"), null=True, blank=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["submission_id", "assigned_at"]
+        verbose_name = _("review assignment")
+        verbose_name_plural = _("review assignments")
+        constraints = [models.UniqueConstraint(fields=["submission", "member"], name="assignment_unique_reviewer")]
+
+    def __str__(self) -> str:
+        return f"{self.member.full_name} → {self.submission}"
+
+
+class MeetingQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        return self.filter(committee__in=EthicsCommittee.objects.visible_to(user))
+
+    def editable_by(self, user):
+        return self.filter(committee__in=EthicsCommittee.objects.editable_by(user))
+
+
+class Meeting(models.Model):
+    class Status(models.TextChoices):
+        PLANNED = "planned", _("Planned")
+        HELD = "held", _("Held")
+        CANCELLED = "cancelled", _("Cancelled")
+
+    committee = models.ForeignKey(
+        EthicsCommittee, on_delete=models.PROTECT, related_name="meetings", verbose_name=_("committee")
+    )
+    scheduled_at = models.DateTimeField(_("scheduled at"))
+    location = models.CharField(_("location"), max_length=200, blank=True)
+    status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.PLANNED)
+    quorum_met = models.BooleanField(_("quorum met"), null=True, editable=False)
+    quorum_note = models.TextField(_("quorum check"), blank=True, editable=False)
+    minutes = models.TextField(_("minutes"), blank=True)
+
+    objects = MeetingQuerySet.as_manager()
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-scheduled_at"]
+        verbose_name = _("meeting")
+        verbose_name_plural = _("meetings")
+
+    def __str__(self) -> str:
+        return f"{self.committee} {self.scheduled_at:%Y-%m-%d}"
+
+
+class AgendaItem(models.Model):
+    meeting = models.ForeignKey(Meeting, on_delete=models.CASCADE, related_name="agenda", verbose_name=_("meeting"))
+    submission = models.ForeignKey(
+        Submission, on_delete=models.PROTECT, related_name="agenda_items", verbose_name=_("submission")
+    )
+    position = models.PositiveSmallIntegerField(_("order"), default=0)
+
+    class Meta:
+        ordering = ["meeting_id", "position", "id"]
+        verbose_name = _("agenda item")
+        verbose_name_plural = _("agenda items")
+        constraints = [models.UniqueConstraint(fields=["meeting", "submission"], name="agenda_unique_submission")]
+
+    def __str__(self) -> str:
+        return str(self.submission)
+
+
+class Attendance(models.Model):
+    meeting = models.ForeignKey(Meeting, on_delete=models.CASCADE, related_name="attendance", verbose_name=_("meeting"))
+    member = models.ForeignKey(
+        CommitteeMember, on_delete=models.PROTECT, related_name="attendance", verbose_name=_("member")
+    )
+
+    class Meta:
+        verbose_name = _("attendance")
+        verbose_name_plural = _("attendance")
+        constraints = [models.UniqueConstraint(fields=["meeting", "member"], name="attendance_unique_member")]
+
+    def __str__(self) -> str:
+        return self.member.full_name
+
+
+class ConflictOfInterest(models.Model):
+    """A member's declared conflict on an agenda item: they are recused from its discussion and vote."""
+
+    agenda_item = models.ForeignKey(
+        AgendaItem, on_delete=models.CASCADE, related_name="conflicts", verbose_name=_("agenda item")
+    )
+    member = models.ForeignKey(
+        CommitteeMember, on_delete=models.PROTECT, related_name="conflicts", verbose_name=_("member")
+    )
+    description = models.CharField(_("conflict declared"), max_length=300)
+
+    class Meta:
+        verbose_name = _("conflict of interest")
+        verbose_name_plural = _("conflicts of interest")
+        constraints = [models.UniqueConstraint(fields=["agenda_item", "member"], name="conflict_unique_member")]
+
+    def __str__(self) -> str:
+        return f"{self.member.full_name}: {self.description}"
+
+
+class Vote(models.Model):
+    agenda_item = models.ForeignKey(
+        AgendaItem, on_delete=models.CASCADE, related_name="votes", verbose_name=_("agenda item")
+    )
+    member = models.ForeignKey(
+        CommitteeMember, on_delete=models.PROTECT, related_name="votes", verbose_name=_("member")
+    )
+    choice = models.CharField(_("vote"), max_length=30, choices=ReviewAssignment.Opinion.choices[:4])
+
+    class Meta:
+        verbose_name = _("vote")
+        verbose_name_plural = _("votes")
+        constraints = [models.UniqueConstraint(fields=["agenda_item", "member"], name="vote_unique_member")]
+
+    def __str__(self) -> str:
+        return f"{self.member.full_name}: {self.get_choice_display()}"
+
+
+class DecisionQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        return self.filter(submission__in=Submission.objects.visible_to(user))
+
+
+class Decision(models.Model):
+    """The committee's decision on a submission, with its letter (审查意见/批件)."""
+
+    class Outcome(models.TextChoices):
+        APPROVE = "approve", pgettext_lazy("ethics decision", "Approve")
+        APPROVE_AFTER_MODIFICATION = "approve_after_modification", _("Approve after modification")
+        MODIFY_AND_RESUBMIT = "modify_and_resubmit", _("Modify and resubmit")
+        DISAPPROVE = "disapprove", _("Disapprove")
+        SUSPEND = "suspend", _("Suspend the approved study")
+        TERMINATE = "terminate", _("Terminate the approved study")
+
+    submission = models.OneToOneField(
+        Submission, on_delete=models.PROTECT, related_name="decision", verbose_name=_("submission")
+    )
+    # The submission's committee, kept here so letter numbers can be unique per committee and year.
+    committee = models.ForeignKey(
+        EthicsCommittee, on_delete=models.PROTECT, related_name="decisions", verbose_name=_("committee")
+    )
+    outcome = models.CharField(_("decision"), max_length=30, choices=Outcome.choices)
+    decided_at = models.DateTimeField(_("decided at"))
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("recorded by")
+    )
+    meeting = models.ForeignKey(
+        Meeting, on_delete=models.PROTECT, null=True, blank=True, related_name="decisions", verbose_name=_("meeting")
+    )
+    votes_for = models.PositiveSmallIntegerField(_("votes for"), null=True, blank=True)
+    votes_against = models.PositiveSmallIntegerField(_("votes against"), null=True, blank=True)
+    requested_modifications = models.TextField(_("requested modifications / reasons"), blank=True)
+    valid_until = models.DateField(_("approval valid until"), null=True, blank=True)
+    continuing_review_months = models.PositiveSmallIntegerField(
+        _("continuing review every (months)"), null=True, blank=True
+    )
+    next_continuing_review_due = models.DateField(_("next continuing review due"), null=True, blank=True)
+    letter_year = models.PositiveSmallIntegerField(_("letter year"), null=True, blank=True)
+    letter_sequence = models.PositiveIntegerField(_("letter sequence"), null=True, blank=True)
+    letter_number = models.CharField(_("letter number"), max_length=60, blank=True)
+    letter_file = models.FileField(_("letter (PDF)"), upload_to="letters/%Y/", blank=True, max_length=300)
+    letter_sha256 = models.CharField(_("letter SHA-256"), max_length=64, blank=True)
+
+    objects = DecisionQuerySet.as_manager()
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-decided_at"]
+        verbose_name = _("decision")
+        verbose_name_plural = _("decisions")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["committee", "letter_year", "letter_sequence"], name="decision_letter_number_unique"
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["next_continuing_review_due"],
+                condition=Q(next_continuing_review_due__isnull=False),
+                name="decision_cr_due_idx",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.letter_number or self.get_outcome_display()}"
+
+
+class LetterCounter(models.Model):
+    """The last letter number a committee issued in a year; locked while the next one is taken."""
+
+    committee = models.ForeignKey(EthicsCommittee, on_delete=models.CASCADE, related_name="+")
+    year = models.PositiveSmallIntegerField()
+    last_number = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["committee", "year"], name="letter_counter_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.committee_id}/{self.year}: {self.last_number}"
+
+
+class ContinuingReviewReminder(models.Model):
+    """One row per reminder sent for a continuing review that falls due: the unique key makes it exactly once."""
+
+    class Stage(models.TextChoices):
+        UPCOMING = "upcoming", _("Due soon")
+        OVERDUE = "overdue", _("Overdue")
+
+    decision = models.ForeignKey(Decision, on_delete=models.CASCADE, related_name="reminders")
+    due_on = models.DateField(_("due on"))
+    stage = models.CharField(_("stage"), max_length=20, choices=Stage.choices)
+    sent_at = models.DateTimeField(_("sent at"))
+
+    class Meta:
+        verbose_name = _("continuing-review reminder")
+        verbose_name_plural = _("continuing-review reminders")
+        constraints = [models.UniqueConstraint(fields=["decision", "due_on", "stage"], name="cr_reminder_once")]
+
+    def __str__(self) -> str:
+        return f"{self.get_stage_display()} {self.due_on}"

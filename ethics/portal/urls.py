@@ -1,0 +1,23 @@
+from django.urls import path
+
+from ethics.portal import views
+
+app_name = "ethics_portal"
+
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("login/", views.PortalLoginView.as_view(), name="login"),
+    path("logout/", views.PortalLogoutView.as_view(), name="logout"),
+    path("inbox/", views.inbox, name="inbox"),
+    path("inbox/<int:pk>/read/", views.notification_read, name="notification_read"),
+    path("inbox/read-all/", views.notifications_read_all, name="notifications_read_all"),
+    path("projects/new/", views.project_new, name="project_new"),
+    path("projects/<int:trial_id>/edit/<int:step>/", views.project_edit, name="project_edit"),
+    path("trials/<int:pk>/", views.trial_detail, name="trial_detail"),
+    path("trials/<int:trial_id>/file/<slug:kind>/", views.report_file, name="report_file"),
+    path("submissions/<int:pk>/", views.submission_detail, name="submission_detail"),
+    path("submissions/<int:pk>/edit/", views.submission_edit, name="submission_edit"),
+    path("submissions/<int:pk>/respond/", views.respond, name="respond"),
+    path("submissions/<int:pk>/letter/", views.letter_download, name="letter_download"),
+    path("documents/<int:pk>/", views.document_download, name="document_download"),
+]

@@ -1,0 +1,730 @@
+"""The PI portal: plain web pages where a principal investigator drafts, files and follows ethics submissions.
+
+Views parse input, call the services and render the result; every row shown comes through ``visible_to``, so a
+PI sees their own trials and submissions and nothing else (another PI's gets a 404, like a missing row)."""
+
+import datetime
+from functools import wraps
+
+from django.contrib import messages
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db import transaction
+from django.http import FileResponse, Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse, reverse_lazy
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.views.decorators.http import require_POST
+
+from cgtclinic.errors import DomainError
+from cgtclinic.models import Notification
+from cgtclinic.roles import Role
+from ethics import letters
+from ethics.models import Decision, Submission, SubmissionEvent
+from ethics.portal.forms import (
+    REPORT_KINDS,
+    DeclarationsForm,
+    DocumentSlotForm,
+    DocumentUploadFormSet,
+    ReportForm,
+    SiteAddForm,
+    TrialDetailsForm,
+    add_domain_error,
+)
+from ethics.services import (
+    DECLARATIONS,
+    INITIAL_REQUIRED_DOCUMENTS,
+    missing_items,
+    submission_create,
+    submission_submit,
+    submission_update_draft,
+)
+from trials.models import DocumentVersion, Trial, TrialDocument, TrialSite
+from trials.services import document_add_version, site_add, trial_create, trial_update
+
+S = Submission.Status
+K = Submission.Kind
+Outcome = Decision.Outcome
+
+EDITABLE = (S.DRAFT, S.RETURNED)
+MODIFICATION_OUTCOMES = (Outcome.APPROVE_AFTER_MODIFICATION, Outcome.MODIFY_AND_RESUBMIT)
+STEPS = (
+    (1, gettext_lazy("Trial details")),
+    (2, gettext_lazy("Sites")),
+    (3, gettext_lazy("Documents")),
+    (4, gettext_lazy("Declarations")),
+    (5, gettext_lazy("Review and submit")),
+)
+LAST_STEP = len(STEPS)
+# Timeline events whose note the applicant may read; the others (reviewer names, votes) stay with the committee.
+PUBLIC_NOTE_EVENTS = {
+    SubmissionEvent.Kind.RETURNED,
+    SubmissionEvent.Kind.ROUTED,
+    SubmissionEvent.Kind.SCHEDULED,
+    SubmissionEvent.Kind.DECIDED,
+    SubmissionEvent.Kind.ACKNOWLEDGED,
+    SubmissionEvent.Kind.WITHDRAWN,
+    SubmissionEvent.Kind.LETTER_ISSUED,
+}
+
+
+# --- access --------------------------------------------------------------------------------------------------
+
+
+def pi_required(view):
+    """Signed-in PIs only: anonymous visitors go to the portal's login, other roles get a friendly 403 page."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if request.user.role != Role.PI:
+            return render(request, "ethics/portal/403.html", status=403)
+        return view(request, *args, **kwargs)
+
+    return login_required(wrapper, login_url="ethics_portal:login")
+
+
+class PortalLoginView(auth_views.LoginView):
+    template_name = "ethics/portal/login.html"
+    next_page = reverse_lazy("ethics_portal:dashboard")
+
+
+class PortalLogoutView(auth_views.LogoutView):
+    next_page = reverse_lazy("ethics_portal:login")
+
+
+def _error_summary(forms) -> list[tuple[str, str]]:
+    """Every error of the page's forms as (input id, message), for the summary at the top of the page."""
+    rows = []
+    for form in forms:
+        if hasattr(form, "non_form_errors"):
+            rows += [("", str(error)) for error in form.non_form_errors()]
+            rows += _error_summary(form.forms)
+            continue
+        rows += [("", str(error)) for error in form.non_field_errors()]
+        for name, errors in form.errors.items():
+            if name in form.fields:
+                bound = form[name]
+                rows += [(bound.id_for_label, f"{bound.label}: {error}") for error in errors]
+    return rows
+
+
+def _page(request, template: str, context: dict, status: int = 200):
+    forms = context.get("forms") or ([context["form"]] if "form" in context else [])
+    context["error_summary"] = _error_summary(forms)
+    context["unread_count"] = Notification.objects.visible_to(request.user).unread().count()
+    return render(request, template, context, status=status)
+
+
+# --- reads -----------------------------------------------------------------------------------------------------
+
+
+def _submissions(user):
+    return Submission.objects.visible_to(user).select_related("trial", "committee")
+
+
+def _initial_submission(user, trial: Trial) -> Submission | None:
+    return _submissions(user).filter(trial=trial, kind=K.INITIAL).exclude(status=S.WITHDRAWN).first()
+
+
+def _current_versions(user, trial: Trial) -> list[DocumentVersion]:
+    """The newest version of each of the trial's documents."""
+    latest = {}
+    versions = (
+        DocumentVersion.objects.visible_to(user)
+        .filter(document__trial=trial)
+        .select_related("document")
+        .order_by("document__kind", "document__title", "number")
+    )
+    for version in versions:
+        latest[version.document_id] = version
+    return list(latest.values())
+
+
+def _decision(user, submission: Submission) -> Decision | None:
+    return Decision.objects.visible_to(user).filter(submission=submission).first()
+
+
+def _response(user, submission: Submission) -> Submission | None:
+    """The applicant's (not withdrawn) response to this submission's decision, if there is one."""
+    return (
+        _submissions(user)
+        .filter(responds_to=submission, kind=K.MODIFICATION_RESPONSE)
+        .exclude(status=S.WITHDRAWN)
+        .order_by("-created_at")
+        .first()
+    )
+
+
+def _edit_url(submission: Submission) -> str:
+    if submission.kind == K.INITIAL:
+        step = 1 if submission.trial.status == Trial.Status.DRAFT else 3
+        return reverse("ethics_portal:project_edit", args=[submission.trial_id, step])
+    return reverse("ethics_portal:submission_edit", args=[submission.pk])
+
+
+# --- dashboard and inbox -----------------------------------------------------------------------------------------
+
+
+@pi_required
+def dashboard(request):
+    user = request.user
+    today = timezone.localdate()
+    trials = list(Trial.objects.visible_to(user).select_related("lead_institution"))
+    submissions = list(_submissions(user).order_by("-created_at", "-id"))
+    decisions = list(
+        Decision.objects.visible_to(user).select_related("submission__trial", "committee").order_by("-decided_at")
+    )
+    answered = {s.responds_to_id for s in submissions if s.kind == K.MODIFICATION_RESPONSE and s.status != S.WITHDRAWN}
+    continuing = [s for s in submissions if s.kind == K.CONTINUING_REVIEW and s.status != S.WITHDRAWN]
+
+    continuing_due = []
+    due_dates = []
+    for decision in decisions:
+        due = decision.next_continuing_review_due
+        if due is not None:
+            filed = next(
+                (
+                    s
+                    for s in continuing
+                    if s.trial_id == decision.submission.trial_id and s.created_at >= decision.decided_at
+                ),
+                None,
+            )
+            due_dates.append({"date": due, "what": _("Continuing review due"), "decision": decision})
+            window = datetime.timedelta(days=decision.committee.continuing_review_reminder_days)
+            if due <= today + window and (filed is None or filed.status in EDITABLE):
+                continuing_due.append({"decision": decision, "due": due, "overdue": due < today, "draft": filed})
+        if decision.valid_until and decision.valid_until >= today:
+            due_dates.append({"date": decision.valid_until, "what": _("Approval valid until"), "decision": decision})
+    due_dates.sort(key=lambda row: row["date"])
+
+    shown_with_due = {row["draft"].pk for row in continuing_due if row["draft"] is not None}
+    waiting = {
+        "drafts": [s for s in submissions if s.status == S.DRAFT and s.pk not in shown_with_due],
+        "returned": [s for s in submissions if s.status == S.RETURNED],
+        "modifications": [
+            d for d in decisions if d.outcome in MODIFICATION_OUTCOMES and d.submission_id not in answered
+        ],
+        "continuing_due": continuing_due,
+    }
+    return _page(
+        request,
+        "ethics/portal/dashboard.html",
+        {
+            "trials": trials,
+            "submissions": submissions,
+            "waiting": waiting,
+            "waiting_count": sum(len(v) for v in waiting.values()),
+            "due_dates": due_dates,
+            "today": today,
+        },
+    )
+
+
+@pi_required
+def inbox(request):
+    notifications = Notification.objects.visible_to(request.user)
+    page = Paginator(notifications, 50).get_page(request.GET.get("page"))
+    return _page(request, "ethics/portal/inbox.html", {"page": page})
+
+
+@require_POST
+@pi_required
+def notification_read(request, pk: int):
+    notification = get_object_or_404(Notification.objects.visible_to(request.user), pk=pk)
+    if notification.read_at is None:
+        notification.read_at = timezone.now()
+        notification.save(update_fields=["read_at"])
+    return redirect("ethics_portal:inbox")
+
+
+@require_POST
+@pi_required
+def notifications_read_all(request):
+    Notification.objects.visible_to(request.user).unread().update(read_at=timezone.now())
+    messages.success(request, _("All messages are marked as read."))
+    return redirect("ethics_portal:inbox")
+
+
+# --- new project wizard -------------------------------------------------------------------------------------------
+
+
+def _after_save(request, trial: Trial, step: int):
+    """“Save draft” stays on the step; “Save and continue” goes to the next one."""
+    if request.POST.get("action") == "next" and step < LAST_STEP:
+        step += 1
+    return redirect("ethics_portal:project_edit", trial.pk, step)
+
+
+def _wizard(request, template: str, *, step: int, trial: Trial | None, submission=None, **context):
+    context.update(
+        step=step,
+        steps=STEPS,
+        trial=trial,
+        submission=submission,
+        step_title=dict(STEPS)[step],
+        trial_editable=trial is None or trial.status == Trial.Status.DRAFT,
+    )
+    # A POST that is shown again (instead of redirected) was refused.
+    return _page(request, template, context, status=400 if request.method == "POST" else 200)
+
+
+@pi_required
+def project_new(request):
+    """Step 1 of a new project: saving it creates the draft trial and its draft initial application."""
+    user = request.user
+    form = TrialDetailsForm(request.POST or None, pi=user)
+    if request.method == "POST" and form.is_valid():
+        try:
+            with transaction.atomic():
+                trial = trial_create(actor=user, pi=user, lead_institution=user.institution, **form.cleaned_data)
+                submission_create(actor=user, trial=trial, kind=K.INITIAL)
+        except DomainError as exc:
+            add_domain_error(form, exc)
+        else:
+            messages.success(request, _("The project is saved as a draft. You can come back to it at any time."))
+            return _after_save(request, trial, 1)
+    return _wizard(request, "ethics/portal/wizard_details.html", step=1, trial=None, form=form)
+
+
+@pi_required
+def project_edit(request, trial_id: int, step: int):
+    user = request.user
+    if step not in dict(STEPS):
+        raise Http404
+    trial = get_object_or_404(
+        Trial.objects.visible_to(user).filter(pi=user).select_related("lead_institution"), pk=trial_id
+    )
+    submission = _initial_submission(user, trial)
+    if submission is not None and submission.status not in EDITABLE:
+        messages.info(request, _("This application has been submitted and can no longer be changed here."))
+        return redirect("ethics_portal:submission_detail", submission.pk)
+    if submission is None:
+        if trial.status != Trial.Status.DRAFT:
+            return redirect("ethics_portal:trial_detail", trial.pk)
+        if request.method == "POST":
+            try:
+                submission = submission_create(actor=user, trial=trial, kind=K.INITIAL)
+            except DomainError as exc:
+                messages.error(request, str(exc.message))
+                return redirect("ethics_portal:project_edit", trial.pk, step)
+            if request.POST.get("action") == "start":
+                return redirect("ethics_portal:project_edit", trial.pk, step)
+        elif step >= 3:
+            return _wizard(request, "ethics/portal/wizard_start.html", step=step, trial=trial)
+    handler = {1: _step_details, 2: _step_sites, 3: _step_documents, 4: _step_declarations, 5: _step_submit}[step]
+    return handler(request, trial, submission)
+
+
+def _step_details(request, trial: Trial, submission: Submission | None):
+    user = request.user
+    editable = trial.status == Trial.Status.DRAFT
+    # The form works on its own copy: a failed save must not change the trial shown beside it.
+    form = TrialDetailsForm(
+        request.POST if editable and request.method == "POST" else None,
+        instance=Trial.objects.get(pk=trial.pk),
+        pi=user,
+    )
+    if not editable:
+        # Once submitted, the record is the office's: the step is shown read-only and only moves on.
+        if request.method == "POST":
+            return _after_save(request, trial, 1)
+        for field in form.fields.values():
+            field.disabled = True
+    elif request.method == "POST" and form.is_valid():
+        try:
+            trial_update(trial=trial, actor=user, **form.cleaned_data)
+        except DomainError as exc:
+            add_domain_error(form, exc)
+        else:
+            messages.success(request, _("Draft saved."))
+            return _after_save(request, trial, 1)
+    return _wizard(request, "ethics/portal/wizard_details.html", step=1, trial=trial, submission=submission, form=form)
+
+
+def _step_sites(request, trial: Trial, submission: Submission | None):
+    user = request.user
+    form = SiteAddForm(request.POST or None, trial=trial, user=user)
+    if request.method == "POST":
+        action = request.POST.get("action")
+        if action != "add" and not form.has_changed():
+            return _after_save(request, trial, 2)
+        if form.is_valid():
+            try:
+                site_add(
+                    trial=trial,
+                    actor=user,
+                    institution=form.cleaned_data["institution"],
+                    site_target=form.cleaned_data["site_target"],
+                )
+            except DomainError as exc:
+                add_domain_error(form, exc)
+            else:
+                messages.success(
+                    request,
+                    _("%(institution)s is added as a site.") % {"institution": form.cleaned_data["institution"]},
+                )
+                return _after_save(request, trial, 2)
+    sites = TrialSite.objects.visible_to(user).filter(trial=trial).select_related("institution", "site_pi")
+    return _wizard(
+        request,
+        "ethics/portal/wizard_sites.html",
+        step=2,
+        trial=trial,
+        submission=submission,
+        form=form,
+        sites=sites,
+    )
+
+
+def _step_documents(request, trial: Trial, submission: Submission):
+    user = request.user
+    current = _current_versions(user, trial)
+    slots = []
+    for kind in (*INITIAL_REQUIRED_DOCUMENTS, TrialDocument.Kind.OTHER):
+        existing = [v for v in current if v.document.kind == kind]
+        default_title = existing[0].document.title if existing else ""
+        if not default_title and kind != TrialDocument.Kind.OTHER:
+            default_title = str(TrialDocument.Kind(kind).label)
+        form = DocumentSlotForm(
+            request.POST or None,
+            request.FILES or None,
+            kind=kind,
+            prefix=kind,
+            initial={"title": default_title},
+        )
+        form.current_versions = existing
+        form.required_kind = kind != TrialDocument.Kind.OTHER
+        slots.append(form)
+    if request.method == "POST" and all(form.is_valid() for form in slots):
+        try:
+            with transaction.atomic():
+                for form in slots:
+                    if form.cleaned_data.get("file"):
+                        _upload_slot(user, trial, form)
+                submission_update_draft(submission=submission, actor=user, documents=_current_versions(user, trial))
+        except DomainError as exc:
+            if not any(form.errors for form in slots):
+                messages.error(request, str(exc.message))
+        else:
+            messages.success(request, _("Draft saved."))
+            return _after_save(request, trial, 3)
+    return _wizard(
+        request,
+        "ethics/portal/wizard_documents.html",
+        step=3,
+        trial=trial,
+        submission=submission,
+        slots=slots,
+        forms=slots,
+    )
+
+
+def _upload_slot(user, trial: Trial, form: DocumentSlotForm) -> DocumentVersion:
+    try:
+        return document_add_version(
+            trial=trial,
+            actor=user,
+            kind=form.kind,
+            title=form.cleaned_data["title"],
+            uploaded_file=form.cleaned_data["file"],
+            version_label=form.cleaned_data["version_label"],
+            version_date=form.cleaned_data["version_date"],
+        )
+    except DomainError as exc:
+        add_domain_error(form, exc)
+        raise
+
+
+def _step_declarations(request, trial: Trial, submission: Submission):
+    user = request.user
+    form = DeclarationsForm(request.POST or None, initial=DeclarationsForm.initial_for(submission))
+    if request.method == "POST" and form.is_valid():
+        try:
+            submission_update_draft(
+                submission=submission,
+                actor=user,
+                summary=form.cleaned_data["summary"].strip(),
+                declarations=form.declarations(),
+            )
+        except DomainError as exc:
+            add_domain_error(form, exc)
+        else:
+            messages.success(request, _("Draft saved."))
+            return _after_save(request, trial, 4)
+    return _wizard(
+        request, "ethics/portal/wizard_declarations.html", step=4, trial=trial, submission=submission, form=form
+    )
+
+
+def _step_submit(request, trial: Trial, submission: Submission):
+    user = request.user
+    error = None
+    if request.method == "POST":
+        try:
+            submission = submission_submit(submission=submission, actor=user)
+        except DomainError as exc:
+            error = str(exc.message)
+        else:
+            messages.success(
+                request,
+                _("The application is submitted to %(committee)s with reference %(reference)s.")
+                % {"committee": submission.committee, "reference": submission.reference},
+            )
+            return redirect("ethics_portal:submission_detail", submission.pk)
+    submission.refresh_from_db()
+    return _wizard(
+        request,
+        "ethics/portal/wizard_submit.html",
+        step=5,
+        trial=trial,
+        submission=submission,
+        error=error,
+        missing=missing_items(submission),
+        sites=TrialSite.objects.visible_to(user).filter(trial=trial).select_related("institution"),
+        documents=submission.documents.select_related("document").order_by("document__kind", "document__title"),
+        declarations=[(text, submission.declarations.get(key) is True) for key, text in DECLARATIONS.items()],
+    )
+
+
+# --- trials, submissions, files ------------------------------------------------------------------------------------
+
+
+@pi_required
+def trial_detail(request, pk: int):
+    user = request.user
+    trial = get_object_or_404(
+        Trial.objects.visible_to(user).select_related("lead_institution", "sponsor", "department", "pi"), pk=pk
+    )
+    documents = TrialDocument.objects.visible_to(user).filter(trial=trial).prefetch_related("versions")
+    return _page(
+        request,
+        "ethics/portal/trial_detail.html",
+        {
+            "trial": trial,
+            "sites": TrialSite.objects.visible_to(user).filter(trial=trial).select_related("institution", "site_pi"),
+            "documents": documents,
+            "submissions": _submissions(user).filter(trial=trial).order_by("-created_at"),
+            "report_kinds": [(kind, K(kind).label) for kind in REPORT_KINDS],
+            "is_pi": trial.pi_id == user.pk,
+        },
+    )
+
+
+@pi_required
+def submission_detail(request, pk: int):
+    user = request.user
+    submission = get_object_or_404(_submissions(user).select_related("responds_to"), pk=pk)
+    decision = _decision(user, submission)
+    events = [
+        {"event": event, "note": event.note if event.kind in PUBLIC_NOTE_EVENTS else ""}
+        for event in submission.events.all()
+    ]
+    details = []
+    if submission.kind != K.INITIAL:
+        labels = {f.name.removeprefix("detail_"): f.label for f in ReportForm(kind=submission.kind).detail_fields}
+        details = [(labels.get(key, key), value) for key, value in submission.details.items()]
+    can_respond = (
+        decision is not None and decision.outcome in MODIFICATION_OUTCOMES and _response(user, submission) is None
+    )
+    return _page(
+        request,
+        "ethics/portal/submission_detail.html",
+        {
+            "submission": submission,
+            "decision": decision,
+            "events": events,
+            "details": details,
+            "documents": DocumentVersion.objects.visible_to(user)
+            .filter(submissions=submission)
+            .select_related("document"),
+            "responses": _submissions(user).filter(responds_to=submission),
+            "editable": submission.status in EDITABLE,
+            "edit_url": _edit_url(submission) if submission.status in EDITABLE else "",
+            "missing": missing_items(submission) if submission.status in EDITABLE else [],
+            "can_respond": can_respond,
+        },
+    )
+
+
+def _private_file(handle, *, filename: str, content_type: str) -> FileResponse:
+    response = FileResponse(handle, as_attachment=True, filename=filename, content_type=content_type)
+    # Letters and documents may hold personal data: never kept by shared caches.
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+@pi_required
+def letter_download(request, pk: int):
+    decision = get_object_or_404(Decision.objects.visible_to(request.user), submission_id=pk)
+    if not decision.letter_file:
+        raise Http404(_("The decision letter is being prepared."))
+    try:
+        handle = decision.letter_file.open("rb")
+    except FileNotFoundError as exc:
+        raise Http404(_("The decision letter file is missing. Please tell the ethics office.")) from exc
+    filename = letters.letter_filename(decision, letters.AUTHORITATIVE_LANGUAGE)
+    return _private_file(handle, filename=filename, content_type="application/pdf")
+
+
+@pi_required
+def document_download(request, pk: int):
+    version = get_object_or_404(DocumentVersion.objects.visible_to(request.user), pk=pk)
+    try:
+        handle = version.file.open("rb")
+    except FileNotFoundError as exc:
+        raise Http404(_("The stored file of this version is missing. Please tell the system administrator.")) from exc
+    return _private_file(handle, filename=version.original_name, content_type=version.content_type)
+
+
+# --- reports, amendments and responses ----------------------------------------------------------------------------
+
+
+@pi_required
+def report_file(request, trial_id: int, kind: str):
+    if kind not in REPORT_KINDS:
+        raise Http404
+    trial = get_object_or_404(Trial.objects.visible_to(request.user), pk=trial_id)
+    return _report_page(request, trial=trial, kind=kind, submission=None)
+
+
+@pi_required
+def submission_edit(request, pk: int):
+    submission = get_object_or_404(_submissions(request.user), pk=pk)
+    if submission.status not in EDITABLE:
+        messages.info(request, _("This submission has been submitted and can no longer be changed."))
+        return redirect("ethics_portal:submission_detail", submission.pk)
+    if submission.kind == K.INITIAL:
+        return redirect(_edit_url(submission))
+    return _report_page(request, trial=submission.trial, kind=submission.kind, submission=submission)
+
+
+@pi_required
+def respond(request, pk: int):
+    """Answer a decision that asked for modifications: revised documents and a point-by-point response."""
+    user = request.user
+    decided = get_object_or_404(_submissions(user), pk=pk)
+    decision = _decision(user, decided)
+    if decision is None or decision.outcome not in MODIFICATION_OUTCOMES:
+        messages.error(request, _("That decision did not ask for modifications."))
+        return redirect("ethics_portal:submission_detail", decided.pk)
+    existing = _response(user, decided)
+    if existing is not None:
+        if existing.status in EDITABLE:
+            return redirect("ethics_portal:submission_edit", existing.pk)
+        messages.info(request, _("You have already responded to this decision."))
+        return redirect("ethics_portal:submission_detail", existing.pk)
+    return _report_page(
+        request,
+        trial=decided.trial,
+        kind=K.MODIFICATION_RESPONSE,
+        submission=None,
+        responds_to=decided,
+        decision=decision,
+        initial={
+            "summary": _("Response to the modifications requested in %(letter)s.")
+            % {"letter": decision.letter_number or decided.reference}
+        },
+    )
+
+
+def _report_page(
+    request,
+    *,
+    trial: Trial,
+    kind: str,
+    submission: Submission | None,
+    responds_to: Submission | None = None,
+    decision: Decision | None = None,
+    initial: dict | None = None,
+):
+    """One form for every report kind: save it as a draft, or save and submit it."""
+    user = request.user
+    if submission is not None:
+        initial = ReportForm.initial_for(submission)
+        responds_to = submission.responds_to
+        decision = _decision(user, responds_to) if responds_to else None
+    form = ReportForm(request.POST or None, kind=kind, initial=initial)
+    uploads = DocumentUploadFormSet(
+        request.POST or None,
+        request.FILES or None,
+        form_kwargs={"trial": trial, "user": user},
+        prefix="upload",
+    )
+    if request.method == "POST" and form.is_valid() and uploads.is_valid():
+        detach = {int(pk) for pk in request.POST.getlist("detach") if pk.isdigit()}
+        try:
+            with transaction.atomic():
+                saved = _save_report(
+                    user, trial=trial, kind=kind, submission=submission, responds_to=responds_to, form=form
+                )
+                new_versions = [_upload(user, trial, upload) for upload in uploads if upload.cleaned_data.get("file")]
+                if new_versions or detach:
+                    replaced = {v.document_id for v in new_versions}
+                    kept = [v for v in saved.documents.all() if v.pk not in detach and v.document_id not in replaced]
+                    submission_update_draft(submission=saved, actor=user, documents=kept + new_versions)
+        except DomainError as exc:
+            if not any(upload.errors for upload in uploads):
+                add_domain_error(form, exc)
+        else:
+            if request.POST.get("action") != "submit":
+                messages.success(request, _("Draft saved."))
+                return redirect("ethics_portal:submission_edit", saved.pk)
+            try:
+                submit = submission_submit(submission=saved, actor=user)
+            except DomainError as exc:
+                # An incomplete report's gaps are listed on the page it returns to; other refusals are said here.
+                messages.error(request, _("Your draft is saved, but it cannot be submitted yet."))
+                if exc.code != "incomplete":
+                    messages.error(request, str(exc.message))
+                return redirect("ethics_portal:submission_edit", saved.pk)
+            messages.success(request, _("Submitted with reference %(reference)s.") % {"reference": submit.reference})
+            return redirect("ethics_portal:submission_detail", submit.pk)
+    attached = list(submission.documents.select_related("document")) if submission else []
+    return _page(
+        request,
+        "ethics/portal/report_form.html",
+        {
+            "trial": trial,
+            "kind": kind,
+            "kind_label": K(kind).label,
+            "submission": submission,
+            "responds_to": responds_to,
+            "decision": decision,
+            "form": form,
+            "uploads": uploads,
+            "forms": [form, uploads],
+            "attached": attached,
+            "missing": missing_items(submission) if submission else [],
+        },
+        status=400 if request.method == "POST" else 200,
+    )
+
+
+def _save_report(user, *, trial, kind, submission, responds_to, form) -> Submission:
+    summary = form.cleaned_data["summary"].strip()
+    if submission is None:
+        return submission_create(
+            actor=user, trial=trial, kind=kind, responds_to=responds_to, summary=summary, details=form.details()
+        )
+    return submission_update_draft(submission=submission, actor=user, summary=summary, details=form.details())
+
+
+def _upload(user, trial: Trial, upload) -> DocumentVersion:
+    kind, title = upload.upload_target()
+    try:
+        return document_add_version(
+            trial=trial,
+            actor=user,
+            kind=kind,
+            title=title,
+            uploaded_file=upload.cleaned_data["file"],
+            version_label=upload.cleaned_data["version_label"],
+            note=upload.cleaned_data["note"],
+        )
+    except DomainError as exc:
+        add_domain_error(upload, exc)
+        raise

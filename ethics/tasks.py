@@ -1,0 +1,25 @@
+"""Ethics timers: thin Celery tasks over ethics.reminders; the database holds every due date."""
+
+from celery import shared_task
+
+from ethics import reminders
+
+
+@shared_task
+def sweep_continuing_reviews() -> int:
+    """Beat, every 15 minutes: send every continuing-review reminder that is due and not yet sent.
+
+    This sweep is enough on its own: due dates are days away, so no task waits with an ETA, and a run lost with
+    the broker is made good by the next one. Running it twice, or twice at once, sends nothing twice.
+    """
+    return len(reminders.send_continuing_review_reminders())
+
+
+@shared_task
+def remind_continuing_review(decision_id: int) -> int:
+    """Send what is due now for one decision, e.g. by hand after its recipients were corrected.
+
+    Nothing enqueues this with an ETA, and nothing needs to: the beat sweep reaches every decision within 15
+    minutes. It is as idempotent as the sweep, whose rule it applies to one row.
+    """
+    return len(reminders.send_continuing_review_reminders(decision_ids=[decision_id]))

@@ -1,0 +1,92 @@
+"""A PI drafts a project through the portal's wizard in a real browser, submits it and sees it on the dashboard."""
+
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from cgtclinic.roles import Role
+from ethics.models import Submission
+from tests.factories.cgtclinic import UserFactory
+from tests.factories.ethics import EthicsCommitteeFactory
+from tests.factories.trials import PDF_BYTES
+
+SCREENSHOTS = Path(settings.BASE_DIR) / "var" / "screenshots"
+REQUIRED_KINDS = ("protocol", "icf", "ib", "cv", "insurance")
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def assert_fits_a_phone(page):
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 375, f"{page.url} scrolls sideways at 375px ({width}px wide)"
+
+
+def test_pi_creates_and_submits_a_project_through_the_wizard(live_server, page, tmp_path):
+    pi = UserFactory(role=Role.PI, username="pi_wang", full_name="王医生", password="correct-horse-battery")
+    committee = EthicsCommitteeFactory(institution=pi.institution)
+    files = {}
+    for kind in REQUIRED_KINDS:
+        files[kind] = tmp_path / f"{kind}.pdf"
+        files[kind].write_bytes(PDF_BYTES)
+
+    # Anonymous: the portal sends the visitor to its own login page, in Chinese.
+    page.goto(f"{live_server.url}/pi/")
+    assert "/pi/login/" in page.url
+    assert page.locator("html").get_attribute("lang") == "zh-hans"
+    page.fill("#id_username", "pi_wang")
+    page.fill("#id_password", "correct-horse-battery")
+    page.locator("main button.primary").click()
+    page.wait_for_selector("#waiting-title")
+
+    # The wizard on a phone. Step 1: trial details.
+    page.set_viewport_size({"width": 375, "height": 812})
+    page.goto(f"{live_server.url}/pi/projects/new/")
+    assert_fits_a_phone(page)
+    page.fill("#id_title_zh", "CD19 CAR-T 细胞治疗复发难治性B细胞淋巴瘤")
+    page.fill("#id_protocol_number", "CGT-BROWSER-01")
+    page.select_option("#id_kind", "iit")
+    page.select_option("#id_therapy_category", "immune_cell")
+    page.select_option("#id_phase", "1")
+    page.fill("#id_target_enrolment", "24")
+    page.select_option("#id_hgr_status", "not_required")
+    page.click("button[value=next]")
+    page.wait_for_url("**/edit/2/")
+
+    # Step 2: the lead site is there already; go on.
+    assert pi.institution.name_zh in page.locator("main").inner_text()
+    page.click("button[value=next]")
+    page.wait_for_url("**/edit/3/")
+
+    # Step 3: upload every required document.
+    assert_fits_a_phone(page)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "pi_wizard_documents_mobile.png"), full_page=True)
+    for kind in REQUIRED_KINDS:
+        page.set_input_files(f"#id_{kind}-file", str(files[kind]))
+    page.click("button[value=next]")
+    page.wait_for_url("**/edit/4/")
+
+    # Step 4: summary and declarations.
+    page.fill("#id_summary", "单臂、开放、剂量递增的I期研究。")
+    for checkbox in page.locator("input[type=checkbox][name^=declare_]").all():
+        checkbox.check()
+    page.click("button[value=next]")
+    page.wait_for_url("**/edit/5/")
+
+    # Step 5: nothing missing; submit.
+    assert_fits_a_phone(page)
+    page.screenshot(path=str(SCREENSHOTS / "pi_wizard_submit_mobile.png"), full_page=True)
+    assert page.locator("ul.missing").count() == 0
+    page.click("button[value=submit]")
+    page.wait_for_url("**/pi/submissions/*/")
+    submission = Submission.objects.get(trial__protocol_number="CGT-BROWSER-01")
+    assert submission.status == Submission.Status.SUBMITTED
+    assert submission.committee == committee
+
+    page.goto(f"{live_server.url}/pi/")
+    row = page.locator("#submissions-title + table tbody tr").first
+    assert submission.reference in row.inner_text()
+    assert row.locator(".status-submitted").count() == 1
+    assert_fits_a_phone(page)
+    page.screenshot(path=str(SCREENSHOTS / "pi_dashboard_mobile.png"), full_page=True)
