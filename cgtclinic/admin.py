@@ -1,13 +1,17 @@
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
+from django.db.models import Count, Q
+from django.utils.formats import date_format
 from django.utils.translation import gettext_lazy as _
 
-from cgtclinic import services
+from cgtclinic import services, workdays
 from cgtclinic.admin_base import ScopedAdmin, ServiceFormMixin, with_actor
 from cgtclinic.models import (
+    CalendarDay,
     Department,
+    HolidaySchedule,
     Institution,
     NotificationWebhook,
     PolicyParameter,
@@ -183,3 +187,119 @@ class NotificationWebhookAdmin(ScopedAdmin):
         if db_field.name == "url":
             kwargs["assume_scheme"] = "https"  # only https addresses are accepted anyway
         return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+
+class CalendarDayInline(admin.TabularInline):
+    model = CalendarDay
+    fields = ["date", "kind", "name"]
+    ordering = ["date"]
+    extra = 3
+
+
+class HolidayScheduleForm(forms.ModelForm):
+    class Meta:
+        model = HolidaySchedule
+        fields = ["year", "notice", "published_on"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Whatever the office enters or corrects cites the State Council notice it comes from.
+        for name in ("notice", "published_on"):
+            if name in self.fields:  # absent when the user may only view
+                self.fields[name].required = True
+
+
+@admin.register(HolidaySchedule)
+class HolidayScheduleAdmin(ScopedAdmin):
+    form = HolidayScheduleForm
+    list_display = ["year", "source", "notice", "published_on", "holiday_count", "workday_count", "entered_by"]
+    list_filter = ["source"]
+    search_fields = ["=year", "notice"]
+    list_select_related = ["entered_by"]
+    fields = ["year", "notice", "published_on", "source", "entered_by"]
+    readonly_fields = ["source", "entered_by"]
+    inlines = [CalendarDayInline]
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                holidays=Count("days", filter=Q(days__kind=CalendarDay.Kind.HOLIDAY)),
+                workdays=Count("days", filter=Q(days__kind=CalendarDay.Kind.WORKDAY)),
+            )
+        )
+
+    @admin.display(description=_("holidays"), ordering="holidays")
+    def holiday_count(self, obj):
+        return obj.holidays
+
+    @admin.display(description=_("make-up working days"), ordering="workdays")
+    def workday_count(self, obj):
+        return obj.workdays
+
+    def changelist_view(self, request, extra_context=None):
+        missing = workdays.years_needing_schedule()
+        if missing:
+            messages.warning(
+                request,
+                _(
+                    "No holiday schedule for %(years)s: deadlines reaching into these years are provisional "
+                    "(weekends and statutory holidays only). Enter the State Council's schedule as soon as it is "
+                    "published; the deadlines are then recomputed."
+                )
+                % {"years": ", ".join(map(str, missing))},
+            )
+        return super().changelist_view(request, extra_context)
+
+    def save_model(self, request, obj, form, change):
+        if not change or form.has_changed():
+            obj.source = HolidaySchedule.Source.OFFICE
+            obj.entered_by = request.user
+        super().save_model(request, obj, form, change)
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        if not change or form.has_changed() or any(formset.has_changed() for formset in formsets):
+            workdays.schedule_entered(schedule=form.instance, actor=request.user)
+
+    def delete_model(self, request, obj):
+        year = obj.year
+        super().delete_model(request, obj)
+        workdays.schedules_changed(years=[year])
+
+    def delete_queryset(self, request, queryset):
+        years = list(queryset.values_list("year", flat=True))
+        super().delete_queryset(request, queryset)
+        workdays.schedules_changed(years=years)
+
+
+@admin.register(CalendarDay)
+class CalendarDayAdmin(ScopedAdmin):
+    """Every recorded day in one list, with its history; days are added and changed on their year's schedule."""
+
+    list_display = ["date", "weekday", "kind", "name", "schedule"]
+    list_filter = ["kind", "schedule__year", "name"]
+    search_fields = ["name", "=schedule__year"]
+    list_select_related = ["schedule"]
+    date_hierarchy = "date"
+
+    @admin.display(description=_("weekday"))
+    def weekday(self, obj):
+        return date_format(obj.date, "l")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def delete_model(self, request, obj):
+        year = obj.schedule.year
+        super().delete_model(request, obj)
+        workdays.schedules_changed(years=[year])
+
+    def delete_queryset(self, request, queryset):
+        years = list(queryset.values_list("schedule__year", flat=True).distinct())
+        super().delete_queryset(request, queryset)
+        workdays.schedules_changed(years=years)

@@ -10,6 +10,7 @@ from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
 from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone, translation
@@ -536,3 +537,103 @@ class NotificationWebhook(models.Model):
                 "key": key
             }
         return None
+
+
+class HolidaySchedule(models.Model):
+    """One year of the State Council's holiday schedule (放假安排): its holidays and make-up working days (调休).
+
+    A year is known to the working-day calendar once its schedule exists; deadlines reaching into a year
+    without one are computed provisionally (see cgtclinic.workdays).
+    """
+
+    class Source(models.TextChoices):
+        PACKAGE = "package", _("Imported from the chinese-calendar package")
+        OFFICE = "office", _("Entered by the office")
+
+    # The years the statutory-holiday rules and the lunar tables cover; the bounds catch mistyped years.
+    year = models.PositiveSmallIntegerField(
+        _("year"), unique=True, validators=[MinValueValidator(2000), MaxValueValidator(2099)]
+    )
+    source = models.CharField(_("source"), max_length=20, choices=Source.choices, default=Source.OFFICE)
+    notice = models.CharField(
+        _("State Council notice"), max_length=100, blank=True, help_text=_("Its number, e.g. 国办发明电〔2025〕7号")
+    )
+    published_on = models.DateField(_("published on"), null=True, blank=True)
+    entered_by = models.ForeignKey(
+        "cgtclinic.User",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("entered by"),
+    )
+
+    objects = PublicDirectoryQuerySet.as_manager()
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-year"]
+        verbose_name = _("holiday schedule")
+        verbose_name_plural = _("holiday schedules")
+
+    def __str__(self) -> str:
+        return str(self.year)
+
+
+class CalendarDay(models.Model):
+    """A day the schedule makes a holiday, or a Saturday or Sunday it makes a working day (调休上班)."""
+
+    class Kind(models.TextChoices):
+        HOLIDAY = "holiday", _("Holiday")
+        WORKDAY = "workday", _("Make-up working day")
+
+    schedule = models.ForeignKey(
+        HolidaySchedule, on_delete=models.CASCADE, related_name="days", verbose_name=_("holiday schedule")
+    )
+    date = models.DateField(_("date"), unique=True)
+    kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices)
+    name = models.CharField(_("festival"), max_length=100, help_text=_("e.g. 春节, 国庆节"))
+
+    objects = PublicDirectoryQuerySet.as_manager()
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["date"]
+        verbose_name = _("calendar day")
+        verbose_name_plural = _("calendar days")
+
+    def __str__(self) -> str:
+        return f"{self.date} {self.name} ({self.get_kind_display()})"
+
+    def clean(self):
+        super().clean()
+        errors = {}
+        if self.date and self.kind == self.Kind.WORKDAY and self.date.weekday() < 5:
+            errors["kind"] = _(
+                "A make-up working day must be a Saturday or a Sunday; weekdays are working days anyway."
+            )
+        try:
+            schedule = self.schedule
+        except HolidaySchedule.DoesNotExist:
+            schedule = None
+        if (
+            self.date
+            and schedule is not None
+            and schedule.year
+            and not self.fits_schedule_year(self.date, schedule.year)
+        ):
+            errors["date"] = _(
+                "The date must fall in the schedule's year, or in the December before or the January after it "
+                "(a holiday that spans the turn of the year)."
+            )
+        if errors:
+            raise ValidationError(errors)
+
+    @staticmethod
+    def fits_schedule_year(date, year: int) -> bool:
+        """A notice lists its own year's days, and sometimes the days around the turn of the year."""
+        return (
+            date.year == year
+            or (date.year == year - 1 and date.month == 12)
+            or (date.year == year + 1 and date.month == 1)
+        )

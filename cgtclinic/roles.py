@@ -41,6 +41,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
         | _perms("cgtclinic.user", *EDIT)
         | _perms("cgtclinic.policyparameter", *VIEW)
         | _perms("cgtclinic.policytarget", *VIEW)
+        | _perms("cgtclinic.holidayschedule", *VIEW)
+        | _perms("cgtclinic.calendarday", *VIEW)
         | _perms("cgtclinic.notificationwebhook", *EDIT, "delete")
         | _perms("trials.trial", *EDIT)
         | _perms("trials.trialstatuschange", *VIEW)
@@ -64,6 +66,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
         | _perms("cgtclinic.policyparameter", *VIEW)
         | _perms("cgtclinic.policytarget", *VIEW)
         # The working-day calendar is one for every hospital: offices read it, a system administrator keeps it.
+        | _perms("cgtclinic.holidayschedule", *VIEW)
+        | _perms("cgtclinic.calendarday", *VIEW)
         | _perms("trials.trial", *VIEW)
         | _perms("trials.trialstatuschange", *VIEW)
         | _perms("trials.trialsite", *VIEW)

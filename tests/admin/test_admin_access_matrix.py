@@ -62,6 +62,8 @@ PAGES = {
     "regions": page("admin:cgtclinic_region_changelist"),
     "policy parameters": page("admin:cgtclinic_policyparameter_changelist"),
     "periodic tasks": page("admin:django_celery_beat_periodictask_changelist"),
+    "holiday schedules": page("admin:cgtclinic_holidayschedule_changelist"),
+    "holiday schedule add": page("admin:cgtclinic_holidayschedule_add"),
 }
 
 # Roles without admin access are sent to the login page for every page.
@@ -76,6 +78,8 @@ EXPECTED = {
         "other institution's trial history": HIDDEN,
         "other institution's document download": HIDDEN,
         "periodic tasks": DENY,
+        # One national calendar for every hospital: offices read it, the system administrator keeps it.
+        "holiday schedule add": DENY,
     },
     "ethics_office": {
         **dict.fromkeys(PAGES, ALLOW),
@@ -84,6 +88,7 @@ EXPECTED = {
         "other institution's trial history": HIDDEN,
         "other institution's document download": HIDDEN,
         "periodic tasks": DENY,
+        "holiday schedule add": DENY,
     },
     "system_admin": dict.fromkeys(PAGES, ALLOW),
 }
