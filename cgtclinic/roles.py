@@ -56,6 +56,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
         | _perms("ethics.submissionevent", *VIEW)
         | _perms("ethics.reviewassignment", *VIEW)
         | _perms("ethics.decision", *VIEW)
+        | _perms("ethics.alliance", *VIEW)
+        | _perms("ethics.recognitionrequest", *VIEW)
     ),
     Role.ETHICS_OFFICE: frozenset(
         _perms("cgtclinic.region", *VIEW)
@@ -83,6 +85,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
         | _perms("ethics.reviewassignment", *VIEW)
         | _perms("ethics.meeting", *EDIT)
         | _perms("ethics.decision", *VIEW)
+        | _perms("ethics.alliance", *VIEW)
+        | _perms("ethics.recognitionrequest", *VIEW)
     ),
     # A PI drafts their own projects (the services allow it only for their trials while in draft).
     Role.PI: frozenset(

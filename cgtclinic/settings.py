@@ -176,6 +176,12 @@ else:
 # Periodic sweeps, loaded into django-celery-beat's tables by its DatabaseScheduler (which names the "expires"
 # option expire_seconds). Each run expires before the next is due, so a backlog after an outage runs once.
 CELERY_BEAT_SCHEDULE = {
+    # Recognition deadlines are hours to days away: a one-minute sweep keeps every effect within a minute.
+    "ethics-sweep-recognition-deadlines": {
+        "task": "ethics.tasks.sweep_recognition_deadlines",
+        "schedule": 60,
+        "options": {"expire_seconds": 50},
+    },
     "ethics-sweep-continuing-reviews": {
         "task": "ethics.tasks.sweep_continuing_reviews",
         "schedule": 15 * 60,

@@ -19,13 +19,17 @@ from django.utils.translation import gettext_lazy as _
 from cgtclinic.admin_base import ScopedAdmin
 from cgtclinic.errors import DomainError
 from cgtclinic.models import Institution, User
-from ethics import letters, services
+from ethics import letters, recognition, services
 from ethics.models import (
     AgendaItem,
+    Alliance,
+    AllianceMembership,
     CommitteeMember,
     Decision,
     EthicsCommittee,
     Meeting,
+    RecognitionEffect,
+    RecognitionRequest,
     ReviewAssignment,
     Submission,
     SubmissionEvent,
@@ -94,7 +98,13 @@ class EthicsCommitteeAdmin(ScopedAdmin):
         return committee.current_member_count
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(current_member_count=Count("members", distinct=True))
+        # An aggregate drops Meta.ordering; the autocomplete view needs a stable order.
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(current_member_count=Count("members", distinct=True))
+            .order_by("institution_id", "name_zh")
+        )
 
     def get_readonly_fields(self, request, obj=None):
         # A committee never moves to another institution: its letters and submissions stay where they were made.
@@ -927,3 +937,171 @@ class DecisionAdmin(ScopedAdmin):
         response = HttpResponse(pdf, content_type="application/pdf")
         response["Content-Disposition"] = f'attachment; filename="{letters.letter_filename(decision, language)}"'
         return response
+
+
+# --- mutual recognition ------------------------------------------------------------------------------------------
+
+
+class AllianceMembershipInline(admin.TabularInline):
+    model = AllianceMembership
+    fields = ["committee", "joined_on"]
+    autocomplete_fields = ["committee"]
+    extra = 0
+
+
+@admin.register(Alliance)
+class AllianceAdmin(ScopedAdmin):
+    list_display = [
+        "name_zh",
+        "feedback_working_days",
+        "close_of_business",
+        "reminder_time",
+        "coordinator",
+        "is_active",
+    ]
+    list_filter = ["regions", "is_active"]
+    search_fields = ["name_zh", "name_en"]
+    filter_horizontal = ["regions"]
+    autocomplete_fields = ["coordinator"]
+    inlines = [AllianceMembershipInline]
+
+
+class RecognitionEffectInline(ReadOnlyInline):
+    model = RecognitionEffect
+    fields = ["kind", "due_at", "happened_at"]
+    readonly_fields = fields
+    verbose_name_plural = _("deadline effects")
+
+
+class RecognitionResponseForm(forms.Form):
+    outcome = forms.ChoiceField(
+        label=_("Feedback"),
+        choices=[(s.value, s.label) for s in RecognitionRequest.Status if s.value in recognition.OUTCOMES],
+    )
+    note = forms.CharField(
+        label=_("Conditions or reasons"),
+        widget=forms.Textarea(attrs={"rows": 4}),
+        required=False,
+        help_text=_("Required when recognising with conditions (e.g. local consent-form changes) or declining."),
+    )
+
+
+class RecognitionWithdrawForm(forms.Form):
+    reason = forms.CharField(label=_("Reason"), widget=forms.Textarea(attrs={"rows": 3}))
+
+
+@admin.register(RecognitionRequest)
+class RecognitionRequestAdmin(ScopedAdmin):
+    """Requests are never edited: the participating office answers, the lead office may withdraw."""
+
+    change_form_template = "admin/ethics/recognitionrequest/change_form.html"
+    list_display = [
+        "trial",
+        "committee",
+        "alliance",
+        "subject",
+        "status",
+        "received_at",
+        "due_at",
+        "provisional",
+        "late",
+        "escalated_at",
+    ]
+    list_filter = ["status", "alliance", "provisional", "late", "subject"]
+    search_fields = ["trial__protocol_number", "trial__title_zh", "committee__name_zh"]
+    list_select_related = ["trial", "committee", "alliance"]
+    date_hierarchy = "received_at"
+    inlines = [RecognitionEffectInline]
+    readonly_fields = [
+        "alliance",
+        "trial",
+        "site",
+        "committee",
+        "lead_decision",
+        "external_lead_letter_number",
+        "external_lead_letter",
+        "subject",
+        "status",
+        "received_at",
+        "due_at",
+        "remind_at",
+        "provisional",
+        "provisional_years",
+        "responded_at",
+        "responded_by",
+        "response_note",
+        "late",
+        "response_working_hours",
+        "escalated_at",
+        "superseded_by",
+        "local_review",
+    ]
+    fields = readonly_fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_urls(self):
+        own = [
+            path("<int:pk>/respond/", self.admin_site.admin_view(self.respond_view), name="ethics_recognition_respond"),
+            path(
+                "<int:pk>/withdraw/", self.admin_site.admin_view(self.withdraw_view), name="ethics_recognition_withdraw"
+            ),
+        ]
+        return own + super().get_urls()
+
+    def _request_or_404(self, request, pk):
+        found = self.get_queryset(request).filter(pk=pk).first()
+        if found is None:
+            raise Http404
+        return found
+
+    def _step(self, request, pk, form_class, label, run):
+        recognition_request = self._request_or_404(request, pk)
+        form = form_class(request.POST if request.method == "POST" else None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                run(recognition_request, form.cleaned_data)
+            except DomainError as exc:
+                _show_error(form, exc)
+            else:
+                self.message_user(request, gettext("Saved."), messages.SUCCESS)
+                return HttpResponseRedirect(reverse("admin:ethics_recognitionrequest_change", args=[pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "original": recognition_request,
+            "title": f"{label}: {recognition_request}",
+            "step_label": label,
+            "form": form,
+            "object_url": reverse("admin:ethics_recognitionrequest_change", args=[pk]),
+            "object_label": str(recognition_request),
+            "intro": gettext("Due by %(due)s.") % {"due": timezone.localtime(recognition_request.due_at)},
+        }
+        return TemplateResponse(request, "admin/ethics/action.html", context)
+
+    def respond_view(self, request, pk):
+        return self._step(
+            request,
+            pk,
+            RecognitionResponseForm,
+            gettext("Give feedback"),
+            lambda r, data: recognition.recognition_respond(
+                request=r, actor=request.user, outcome=data["outcome"], note=data["note"]
+            ),
+        )
+
+    def withdraw_view(self, request, pk):
+        return self._step(
+            request,
+            pk,
+            RecognitionWithdrawForm,
+            gettext("Withdraw"),
+            lambda r, data: recognition.recognition_withdraw(request=r, actor=request.user, reason=data["reason"]),
+        )

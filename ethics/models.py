@@ -549,3 +549,231 @@ class ContinuingReviewReminder(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_stage_display()} {self.due_on}"
+
+
+class AllianceQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """Alliances are public among signed-in users: hospitals need to know who recognises whom."""
+        if not user.is_authenticated or not user.is_active:
+            return self.none()
+        return self
+
+
+class Alliance(BilingualNameMixin):
+    """An ethics mutual-recognition alliance (伦理审查结果互认联盟) with its own feedback deadline.
+
+    The deadline and its source clause come from seeds (e.g. Guangdong: 3 working days, 003 task 15).
+    """
+
+    regions = models.ManyToManyField(
+        "cgtclinic.Region",
+        related_name="alliances",
+        verbose_name=_("regions"),
+        help_text=_("One region, or several for a cross-region alliance such as Beijing-Tianjin-Hebei."),
+    )
+    committees = models.ManyToManyField(
+        EthicsCommittee, through="AllianceMembership", related_name="alliances", verbose_name=_("member committees")
+    )
+    feedback_working_days = models.PositiveSmallIntegerField(_("feedback deadline (working days)"))
+    close_of_business = models.TimeField(
+        _("close of business"),
+        null=True,
+        blank=True,
+        help_text=_("If set, a deadline ends at this time of its last working day instead of at 24:00."),
+    )
+    reminder_time = models.TimeField(
+        _("reminder time"),
+        help_text=_("The time on the last working day at which the participating committee is reminded."),
+    )
+    coordinator = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("coordinator"),
+        help_text=_("Notified when a participating committee misses the deadline."),
+    )
+    source_document = models.CharField(_("source document"), max_length=200)
+    source_clause = models.CharField(_("source clause"), max_length=200)
+    is_active = models.BooleanField(_("active"), default=True)
+
+    objects = AllianceQuerySet.as_manager()
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["name_zh"]
+        verbose_name = _("recognition alliance")
+        verbose_name_plural = _("recognition alliances")
+        constraints = [models.UniqueConstraint(fields=["name_zh"], name="alliance_unique_name")]
+
+
+class AllianceMembership(models.Model):
+    alliance = models.ForeignKey(Alliance, on_delete=models.CASCADE, related_name="memberships")
+    committee = models.ForeignKey(EthicsCommittee, on_delete=models.CASCADE, related_name="alliance_memberships")
+    joined_on = models.DateField(_("joined on"))
+
+    history = HistoricalRecords()
+
+    class Meta:
+        verbose_name = _("alliance membership")
+        verbose_name_plural = _("alliance memberships")
+        constraints = [models.UniqueConstraint(fields=["alliance", "committee"], name="alliance_membership_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.committee} ∈ {self.alliance}"
+
+
+class RecognitionRequestQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """The participating and the lead institution's offices, the trial's PIs, the region's regulators."""
+        if not user.is_authenticated or not user.is_active:
+            return self.none()
+        if user.is_superuser:
+            return self
+        if user.role in (Role.RESEARCH_OFFICE, Role.ETHICS_OFFICE):
+            return self.filter(
+                Q(committee__institution_id=user.institution_id) | Q(trial__lead_institution_id=user.institution_id)
+            )
+        if user.role == Role.PI:
+            return self.filter(Q(trial__pi_id=user.pk) | Q(site__site_pi_id=user.pk))
+        if user.role == Role.REGULATOR:
+            return self.filter(committee__institution__region_id=user.region_id)
+        return self.none()
+
+    def open(self):
+        return self.filter(status=RecognitionRequest.Status.OPEN)
+
+
+class RecognitionRequest(models.Model):
+    """A participating site's committee asked to recognise the lead site's ethics result, with its deadline."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", _("Awaiting feedback")
+        RECOGNISED = "recognised", _("Recognised")
+        RECOGNISED_WITH_CONDITIONS = "recognised_with_conditions", _("Recognised with conditions")
+        DECLINED = "declined", _("Declined: full local review")
+        WITHDRAWN = "withdrawn", _("Withdrawn")
+        SUPERSEDED = "superseded", _("Superseded")
+
+    alliance = models.ForeignKey(
+        Alliance, on_delete=models.PROTECT, related_name="requests", verbose_name=_("alliance")
+    )
+    trial = models.ForeignKey(
+        Trial, on_delete=models.PROTECT, related_name="recognition_requests", verbose_name=_("trial")
+    )
+    site = models.ForeignKey(
+        "trials.TrialSite", on_delete=models.PROTECT, related_name="recognition_requests", verbose_name=_("site")
+    )
+    committee = models.ForeignKey(
+        EthicsCommittee,
+        on_delete=models.PROTECT,
+        related_name="recognition_requests",
+        verbose_name=_("participating committee"),
+    )
+    lead_decision = models.ForeignKey(
+        Decision,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="recognition_requests",
+        verbose_name=_("lead committee's decision"),
+    )
+    # When the lead's committee is not in the system, its office records the approval it received.
+    external_lead_letter_number = models.CharField(_("lead letter number"), max_length=60, blank=True)
+    external_lead_letter = models.ForeignKey(
+        DocumentVersion,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("lead approval letter"),
+    )
+    subject = models.CharField(_("what is to be recognised"), max_length=30, choices=Submission.Kind.choices)
+    status = models.CharField(_("status"), max_length=30, choices=Status.choices, default=Status.OPEN)
+    received_at = models.DateTimeField(_("received at"))
+    due_at = models.DateTimeField(_("due at"))
+    remind_at = models.DateTimeField(_("reminder at"))
+    provisional = models.BooleanField(
+        _("provisional deadline"),
+        default=False,
+        help_text=_("The deadline reaches a year whose holiday schedule is not yet published."),
+    )
+    provisional_years = models.JSONField(_("years without a schedule"), default=list, blank=True)
+    responded_at = models.DateTimeField(_("responded at"), null=True, blank=True)
+    responded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("responded by"),
+    )
+    response_note = models.TextField(_("conditions or reasons"), blank=True)
+    late = models.BooleanField(_("answered late"), default=False)
+    # Kept at response time so reports aggregate percentiles in the database.
+    response_working_hours = models.DecimalField(
+        _("response time (working hours)"), max_digits=8, decimal_places=2, null=True, blank=True
+    )
+    escalated_at = models.DateTimeField(_("escalated at"), null=True, blank=True)
+    superseded_by = models.ForeignKey(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="supersedes",
+        verbose_name=_("superseded by"),
+    )
+    local_review = models.ForeignKey(
+        Submission,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("local review opened"),
+    )
+
+    objects = RecognitionRequestQuerySet.as_manager()
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        verbose_name = _("recognition request")
+        verbose_name_plural = _("recognition requests")
+        indexes = [
+            models.Index(fields=["due_at"], condition=Q(status="open"), name="recognition_open_due_idx"),
+            models.Index(fields=["remind_at"], condition=Q(status="open"), name="recognition_open_remind_idx"),
+            models.Index(fields=["alliance", "received_at"]),
+            models.Index(fields=["committee", "received_at"]),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["site", "subject", "lead_decision"],
+                condition=Q(status="open"),
+                name="recognition_one_open_per_site_and_decision",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.trial.protocol_number} → {self.committee}"
+
+
+class RecognitionEffect(models.Model):
+    """A deadline effect that happened (reminder, escalation); the unique key makes each happen once."""
+
+    class Kind(models.TextChoices):
+        REMINDER = "reminder", _("Reminder")
+        ESCALATION = "escalation", _("Escalation")
+
+    request = models.ForeignKey(RecognitionRequest, on_delete=models.CASCADE, related_name="effects")
+    kind = models.CharField(_("effect"), max_length=20, choices=Kind.choices)
+    due_at = models.DateTimeField(_("for the deadline"))
+    happened_at = models.DateTimeField(_("happened at"))
+
+    class Meta:
+        verbose_name = _("deadline effect")
+        verbose_name_plural = _("deadline effects")
+        constraints = [models.UniqueConstraint(fields=["request", "kind", "due_at"], name="recognition_effect_once")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.happened_at:%Y-%m-%d %H:%M}"

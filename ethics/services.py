@@ -13,7 +13,7 @@ from django.utils.translation import gettext_lazy
 from cgtclinic.errors import DomainError, TransitionNotAllowed
 from cgtclinic.models import User
 from cgtclinic.roles import Role
-from ethics import letters
+from ethics import letters, recognition
 from ethics.models import (
     AgendaItem,
     Attendance,
@@ -730,6 +730,7 @@ def decision_record(
         )
         _apply_to_trial(decision, kind, actor, today)
         letters.letter_issue(decision=decision, actor=actor)
+        recognition.requests_open_for_decision(decision=decision, actor=actor)
     return decision
 
 

@@ -23,3 +23,36 @@ def remind_continuing_review(decision_id: int) -> int:
     minutes. It is as idempotent as the sweep, whose rule it applies to one row.
     """
     return len(reminders.send_continuing_review_reminders(decision_ids=[decision_id]))
+
+
+@shared_task
+def recognition_remind(request_id: int) -> bool:
+    """ETA task at a request's ``remind_at``; re-reads the row and acts only if still due and not yet done."""
+    from ethics import recognition
+
+    return recognition.recognition_remind(request_id)
+
+
+@shared_task
+def recognition_escalate(request_id: int) -> bool:
+    """ETA task at a request's ``due_at``; re-reads the row and acts only if still open, due and not yet done."""
+    from ethics import recognition
+
+    return recognition.recognition_escalate(request_id)
+
+
+@shared_task
+def sweep_recognition_deadlines() -> dict:
+    """Beat, every minute: every reminder and escalation that is due and has not happened, whatever happened to
+    the ETA messages (Redis flushed, worker killed). Enough on its own; safe to run twice or at once."""
+    from ethics import recognition
+
+    return recognition.sweep()
+
+
+@shared_task
+def recompute_recognition_deadlines(years: list[int]) -> int:
+    """A holiday schedule was entered or changed: recompute open deadlines touching those years."""
+    from ethics import recognition
+
+    return recognition.recompute_deadlines(tuple(years))

@@ -5,6 +5,8 @@ from django.utils import timezone
 
 from ethics.models import (
     AgendaItem,
+    Alliance,
+    AllianceMembership,
     CommitteeMember,
     ConflictOfInterest,
     Decision,
@@ -134,3 +136,22 @@ class DecisionFactory(factory.django.DjangoModelFactory):
     outcome = Decision.Outcome.APPROVE
     decided_at = factory.LazyFunction(timezone.now)
     decided_by = factory.SubFactory(UserFactory)
+
+
+class AllianceFactory(factory.django.DjangoModelFactory):
+    """An alliance with Guangdong's rule shape; tests pass the deadline they exercise."""
+
+    class Meta:
+        model = Alliance
+
+    name_zh = factory.Sequence(lambda n: f"多中心临床研究伦理审查结果互认联盟{n}")
+    name_en = factory.Sequence(lambda n: f"Ethics recognition alliance {n}")
+    feedback_working_days = 3
+    reminder_time = datetime.time(9, 0)
+    source_document = "003_9eed906d397bedc2.txt"
+    source_clause = "二、重点任务（四）第15条"
+
+    @factory.post_generation
+    def members(obj, create, extracted, **kwargs):
+        for committee in extracted or ():
+            AllianceMembership.objects.create(alliance=obj, committee=committee, joined_on=datetime.date(2025, 1, 1))

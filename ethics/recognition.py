@@ -1,0 +1,467 @@
+"""Mutual recognition of ethics results: requests to participating committees, their working-day deadlines,
+responses, and the deadline effects (reminder, escalation), each of which happens exactly once.
+
+The database is the source of truth for every deadline (``due_at``, ``remind_at``). Celery ETA tasks give
+timely effects for short waits; the beat sweep (every minute) is enough on its own and catches anything a lost
+message missed. Every effect is recorded in ``RecognitionEffect`` under a unique key before anyone is notified.
+"""
+
+import datetime
+import logging
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef, Q
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from cgtclinic import workdays
+from cgtclinic.errors import DomainError, TransitionNotAllowed
+from cgtclinic.models import User
+from cgtclinic.notifications import notify, render_later
+from cgtclinic.roles import Role
+from ethics.models import (
+    Alliance,
+    CommitteeMember,
+    Decision,
+    EthicsCommittee,
+    RecognitionEffect,
+    RecognitionRequest,
+    Submission,
+)
+from trials.models import DocumentVersion, Trial, TrialSite
+
+logger = logging.getLogger(__name__)
+R = RecognitionRequest.Status
+# What a lead approval can ask participating sites to recognise.
+RECOGNISABLE = {Submission.Kind.INITIAL, Submission.Kind.AMENDMENT}
+# An ETA further away than this is left to the sweep: Redis redelivers unacknowledged tasks after the
+# visibility timeout, and a worker killed while holding ETA tasks loses them.
+ETA_HORIZON = datetime.timedelta(
+    seconds=min(3600, settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", 3600) // 2)
+)
+
+
+# --- deadlines --------------------------------------------------------------------------------------------------
+
+
+def shared_alliance(lead: EthicsCommittee, participating: EthicsCommittee) -> Alliance | None:
+    """The active alliance both committees belong to; with several, the one with the shortest deadline."""
+    return (
+        Alliance.objects.filter(is_active=True, committees=lead)
+        .filter(committees=participating)
+        .order_by("feedback_working_days", "pk")
+        .first()
+    )
+
+
+def compute_deadline(alliance: Alliance, received_at: datetime.datetime, calendar=None) -> dict:
+    """due_at, remind_at and the provisional flag for a request received at ``received_at``."""
+    result = workdays.add_working_days(
+        received_at, alliance.feedback_working_days, close_of_business=alliance.close_of_business, calendar=calendar
+    )
+    remind_at = datetime.datetime.combine(result.last_day, alliance.reminder_time, tzinfo=workdays.CALENDAR_TZ)
+    remind_at = max(min(remind_at, result.due_at), received_at)
+    return {
+        "due_at": result.due_at,
+        "remind_at": remind_at,
+        "provisional": result.provisional,
+        "provisional_years": list(result.provisional_years),
+    }
+
+
+def _schedule_timers(request_ids: list[int]) -> None:
+    """After commit, queue ETA tasks for effects due soon; the sweep covers the rest."""
+    from ethics import tasks
+
+    def enqueue():
+        now = timezone.now()
+        for request in RecognitionRequest.objects.filter(pk__in=request_ids).open():
+            for when, task in (
+                (request.remind_at, tasks.recognition_remind),
+                (request.due_at, tasks.recognition_escalate),
+            ):
+                if when - now <= ETA_HORIZON:
+                    task.apply_async((request.pk,), eta=max(when, now))
+
+    transaction.on_commit(enqueue)
+
+
+# --- opening requests --------------------------------------------------------------------------------------------
+
+
+def _root_kind(submission: Submission) -> str:
+    while submission.kind == Submission.Kind.MODIFICATION_RESPONSE and submission.responds_to_id:
+        submission = submission.responds_to
+    return submission.kind
+
+
+def requests_open_for_decision(*, decision: Decision, actor: User) -> list[RecognitionRequest]:
+    """A lead committee approved a multi-centre trial (or its amendment): ask every participating site whose
+    committee shares an alliance with the lead to recognise it. Earlier open requests of those sites are
+    superseded by the new ones. Called by ``decision_record``, inside its transaction."""
+    subject = _root_kind(decision.submission)
+    if decision.outcome != Decision.Outcome.APPROVE or subject not in RECOGNISABLE:
+        return []
+    trial = decision.submission.trial
+    lead = decision.committee
+    if trial.lead_institution_id != lead.institution_id:
+        return []
+    created = []
+    sites = TrialSite.objects.filter(trial=trial, role=TrialSite.SiteRole.PARTICIPATING).select_related("institution")
+    calendar = workdays.Calendar.load(
+        decision.decided_at.date(), decision.decided_at.date() + datetime.timedelta(days=62)
+    )
+    for site in sites:
+        committee = EthicsCommittee.objects.filter(institution_id=site.institution_id, is_active=True).first()
+        alliance = committee and shared_alliance(lead, committee)
+        if alliance is None:
+            continue
+        created.append(
+            _open_request(
+                alliance=alliance,
+                trial=trial,
+                site=site,
+                committee=committee,
+                subject=subject,
+                received_at=decision.decided_at,
+                actor=actor,
+                calendar=calendar,
+                lead_decision=decision,
+            )
+        )
+    _schedule_timers([r.pk for r in created])
+    return created
+
+
+def _open_request(
+    *, alliance, trial, site, committee, subject, received_at, actor, calendar=None, **lead
+) -> RecognitionRequest:
+    for earlier in RecognitionRequest.objects.select_for_update().filter(site=site).open():
+        earlier.status = R.SUPERSEDED
+        earlier._history_user = actor
+        earlier.save(update_fields=["status"])
+    request = RecognitionRequest(
+        alliance=alliance,
+        trial=trial,
+        site=site,
+        committee=committee,
+        subject=subject,
+        received_at=received_at,
+        **compute_deadline(alliance, received_at, calendar),
+        **lead,
+    )
+    request._history_user = actor
+    request.save()
+    RecognitionRequest.objects.filter(site=site, status=R.SUPERSEDED, superseded_by=None).exclude(pk=request.pk).update(
+        superseded_by=request
+    )
+    return request
+
+
+def request_record_external(
+    *,
+    actor: User,
+    site: TrialSite,
+    alliance: Alliance,
+    letter_number: str,
+    letter_file,
+    subject: str = Submission.Kind.INITIAL,
+    received_at: datetime.datetime | None = None,
+) -> RecognitionRequest:
+    """The participating site's ethics office records a lead approval received from outside the system."""
+    committee = EthicsCommittee.objects.filter(institution_id=site.institution_id, is_active=True).first()
+    if committee is None:
+        raise DomainError(_("The site's institution has no active ethics committee."), field="site")
+    _require_office(actor, committee)
+    if site.role != TrialSite.SiteRole.PARTICIPATING:
+        raise DomainError(_("Only a participating site recognises the lead site's result."), field="site")
+    if not alliance.is_active or not alliance.committees.filter(pk=committee.pk).exists():
+        raise DomainError(_("Your committee is not a member of this alliance."), field="alliance")
+    if subject not in RECOGNISABLE:
+        raise DomainError(_("Only initial approvals and amendments are recognised."), field="subject")
+    if not letter_number.strip():
+        raise DomainError(_("Give the lead committee's letter number."), field="letter_number")
+    received_at = received_at or timezone.now()
+    if received_at > timezone.now():
+        raise DomainError(_("The letter cannot have been received in the future."), field="received_at")
+    with transaction.atomic():
+        letter = _store_lead_letter(site.trial, actor, letter_number, letter_file)
+        request = _open_request(
+            alliance=alliance,
+            trial=site.trial,
+            site=site,
+            committee=committee,
+            subject=subject,
+            received_at=received_at,
+            actor=actor,
+            external_lead_letter_number=letter_number.strip(),
+            external_lead_letter=letter,
+        )
+    _schedule_timers([request.pk])
+    return request
+
+
+def _store_lead_letter(trial: Trial, actor: User, letter_number: str, letter_file) -> DocumentVersion:
+    """The lead's letter, kept as a version of a trial document (checked, hashed, never overwritten)."""
+    from trials.models import TrialDocument
+    from trials.uploads import check_upload
+
+    checked = check_upload(letter_file)
+    document, _created = TrialDocument.objects.get_or_create(
+        trial=trial, kind=TrialDocument.Kind.OTHER, title=f"牵头单位伦理批件 {letter_number.strip()}"
+    )
+    last = document.versions.order_by("-number").values_list("number", flat=True).first() or 0
+    version = DocumentVersion(
+        document=document,
+        number=last + 1,
+        original_name=letter_file.name[:255],
+        content_type=checked.content_type,
+        size=checked.size,
+        sha256=checked.sha256,
+        uploaded_by=actor,
+        version_label=letter_number.strip(),
+    )
+    version.file.save(letter_file.name, letter_file, save=False)
+    version._history_user = actor
+    version.save()
+    return version
+
+
+# --- responding -------------------------------------------------------------------------------------------------
+
+
+def _require_office(actor: User, committee: EthicsCommittee) -> None:
+    if actor.is_superuser:
+        return
+    if actor.is_active and actor.role == Role.ETHICS_OFFICE and actor.institution_id == committee.institution_id:
+        return
+    raise DomainError(_("Only the ethics office of the participating committee may do this."), code="permission_denied")
+
+
+OUTCOMES = {R.RECOGNISED, R.RECOGNISED_WITH_CONDITIONS, R.DECLINED}
+
+
+def recognition_respond(
+    *, request: RecognitionRequest, actor: User, outcome: str, note: str = ""
+) -> RecognitionRequest:
+    """The participating committee's feedback. After ``due_at`` it is still accepted, and marked late.
+    Declining opens a full local review (a draft initial application to the participating committee)."""
+    _require_office(actor, request.committee)
+    if outcome not in OUTCOMES:
+        raise DomainError(_("Choose recognise, recognise with conditions, or decline."), field="outcome")
+    if outcome != R.RECOGNISED and not note.strip():
+        raise DomainError(_("State the conditions or the reasons."), field="note")
+    with transaction.atomic():
+        locked = RecognitionRequest.objects.select_for_update().select_related("site", "trial").get(pk=request.pk)
+        if locked.status != R.OPEN:
+            raise TransitionNotAllowed(
+                _("This request is “%(status)s” and no longer takes feedback.")
+                % {"status": locked.get_status_display()}
+            )
+        now = timezone.now()
+        locked.status = outcome
+        locked.responded_at = now
+        locked.responded_by = actor
+        locked.response_note = note.strip()
+        locked.late = now > locked.due_at
+        hours = workdays.working_hours_between(locked.received_at, now)
+        locked.response_working_hours = (Decimal(hours.total_seconds()) / 3600).quantize(Decimal("0.01"))
+        if outcome == R.DECLINED:
+            locked.local_review = Submission.objects.create(
+                trial=locked.trial,
+                committee=locked.committee,
+                kind=Submission.Kind.INITIAL,
+                summary=_("Full local review after the lead site's result was not recognised: %(reasons)s")
+                % {"reasons": note.strip()},
+                submitted_by=locked.trial.pi,
+            )
+        else:
+            TrialSite.objects.filter(pk=locked.site_id, ethics_approved_on=None).update(
+                ethics_approved_on=timezone.localdate(now)
+            )
+        locked._history_user = actor
+        locked.save()
+    return locked
+
+
+def recognition_withdraw(*, request: RecognitionRequest, actor: User, reason: str) -> RecognitionRequest:
+    """The lead's ethics office withdraws a request (e.g. the approval was issued in error)."""
+    lead_committee = EthicsCommittee.objects.filter(institution_id=request.trial.lead_institution_id).first()
+    if not actor.is_superuser and not (
+        actor.is_active
+        and actor.role == Role.ETHICS_OFFICE
+        and lead_committee
+        and actor.institution_id == lead_committee.institution_id
+    ):
+        raise DomainError(_("Only the lead site's ethics office may withdraw a request."), code="permission_denied")
+    if not reason.strip():
+        raise DomainError(_("Please give a reason."), code="reason_required", field="reason")
+    with transaction.atomic():
+        locked = RecognitionRequest.objects.select_for_update().get(pk=request.pk)
+        if locked.status != R.OPEN:
+            raise TransitionNotAllowed(_("Only an open request can be withdrawn."))
+        locked.status = R.WITHDRAWN
+        locked.response_note = reason.strip()
+        locked._history_user = actor
+        locked.save(update_fields=["status", "response_note"])
+    return locked
+
+
+# --- deadline effects --------------------------------------------------------------------------------------------
+
+
+def _office_people(institution_id: int, role: str):
+    return User.objects.filter(institution_id=institution_id, role=role, is_active=True)
+
+
+def _record_effect(request: RecognitionRequest, kind: str, now: datetime.datetime) -> bool:
+    """Record the effect for this deadline; False if it already happened (another run got there first)."""
+    try:
+        with transaction.atomic():
+            RecognitionEffect.objects.create(request=request, kind=kind, due_at=request.due_at, happened_at=now)
+    except IntegrityError:
+        return False
+    return True
+
+
+REMINDER_SUBJECT = gettext_lazy("Recognition feedback due %(due)s: %(protocol)s")
+REMINDER_BODY = gettext_lazy(
+    "Your committee's feedback on recognising the lead site's ethics result for “%(trial)s” is due by %(due)s "
+    "(%(alliance)s: %(days)s working days)."
+)
+ESCALATION_SUBJECT = gettext_lazy("Recognition feedback overdue: %(protocol)s at %(committee)s")
+ESCALATION_BODY = gettext_lazy(
+    "%(committee)s has not given its feedback on recognising the lead site's ethics result for “%(trial)s”; "
+    "it was due by %(due)s (%(alliance)s: %(days)s working days)."
+)
+
+
+def _params(request: RecognitionRequest) -> dict:
+    return {
+        "protocol": request.trial.protocol_number,
+        "trial": request.trial,
+        "committee": request.committee,
+        "alliance": request.alliance,
+        "days": request.alliance.feedback_working_days,
+        "due": timezone.localtime(request.due_at).strftime("%Y-%m-%d %H:%M"),
+    }
+
+
+def _link(request: RecognitionRequest) -> str:
+    return reverse("admin:ethics_recognitionrequest_change", args=[request.pk])
+
+
+def recognition_remind(request_id: int, now: datetime.datetime | None = None) -> bool:
+    """Remind the participating committee's office at the start of the last working day, once."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        request = (
+            RecognitionRequest.objects.select_for_update(skip_locked=True)
+            .select_related("trial", "committee", "alliance")
+            .filter(pk=request_id, status=R.OPEN, remind_at__lte=now)
+            .first()
+        )
+        if request is None or not _record_effect(request, RecognitionEffect.Kind.REMINDER, now):
+            return False
+        notify(
+            recipients=_office_people(request.committee.institution_id, Role.ETHICS_OFFICE),
+            topic="recognition.reminder",
+            event_key=f"request:{request.pk}:{request.due_at.isoformat()}",
+            subject=render_later(REMINDER_SUBJECT, **_params(request)),
+            body=render_later(REMINDER_BODY, **_params(request)),
+            link=_link(request),
+        )
+    return True
+
+
+def recognition_escalate(request_id: int, now: datetime.datetime | None = None) -> bool:
+    """At ``due_at``, mark the request overdue and tell the chair, the research office and the coordinator, once."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        request = (
+            RecognitionRequest.objects.select_for_update(skip_locked=True)
+            .select_related("trial", "committee", "alliance")
+            .filter(pk=request_id, status=R.OPEN, due_at__lte=now)
+            .first()
+        )
+        if request is None or not _record_effect(request, RecognitionEffect.Kind.ESCALATION, now):
+            return False
+        request.escalated_at = now
+        request.save(update_fields=["escalated_at"])
+        chairs = User.objects.filter(
+            committee_memberships__committee=request.committee,
+            committee_memberships__member_role=CommitteeMember.MemberRole.CHAIR,
+            committee_memberships__is_active=True,
+        )
+        recipients = {
+            *chairs,
+            *_office_people(request.committee.institution_id, Role.RESEARCH_OFFICE),
+            *_office_people(request.committee.institution_id, Role.ETHICS_OFFICE),
+        }
+        if request.alliance.coordinator_id:
+            recipients.add(request.alliance.coordinator)
+        notify(
+            recipients=recipients,
+            topic="recognition.escalation",
+            event_key=f"request:{request.pk}:{request.due_at.isoformat()}",
+            subject=render_later(ESCALATION_SUBJECT, **_params(request)),
+            body=render_later(ESCALATION_BODY, **_params(request)),
+            link=_link(request),
+        )
+    return True
+
+
+def sweep(now: datetime.datetime | None = None) -> dict[str, int]:
+    """Every due effect that has not happened yet; safe to run any number of times, from any process."""
+    now = now or timezone.now()
+    effects = RecognitionEffect.objects.filter(request=OuterRef("pk"), due_at=OuterRef("due_at"))
+    open_requests = RecognitionRequest.objects.open()
+    to_remind = (
+        open_requests.filter(remind_at__lte=now)
+        .exclude(Exists(effects.filter(kind=RecognitionEffect.Kind.REMINDER)))
+        .values_list("pk", flat=True)
+    )
+    to_escalate = (
+        open_requests.filter(due_at__lte=now)
+        .exclude(Exists(effects.filter(kind=RecognitionEffect.Kind.ESCALATION)))
+        .values_list("pk", flat=True)
+    )
+    done = {"reminders": 0, "escalations": 0}
+    for pk in list(to_remind):
+        done["reminders"] += recognition_remind(pk, now)
+    for pk in list(to_escalate):
+        done["escalations"] += recognition_escalate(pk, now)
+    return done
+
+
+def recompute_deadlines(years: tuple[int, ...]) -> int:
+    """A holiday schedule was entered or changed: recompute open deadlines that touch those years."""
+    if not years:
+        return 0
+    first = datetime.datetime(min(years), 1, 1, tzinfo=workdays.CALENDAR_TZ)
+    affected = RecognitionRequest.objects.open().filter(Q(provisional=True) | Q(due_at__gte=first))
+    calendar = None
+    changed = []
+    with transaction.atomic():
+        for request in affected.select_for_update().select_related("alliance"):
+            if calendar is None:
+                calendar = workdays.Calendar.load(request.received_at.date(), request.received_at.date())
+            new = compute_deadline(request.alliance, request.received_at, calendar)
+            if any(getattr(request, k) != v for k, v in new.items()):
+                for key, value in new.items():
+                    setattr(request, key, value)
+                request.save(update_fields=list(new))
+                changed.append(request.pk)
+        _schedule_timers(changed)
+    logger.info("recomputed %d recognition deadlines for years %s", len(changed), years)
+    return len(changed)
+
+
+def open_deadline_horizon() -> datetime.date | None:
+    """The latest day an open deadline reaches, for the calendar admin's list of missing years."""
+    latest = RecognitionRequest.objects.open().order_by("-due_at").values_list("due_at", flat=True).first()
+    return timezone.localdate(latest) if latest else None
