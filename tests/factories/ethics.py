@@ -143,6 +143,7 @@ class AllianceFactory(factory.django.DjangoModelFactory):
 
     class Meta:
         model = Alliance
+        skip_postgeneration_save = True
 
     name_zh = factory.Sequence(lambda n: f"多中心临床研究伦理审查结果互认联盟{n}")
     name_en = factory.Sequence(lambda n: f"Ethics recognition alliance {n}")
