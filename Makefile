@@ -38,8 +38,8 @@ $(STATIC_MANIFEST): $(VENV)/.installed $(STATIC_SOURCES)
 
 run: install $(STATIC_MANIFEST)
 	$(HONCHO_RUN) $(BIN)/python manage.py migrate --noinput
-	$(HONCHO_RUN) $(BIN)/python manage.py load_seeds --demo
 	$(HONCHO_RUN) $(BIN)/python manage.py sync_calendar
+	$(HONCHO_RUN) $(BIN)/python manage.py load_seeds --demo
 	@echo "Starting web (http://127.0.0.1:8000/admin/), Celery worker and Celery beat; Ctrl-C stops all three."
 	$(BIN)/honcho start
 

@@ -9,7 +9,9 @@ history), while an edited value updates its row and simple-history records the c
 This module holds the machinery and the project's own tables (regions, policy values, institutions,
 sponsors, people). Each app loads its own demo rows: a module ``<app>/seeds.py`` exposing
 ``load_demo(demo: DemoSeeds) -> None`` is found and called in ``INSTALLED_APPS`` order, after the project's
-tables and inside the same transaction, so this module never imports an app.
+tables and inside the same transaction, so this module never imports an app. An app with policy rows of its
+own (the ethics alliances) also exposes ``load_policy(policy: PolicySeeds) -> None``, called the same way at the
+end of the policy set; that function is optional.
 """
 
 import secrets
@@ -45,6 +47,8 @@ STEP_ZONE = ZoneInfo("Asia/Shanghai")
 # An app's demo loader: the function of this name in its module ``<app>/seeds.py``.
 APP_SEEDS_MODULE = "seeds"
 APP_LOADER = "load_demo"
+# An app's optional policy loader, in the same module.
+APP_POLICY_LOADER = "load_policy"
 
 _MISSING = object()
 # libyaml's safe loader when PyYAML was built with it (several times faster), the pure-Python one otherwise.
@@ -147,6 +151,15 @@ class DemoSeeds:
     institutions: dict[str, Institution]
     sponsors: dict[str, Sponsor]
     people: dict[str, User]
+
+
+@dataclass
+class PolicySeeds:
+    """What an app's policy loader gets: the policy directory, the report to count into, and the regions."""
+
+    directory: Path
+    report: SeedReport
+    regions: "Regions"
 
 
 # --- Reading ----------------------------------------------------------------------------------------------
@@ -425,6 +438,9 @@ def load_policy(directory: Path) -> SeedReport:
         regions = Regions()
         _load_parameters(directory / "parameters.yaml", report, regions)
         _load_targets(directory / "targets.yaml", report, regions)
+        policy = PolicySeeds(directory, report, regions)
+        for loader in policy_loaders():
+            loader(policy)
     return report
 
 
@@ -502,22 +518,35 @@ def _load_targets(path: Path, report: SeedReport, regions: Regions) -> None:
 # --- Demo -------------------------------------------------------------------------------------------------
 
 
-def demo_loaders() -> list[Callable[[DemoSeeds], None]]:
-    """Each installed app's demo loader (``<app>/seeds.py``, function ``load_demo``), in INSTALLED_APPS order,
-    so an app's rows load after those of the apps it builds on."""
+def _app_loaders(function: str, argument: str, *, required: bool) -> list[Callable]:
+    """The function ``function`` of each installed app's ``<app>/seeds.py``, in INSTALLED_APPS order, so an
+    app's rows load after those of the apps it builds on."""
     loaders = []
     for config in apps.get_app_configs():
         if config.name == "cgtclinic" or not module_has_submodule(config.module, APP_SEEDS_MODULE):
             continue
         module = import_module(f"{config.name}.{APP_SEEDS_MODULE}")
-        loader = getattr(module, APP_LOADER, None)
+        loader = getattr(module, function, None)
+        if loader is None and not required:
+            continue
         if not callable(loader):
             raise SeedError(
-                _("%(module)s must define a function %(function)s(demo).")
-                % {"module": module.__name__, "function": APP_LOADER}
+                _("%(module)s must define a function %(function)s(%(argument)s).")
+                % {"module": module.__name__, "function": function, "argument": argument}
             )
         loaders.append(loader)
     return loaders
+
+
+def demo_loaders() -> list[Callable[[DemoSeeds], None]]:
+    """Each installed app's demo loader (``<app>/seeds.py``, function ``load_demo``), in INSTALLED_APPS order."""
+    return _app_loaders(APP_LOADER, "demo", required=True)
+
+
+def policy_loaders() -> list[Callable[[PolicySeeds], None]]:
+    """The policy loaders (function ``load_policy``) of the apps whose ``seeds.py`` has one, in INSTALLED_APPS
+    order; they run at the end of the policy set, after the regions and policy values they read."""
+    return _app_loaders(APP_POLICY_LOADER, "policy", required=False)
 
 
 def load_demo(directory: Path) -> SeedReport:

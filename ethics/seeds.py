@@ -1,4 +1,8 @@
-"""The demo ethics committees (seeds/demo/ethics.yaml) and their submissions (seeds/demo/ethics_submissions.yaml).
+"""The recognition alliances (seeds/policy/alliances.yaml), and the demo ethics committees (seeds/demo/ethics.yaml),
+their alliance memberships (seeds/demo/alliance_members.yaml) and submissions (seeds/demo/ethics_submissions.yaml).
+
+``load_policy`` runs at the end of the policy set: an alliance's feedback deadline and its source clause are copied
+from the seeded PolicyParameter the row names, never typed in the file.
 
 Called by ``manage.py load_seeds --demo`` through ``cgtclinic.seeding.load_demo``, after the demo trials, in the
 demo set's transaction. Committees, members and training records are upserted on their natural keys. A
@@ -6,6 +10,9 @@ submission is replayed step by step through ``ethics.services`` (and its documen
 ``trials.services.document_add_version``) with the demo people as actors, each step at its seeded date, so the
 timeline, meetings, votes, decisions and letters are the ones the system itself would have produced. A
 submission that already exists (see ``_already_loaded``) is left as it is, whatever happened to it since.
+A lead approval opens recognition requests through ``ethics.recognition`` as it does in the app; before each step
+the loader runs the deadline timers that fell due since (``recognition.sweep`` at each reminder and deadline
+moment, as the beat would have), so a late answer comes after its reminder and escalation.
 """
 
 from dataclasses import dataclass
@@ -14,14 +21,16 @@ from pathlib import Path
 
 from dateutil.relativedelta import relativedelta
 from django.core.files.base import ContentFile
-from django.db.models import Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from cgtclinic.errors import DomainError
 from cgtclinic.models import PolicyParameter, User
 from cgtclinic.seeding import (
+    CHANGE_REASON,
     DemoSeeds,
+    PolicySeeds,
     Row,
     SeedError,
     check_keys,
@@ -36,18 +45,22 @@ from cgtclinic.seeding import (
     step_moment,
     upsert,
 )
-from ethics import services
+from ethics import recognition, services
 from ethics.models import (
     AgendaItem,
+    Alliance,
+    AllianceMembership,
     CommitteeMember,
     Decision,
     EthicsCommittee,
     Meeting,
+    RecognitionEffect,
+    RecognitionRequest,
     ReviewAssignment,
     Submission,
     TrainingRecord,
 )
-from trials.models import Trial, TrialDocument
+from trials.models import Trial, TrialDocument, TrialSite
 from trials.services import document_add_version
 
 # The policy value that sets how long an approval lasts and how often continuing review falls due.
@@ -80,12 +93,77 @@ STEP_FIELDS = {
     "decide": ({"date", "by", "outcome"}, {"modifications"}),
     "acknowledge": ({"date", "by"}, {"note"}),
     "withdraw": ({"date", "by", "reason"}, set()),
+    "recognise": ({"date", "by", "site", "outcome"}, {"note"}),
 }
+ALLIANCE_FIELDS = ("name_en", "reminder_time", "close_of_business", "is_active")
+
+
+# --- Policy: alliances ------------------------------------------------------------------------------------
+
+
+def load_policy(policy: PolicySeeds) -> None:
+    """Load the recognition alliances, each taking its deadline and source clause from a seeded policy value."""
+    rows = read_rows(
+        policy.directory / "alliances.yaml",
+        required={"name_zh", "regions", "feedback_parameter", "reminder_time"},
+        optional=set(ALLIANCE_FIELDS),
+        key=("name_zh",),
+        label="name_zh",
+    )
+    today = timezone.localdate()
+    for row in rows:
+        codes = row.data["regions"]
+        if not isinstance(codes, list) or not codes:
+            raise row.error(_("“regions” must be a list of one or more region codes."))
+        regions = [
+            policy.regions.get(Row(row.file, row.number, {"region": code}, row.label), "region") for code in codes
+        ]
+        parameter = _feedback_parameter(row, regions[0], today)
+        values = {
+            **field_values(row, Alliance, ALLIANCE_FIELDS),
+            "feedback_working_days": int(parameter.value),
+            "source_document": parameter.source_document,
+            "source_clause": parameter.source_clause,
+        }
+        tally = policy.report.tally(Alliance)
+        unchanged = tally.unchanged
+        alliance = upsert(policy.report, row, Alliance, {"name_zh": field_value(row, Alliance, "name_zh")}, values)
+        if {r.pk for r in alliance.regions.all()} != {r.pk for r in regions}:
+            alliance.regions.set(regions)
+            if tally.unchanged > unchanged:
+                # Only the regions changed: the row was updated after all.
+                tally.unchanged -= 1
+                tally.updated += 1
+
+
+def _feedback_parameter(row: Row, region, today: date) -> PolicyParameter:
+    """The policy row in force today that sets the alliance's feedback deadline (the region's, else national)."""
+    code = row.data["feedback_parameter"]
+    parameter = (
+        PolicyParameter.objects.filter(code=code, effective_from__lte=today)
+        .filter(Q(effective_to__isnull=True) | Q(effective_to__gte=today))
+        .filter(Q(region=region) | Q(region__isnull=True))
+        .order_by(F("region").asc(nulls_last=True), "-effective_from")
+        .first()
+    )
+    if parameter is None:
+        raise row.error(
+            _("No policy value “%(code)s” is in force for %(region)s; add it to parameters.yaml.")
+            % {"code": code, "region": region.code}
+        )
+    if (
+        parameter.unit != PolicyParameter.Unit.WORKING_DAYS
+        or parameter.value != parameter.value.to_integral_value()
+        or parameter.value < 1
+    ):
+        raise row.error(_("The policy value “%(code)s” must be a whole number of working days.") % {"code": code})
+    return parameter
 
 
 def load_demo(demo: DemoSeeds) -> None:
     """Load the demo committees with their members and training, then replay the demo submissions."""
     _load_committees(demo.directory / "ethics.yaml", demo)
+    _load_alliance_members(demo.directory / "alliance_members.yaml", demo)
     _load_submissions(demo.directory / "ethics_submissions.yaml", demo)
 
 
@@ -162,6 +240,46 @@ def _load_committees(path: Path, demo: DemoSeeds) -> None:
                 )
 
 
+# --- Alliance members -------------------------------------------------------------------------------------
+
+
+def _load_alliance_members(path: Path, demo: DemoSeeds) -> None:
+    """Which demo committees belong to which policy alliance, and the alliance's coordinator."""
+    rows = read_rows(
+        path, required={"alliance", "members"}, optional={"coordinator"}, key=("alliance",), label="alliance"
+    )
+    for row in rows:
+        alliance = Alliance.objects.filter(name_zh=row.data["alliance"]).first()
+        if alliance is None:
+            raise row.error(
+                _("“alliance”: “%(name)s” is not an alliance in policy/alliances.yaml.")
+                % {"name": row.data["alliance"]}
+            )
+        coordinator = ref(row, "coordinator", demo.people, "people.yaml", required=False)
+        if coordinator != alliance.coordinator:
+            alliance.coordinator = coordinator
+            alliance._change_reason = CHANGE_REASON
+            alliance.save(update_fields=["coordinator"])
+            demo.report.tally(Alliance).updated += 1
+        seen = set()
+        for part in row.parts("members", _("member %(number)d")):
+            check_keys(part, required={"institution", "joined_on"}, optional=set())
+            institution = ref(part, "institution", demo.institutions, "institutions.yaml")
+            committees = list(EthicsCommittee.objects.filter(institution=institution))
+            if len(committees) != 1:
+                raise part.error(_("The institution must have exactly one committee in ethics.yaml."))
+            if committees[0].pk in seen:
+                raise part.error(_("This committee is listed twice."))
+            seen.add(committees[0].pk)
+            upsert(
+                demo.report,
+                part,
+                AllianceMembership,
+                {"alliance": alliance, "committee": committees[0]},
+                {"joined_on": field_value(part, AllianceMembership, "joined_on")},
+            )
+
+
 # --- Submissions ------------------------------------------------------------------------------------------
 
 
@@ -173,6 +291,7 @@ class _Step:
     day: date | None = None
     moment: datetime | None = None
     meeting_day: date | None = None
+    site: TrialSite | None = None
 
 
 @dataclass
@@ -202,12 +321,12 @@ def _load_submissions(path: Path, demo: DemoSeeds) -> None:
     rows = read_rows(
         path,
         required={"trial", "kind", "summary", "by", "date"},
-        optional={"details", "declarations", "documents", "steps", "due_in_days"},
+        optional={"details", "declarations", "documents", "steps", "due_in_days", "feedback_due_next"},
         key=("trial", "kind", "summary"),
         label="trial",
     )
     for row in rows:
-        plan = _plan(row, demo.people)
+        plan = _plan(row, demo)
         if _already_loaded(plan):
             demo.report.tally(Submission).unchanged += 1
             continue
@@ -244,7 +363,8 @@ def _json_ready(row: Row, name: str) -> dict:
     return {key: value.isoformat() if isinstance(value, date) else value for key, value in raw.items()}
 
 
-def _plan(row: Row, people: dict[str, User]) -> _Plan:
+def _plan(row: Row, demo: DemoSeeds) -> _Plan:
+    people = demo.people
     trial = _trial(row)
     kind = row.data["kind"]
     if kind not in Submission.Kind.values:
@@ -270,6 +390,8 @@ def _plan(row: Row, people: dict[str, User]) -> _Plan:
         step = _Step(part, verb, ref(part, "by", people, "people.yaml"))
         if "date" in required:
             step.day = parse_date(part, "date")
+        if verb == "recognise":
+            step.site = _participating_site(part, trial, demo)
         steps.append(step)
     plan = _Plan(
         row=row,
@@ -287,10 +409,24 @@ def _plan(row: Row, people: dict[str, User]) -> _Plan:
     return plan
 
 
+def _participating_site(part: Row, trial: Trial, demo: DemoSeeds) -> TrialSite:
+    institution = ref(part, "site", demo.institutions, "institutions.yaml")
+    site = TrialSite.objects.filter(trial=trial, institution=institution, role=TrialSite.SiteRole.PARTICIPATING).first()
+    if site is None:
+        raise part.error(
+            _("“site”: %(institution)s is not a participating site of %(trial)s in trials.yaml.")
+            % {"institution": institution.name_zh, "trial": trial.protocol_number}
+        )
+    return site
+
+
 def _date_steps(plan: _Plan) -> None:
     """Give every step its moment: its own date, the meeting's day for ``hold``, all moved together when the
-    row asks for its approval to fall due for continuing review soon; then check they run forward, in the past."""
-    shift = _shift_for_due_date(plan)
+    row asks for its approval to fall due for continuing review soon, or for the recognition feedback it asks
+    for to fall due at the next close of business; then check they run forward, in the past."""
+    if "due_in_days" in plan.row.data and "feedback_due_next" in plan.row.data:
+        raise plan.row.error(_("Give either “due_in_days” or “feedback_due_next”, not both."))
+    shift = _shift_for_feedback(plan) if plan.row.data.get("feedback_due_next") else _shift_for_due_date(plan)
     today = timezone.localdate()
     meeting_day = None
     for step in plan.steps:
@@ -339,17 +475,84 @@ def _shift_for_due_date(plan: _Plan) -> timedelta:
         return timedelta(0)
     if not isinstance(due_in_days, int) or isinstance(due_in_days, bool) or due_in_days < 0:
         raise row.error(_("“due_in_days” must be a whole number of days, 0 or more."))
-    decisions = [step for step in plan.steps if step.verb == "decide"]
-    if not decisions or decisions[-1].part.data.get("outcome") != Decision.Outcome.APPROVE:
-        raise row.error(_("“due_in_days” needs the submission to end with an approval (a “decide” step)."))
+    decide = _last_approval(plan, "due_in_days")
     months = relativedelta(months=plan.committee.continuing_review_months)
     decided_on = timezone.localdate() + timedelta(days=due_in_days) - months
-    return decided_on - decisions[-1].day
+    return decided_on - decide.day
+
+
+def _last_approval(plan: _Plan, key: str) -> _Step:
+    decisions = [step for step in plan.steps if step.verb == "decide"]
+    if not decisions or decisions[-1].part.data.get("outcome") != Decision.Outcome.APPROVE:
+        raise plan.row.error(
+            _("“%(field)s” needs the submission to end with an approval (a “decide” step).") % {"field": key}
+        )
+    return decisions[-1]
+
+
+def _shift_for_feedback(plan: _Plan) -> timedelta:
+    """With ``feedback_due_next``, the days by which every step moves so that the recognition requests the row's
+    approval opens fall due at the earliest deadline still ahead: today's close of business on a working day
+    (or the next working day's). Their reminder is then either still to come today or already due, which the
+    beat's first sweep after loading sends; the escalation follows at the deadline."""
+    row = plan.row
+    if row.data["feedback_due_next"] is not True:
+        raise row.error(_("“feedback_due_next” must be true when given."))
+    decide = _last_approval(plan, "feedback_due_next")
+    alliance = next(
+        (
+            found
+            for site in TrialSite.objects.filter(trial=plan.trial, role=TrialSite.SiteRole.PARTICIPATING)
+            for committee in EthicsCommittee.objects.filter(institution_id=site.institution_id, is_active=True)[:1]
+            if (found := recognition.shared_alliance(plan.committee, committee)) is not None
+        ),
+        None,
+    )
+    if alliance is None:
+        raise row.error(_("“feedback_due_next”: no participating site's committee shares an alliance with the lead's."))
+    position = plan.steps.index(decide)
+    now = timezone.now()
+    day, chosen = timezone.localdate(now), None
+    # The deadline moves later with the day of approval: walk back to the earliest day whose deadline is ahead.
+    while True:
+        received = step_moment(day, position)
+        if received <= now:
+            if recognition.compute_deadline(alliance, received)["due_at"] <= now:
+                break
+            chosen = day
+        day -= timedelta(days=1)
+    return chosen - decide.day
+
+
+def _run_timers(until: datetime) -> None:
+    """The recognition reminders and escalations due by ``until`` that have not happened, each at its own moment,
+    as the beat (which sweeps every minute) would have run them."""
+    effects = RecognitionEffect.objects.filter(request=OuterRef("pk"), due_at=OuterRef("due_at"))
+    open_requests = RecognitionRequest.objects.open()
+    while True:
+        pending = [
+            open_requests.filter(remind_at__lte=until)
+            .exclude(Exists(effects.filter(kind=RecognitionEffect.Kind.REMINDER)))
+            .order_by("remind_at")
+            .values_list("remind_at", flat=True)
+            .first(),
+            open_requests.filter(due_at__lte=until)
+            .exclude(Exists(effects.filter(kind=RecognitionEffect.Kind.ESCALATION)))
+            .order_by("due_at")
+            .values_list("due_at", flat=True)
+            .first(),
+        ]
+        moments = [moment for moment in pending if moment is not None]
+        if not moments:
+            return
+        with seed_clock(min(moments)):
+            recognition.sweep(now=min(moments))
 
 
 def _replay(plan: _Plan) -> None:
     replay = _Replay(plan)
     for step in plan.steps:
+        _run_timers(step.moment)
         with seed_clock(step.moment):
             try:
                 STEP_HANDLERS[step.verb](replay, step)
@@ -509,6 +712,23 @@ def _acknowledge(replay: _Replay, step: _Step) -> None:
     )
 
 
+def _recognise(replay: _Replay, step: _Step) -> None:
+    """The participating site's ethics office answers the request the row's approval opened for its site."""
+    request = RecognitionRequest.objects.filter(
+        site=step.site, lead_decision__submission=replay.submission, status=RecognitionRequest.Status.OPEN
+    ).first()
+    if request is None:
+        raise step.part.error(
+            _(
+                "No open recognition request for this site: the row's approval must come first, and the site's "
+                "committee must share an alliance with the lead's (alliance_members.yaml)."
+            )
+        )
+    recognition.recognition_respond(
+        request=request, actor=step.actor, outcome=step.part.data["outcome"], note=str(step.part.data.get("note", ""))
+    )
+
+
 def _withdraw(replay: _Replay, step: _Step) -> None:
     replay.submission = services.submission_withdraw(
         submission=replay.submission, actor=step.actor, reason=str(step.part.data["reason"])
@@ -528,4 +748,5 @@ STEP_HANDLERS = {
     "decide": _decide,
     "acknowledge": _acknowledge,
     "withdraw": _withdraw,
+    "recognise": _recognise,
 }

@@ -23,7 +23,7 @@ from cgtclinic.errors import DomainError
 from cgtclinic.models import Notification
 from cgtclinic.roles import Role
 from ethics import letters
-from ethics.models import Decision, Submission, SubmissionEvent
+from ethics.models import Decision, RecognitionRequest, Submission, SubmissionEvent
 from ethics.portal.forms import (
     REPORT_KINDS,
     DeclarationsForm,
@@ -158,6 +158,15 @@ def _response(user, submission: Submission) -> Submission | None:
     )
 
 
+def _recognition_requests(user):
+    """Participating committees' recognition of the lead site's ethics result, as the user may see them."""
+    return (
+        RecognitionRequest.objects.visible_to(user)
+        .select_related("committee", "site__institution", "lead_decision")
+        .order_by("-received_at", "committee__name_zh")
+    )
+
+
 def _edit_url(submission: Submission) -> str:
     if submission.kind == K.INITIAL:
         step = 1 if submission.trial.status == Trial.Status.DRAFT else 3
@@ -200,6 +209,9 @@ def dashboard(request):
         if decision.valid_until and decision.valid_until >= today:
             due_dates.append({"date": decision.valid_until, "what": _("Approval valid until"), "decision": decision})
     due_dates.sort(key=lambda row: row["date"])
+    awaiting_recognition = {}
+    for pending in _recognition_requests(user).open().select_related("trial"):
+        awaiting_recognition.setdefault(pending.trial, []).append(pending)
 
     shown_with_due = {row["draft"].pk for row in continuing_due if row["draft"] is not None}
     waiting = {
@@ -220,6 +232,10 @@ def dashboard(request):
             "waiting_count": sum(len(v) for v in waiting.values()),
             "due_dates": due_dates,
             "today": today,
+            "awaiting_recognition": [
+                {"trial": trial, "count": len(requests), "overdue": sum(r.escalated_at is not None for r in requests)}
+                for trial, requests in awaiting_recognition.items()
+            ],
         },
     )
 
@@ -508,6 +524,7 @@ def trial_detail(request, pk: int):
             "sites": TrialSite.objects.visible_to(user).filter(trial=trial).select_related("institution", "site_pi"),
             "documents": documents,
             "submissions": _submissions(user).filter(trial=trial).order_by("-created_at"),
+            "recognition_requests": _recognition_requests(user).filter(trial=trial),
             "report_kinds": [(kind, K(kind).label) for kind in REPORT_KINDS],
             "is_pi": trial.pi_id == user.pk,
         },
@@ -546,6 +563,9 @@ def submission_detail(request, pk: int):
             "edit_url": _edit_url(submission) if submission.status in EDITABLE else "",
             "missing": missing_items(submission) if submission.status in EDITABLE else [],
             "can_respond": can_respond,
+            "recognition_requests": (
+                _recognition_requests(user).filter(lead_decision=decision) if decision is not None else []
+            ),
         },
     )
 
