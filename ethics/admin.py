@@ -36,6 +36,7 @@ from ethics.models import (
     TrainingRecord,
     Vote,
 )
+from trials.models import TrialSite
 
 S = Submission.Status
 
@@ -995,6 +996,7 @@ class RecognitionRequestAdmin(ScopedAdmin):
     """Requests are never edited: the participating office answers, the lead office may withdraw."""
 
     change_form_template = "admin/ethics/recognitionrequest/change_form.html"
+    change_list_template = "admin/ethics/recognitionrequest/change_list.html"
     list_display = [
         "trial",
         "committee",
@@ -1053,6 +1055,11 @@ class RecognitionRequestAdmin(ScopedAdmin):
             path(
                 "<int:pk>/withdraw/", self.admin_site.admin_view(self.withdraw_view), name="ethics_recognition_withdraw"
             ),
+            path(
+                "record-external/",
+                self.admin_site.admin_view(self.record_external_view),
+                name="ethics_recognition_record_external",
+            ),
         ]
         return own + super().get_urls()
 
@@ -1097,6 +1104,10 @@ class RecognitionRequestAdmin(ScopedAdmin):
             ),
         )
 
+    def record_external_view(self, request):
+        """The participating office records an approval from a lead whose committee is not in the system."""
+        return record_external_view(self, request)
+
     def withdraw_view(self, request, pk):
         return self._step(
             request,
@@ -1105,3 +1116,55 @@ class RecognitionRequestAdmin(ScopedAdmin):
             gettext("Withdraw"),
             lambda r, data: recognition.recognition_withdraw(request=r, actor=request.user, reason=data["reason"]),
         )
+
+
+class ExternalApprovalForm(forms.Form):
+    """A lead approval received from a lead site whose committee is not in the system."""
+
+    site = forms.ModelChoiceField(label=_("Our participating site"), queryset=TrialSite.objects.none())
+    alliance = forms.ModelChoiceField(label=_("Alliance"), queryset=Alliance.objects.filter(is_active=True))
+    letter_number = forms.CharField(label=_("Lead committee's letter number"), max_length=60)
+    letter = forms.FileField(label=_("Lead approval letter"), help_text=_("PDF, Word, Excel, JPEG or PNG."))
+    received_at = forms.DateTimeField(
+        label=_("Received at"), help_text=_("When our office received it; the deadline counts from this day.")
+    )
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["site"].queryset = TrialSite.objects.filter(
+            role=TrialSite.SiteRole.PARTICIPATING, institution_id=user.institution_id
+        ).select_related("trial", "institution")
+
+
+def record_external_view(model_admin, request):
+    form = ExternalApprovalForm(
+        request.POST if request.method == "POST" else None, request.FILES or None, user=request.user
+    )
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            created = recognition.request_record_external(
+                actor=request.user,
+                site=data["site"],
+                alliance=data["alliance"],
+                letter_number=data["letter_number"],
+                letter_file=data["letter"],
+                received_at=data["received_at"],
+            )
+        except DomainError as exc:
+            _show_error(form, exc)
+        else:
+            model_admin.message_user(request, gettext("Saved."), messages.SUCCESS)
+            return HttpResponseRedirect(reverse("admin:ethics_recognitionrequest_change", args=[created.pk]))
+    label = gettext("Record an external lead approval")
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.model._meta,
+        "title": label,
+        "step_label": label,
+        "form": form,
+        "multipart": True,
+        "object_url": reverse("admin:ethics_recognitionrequest_changelist"),
+        "object_label": str(model_admin.model._meta.verbose_name_plural),
+    }
+    return TemplateResponse(request, "admin/ethics/action.html", context)

@@ -77,3 +77,38 @@ def test_an_unrelated_hospital_cannot_reach_it(client, open_request):
         ).status_code
         == 404
     )
+
+
+def test_participating_office_records_an_external_lead_approval(client):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from cgtclinic import workdays
+    from tests.factories.trials import PDF_BYTES
+
+    workdays.sync_from_package(years=[2026])
+    member_hospital = InstitutionFactory()
+    member = EthicsCommitteeFactory(institution=member_hospital)
+    alliance = AllianceFactory(members=[member])
+    site = TrialSiteFactory(institution=member_hospital)  # the lead is not in the system's alliance
+    office = UserFactory(role=Role.ETHICS_OFFICE, institution=member_hospital)
+    client.force_login(office)
+    assert (
+        reverse("admin:ethics_recognition_record_external")
+        in client.get(reverse("admin:ethics_recognitionrequest_changelist")).content.decode()
+    )
+    url = reverse("admin:ethics_recognition_record_external")
+    form = {
+        "site": site.pk,
+        "alliance": alliance.pk,
+        "letter_number": "外院伦审〔2026〕088号",
+        "received_at": "2026-11-16 10:00",
+    }
+    refused = client.post(url, {**form, "letter": SimpleUploadedFile("批件.pdf", b"not a pdf")})
+    assert refused.status_code == 200 and refused.context["form"].errors
+    assert not RecognitionRequest.objects.exists()
+    done = client.post(url, {**form, "letter": SimpleUploadedFile("批件.pdf", PDF_BYTES)})
+    assert done.status_code == 302
+    created = RecognitionRequest.objects.get()
+    assert created.external_lead_letter_number == "外院伦审〔2026〕088号" and created.site == site
+    # Received Monday 16 November: Tuesday, Wednesday, Thursday → due at the end of Thursday 19 November.
+    assert timezone.localtime(created.due_at).date() == datetime.date(2026, 11, 20)
