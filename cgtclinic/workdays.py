@@ -85,6 +85,10 @@ class StatutoryRevision:
         return found
 
 
+# The years chinese-calendar's solar-term tables cover (a limit of the library, not of policy).
+SOLAR_TERM_YEARS = range(1900, 2101)
+
+
 def _spec_dates(spec: dict, year: int) -> list[datetime.date]:
     kind = spec["kind"]
     try:
@@ -96,9 +100,13 @@ def _spec_dates(spec: dict, year: int) -> list[datetime.date]:
             return [LunarDate(year, spec["month"], spec["day"]).to_solar_date()]
         if kind == "lunar_new_years_eve":
             return [LunarDate(year, 1, 1).to_solar_date() - ONE_DAY]
+        if year not in SOLAR_TERM_YEARS:
+            raise ValueError(
+                f"chinese-calendar computes solar terms for {SOLAR_TERM_YEARS.start}–{SOLAR_TERM_YEARS.stop - 1}"
+            )
         terms = chinese_calendar.get_solar_terms(datetime.date(year, 1, 1), datetime.date(year, 12, 31))
         return [day for day, term in terms if term == spec["term"]]
-    except (ValueError, NotImplementedError) as exc:
+    except ValueError as exc:
         raise CalendarUnavailable(
             _("The statutory holidays of %(year)s cannot be computed: %(error)s") % {"year": year, "error": exc}
         ) from exc
