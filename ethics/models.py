@@ -13,7 +13,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 from simple_history.models import HistoricalRecords
 
-from cgtclinic.models import BilingualNameMixin, Institution
+from cgtclinic.models import BilingualNameMixin, Institution, PublicDirectoryQuerySet
 from cgtclinic.roles import Role
 from trials.models import DocumentVersion, Trial
 
@@ -264,6 +264,14 @@ class Submission(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reference or '#' + str(self.pk)} {self.get_kind_display()} · {self.trial.protocol_number}"
+
+    @property
+    def root_kind(self) -> str:
+        """A response to requested modifications takes the kind of what it responds to."""
+        submission = self
+        while submission.kind == self.Kind.MODIFICATION_RESPONSE and submission.responds_to_id:
+            submission = submission.responds_to
+        return submission.kind
 
 
 class SubmissionEvent(models.Model):
@@ -551,14 +559,6 @@ class ContinuingReviewReminder(models.Model):
         return f"{self.get_stage_display()} {self.due_on}"
 
 
-class AllianceQuerySet(models.QuerySet):
-    def visible_to(self, user):
-        """Alliances are public among signed-in users: hospitals need to know who recognises whom."""
-        if not user.is_authenticated or not user.is_active:
-            return self.none()
-        return self
-
-
 class Alliance(BilingualNameMixin):
     """An ethics mutual-recognition alliance (伦理审查结果互认联盟) with its own feedback deadline.
 
@@ -598,7 +598,8 @@ class Alliance(BilingualNameMixin):
     source_clause = models.CharField(_("source clause"), max_length=200)
     is_active = models.BooleanField(_("active"), default=True)
 
-    objects = AllianceQuerySet.as_manager()
+    # Alliances are public among signed-in users: hospitals need to know who recognises whom.
+    objects = PublicDirectoryQuerySet.as_manager()
     history = HistoricalRecords()
 
     class Meta:

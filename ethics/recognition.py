@@ -93,17 +93,11 @@ def _schedule_timers(request_ids: list[int]) -> None:
 # --- opening requests --------------------------------------------------------------------------------------------
 
 
-def _root_kind(submission: Submission) -> str:
-    while submission.kind == Submission.Kind.MODIFICATION_RESPONSE and submission.responds_to_id:
-        submission = submission.responds_to
-    return submission.kind
-
-
 def requests_open_for_decision(*, decision: Decision, actor: User) -> list[RecognitionRequest]:
     """A lead committee approved a multi-centre trial (or its amendment): ask every participating site whose
     committee shares an alliance with the lead to recognise it. Earlier open requests of those sites are
     superseded by the new ones. Called by ``decision_record``, inside its transaction."""
-    subject = _root_kind(decision.submission)
+    subject = decision.submission.root_kind
     if decision.outcome != Decision.Outcome.APPROVE or subject not in RECOGNISABLE:
         return []
     trial = decision.submission.trial

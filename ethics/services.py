@@ -611,13 +611,6 @@ def vote_record(*, agenda_item: AgendaItem, actor: User, votes: dict[CommitteeMe
 # --- decisions -----------------------------------------------------------------------------------------------------
 
 
-def _root_kind(submission: Submission) -> str:
-    """A response to requested modifications takes the kind of what it responds to."""
-    while submission.kind == K.MODIFICATION_RESPONSE and submission.responds_to_id:
-        submission = submission.responds_to
-    return submission.kind
-
-
 def _close_continuing_review(trial: Trial, committee: EthicsCommittee) -> None:
     Decision.objects.filter(submission__trial=trial, committee=committee).exclude(
         next_continuing_review_due=None
@@ -695,7 +688,7 @@ def decision_record(
 
         now = timezone.now()
         today = timezone.localdate(now)
-        kind = _root_kind(locked)
+        kind = locked.root_kind
         decision = Decision(
             submission=locked,
             committee=committee,
