@@ -49,6 +49,16 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
         | _perms("trials.trialsite", *EDIT, "delete")
         | _perms("trials.trialdocument", *EDIT)
         | _perms("trials.documentversion", "view", "add")
+        # Enrolment is reported (added) and corrected by new entries, never changed.
+        | _perms("trials.enrolmententry", "view", "add")
+        | _perms("trials.enrolmentsubject", *VIEW)
+        | _perms("trials.siteenrolment", *VIEW)
+        # Its hospital's subsidy claims; the programs are policy data.
+        | _perms("subsidies.subsidyprogram", *VIEW)
+        | _perms("subsidies.eligibilityrule", *VIEW)
+        | _perms("subsidies.claim", *EDIT, "delete")
+        | _perms("subsidies.claimline", "view", "change")
+        | _perms("subsidies.claimstatuschange", *VIEW)
         # Its institution's committee and the reviews of its trials, read-only.
         | _perms("ethics.ethicscommittee", *VIEW)
         | _perms("ethics.committeemember", *VIEW)
@@ -75,6 +85,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
         | _perms("trials.trialsite", *VIEW)
         | _perms("trials.trialdocument", *VIEW)
         | _perms("trials.documentversion", *VIEW)
+        | _perms("trials.enrolmententry", *VIEW)
+        | _perms("trials.siteenrolment", *VIEW)
         # Its own committee: membership, training, meetings. Submissions change only through workflow steps,
         # which "change_submission" unlocks in the admin (the services check everything else).
         | _perms("ethics.ethicscommittee", *EDIT)
@@ -94,9 +106,19 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
         | _perms("trials.trialsite", *EDIT)
         | _perms("trials.trialdocument", "view", "add")
         | _perms("trials.documentversion", "view", "add")
+        | _perms("trials.enrolmententry", "view", "add")
+        | _perms("trials.enrolmentsubject", *VIEW)
+        | _perms("trials.siteenrolment", *VIEW)
     ),
+    # Read-only over REST, except the review steps on claims (POST actions the services check).
     Role.REGULATOR: frozenset(
-        _perms("trials.trial", *VIEW) | _perms("trials.trialsite", *VIEW) | _perms("cgtclinic.policytarget", *VIEW)
+        _perms("trials.trial", *VIEW)
+        | _perms("trials.trialsite", *VIEW)
+        | _perms("trials.siteenrolment", *VIEW)
+        | _perms("cgtclinic.policytarget", *VIEW)
+        | _perms("subsidies.subsidyprogram", *VIEW)
+        | _perms("subsidies.claim", *VIEW)
+        | _perms("subsidies.claimline", *VIEW)
     ),
     # System administrators are superusers; Django grants them everything before asking this backend.
     Role.SYSTEM_ADMIN: frozenset(),

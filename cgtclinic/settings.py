@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "cgtclinic",
     "trials",
     "ethics",
+    "subsidies",
 ]
 
 MIDDLEWARE = [
@@ -234,6 +235,11 @@ SPECTACULAR_SETTINGS = {
         "DocumentKindEnum": "trials.models.TrialDocument.Kind",
         "SponsorKindEnum": "cgtclinic.models.Sponsor.Kind",
         "SiteRoleEnum": "trials.models.TrialSite.SiteRole",
+        "EnrolmentEventEnum": "trials.models.EnrolmentEntry.Kind",
+        "ClaimStatusEnum": "subsidies.models.Claim.Status",
+        "ClaimLineStatusEnum": "subsidies.models.ClaimLine.Status",
+        "AmountRuleEnum": "subsidies.models.SubsidyProgram.AmountRule",
+        "EligibilityRuleKindEnum": "subsidies.models.EligibilityRule.Kind",
     },
 }
 

@@ -14,6 +14,11 @@ urlpatterns = [
     path("health/", health, name="health"),
     path("pi/", include("ethics.portal.urls")),
     path("api/v1/", include("trials.api.urls")),
+    path("api/v1/", include("subsidies.api.urls")),
+    # Regulator reports: each app serves the reports over its own tables (cgtclinic.api.reports is the frame).
+    path("api/v1/reports/", include("trials.api.report_urls")),
+    path("api/v1/reports/", include("ethics.api.report_urls")),
+    path("api/v1/reports/", include("subsidies.api.report_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),

@@ -277,6 +277,10 @@ def recognition_respond(
             TrialSite.objects.filter(pk=locked.site_id, ethics_approved_on=None).update(
                 ethics_approved_on=timezone.localdate(now)
             )
+            # A recognised result is valid as long as the lead's approval (then renewed with it).
+            lead_valid_until = locked.lead_decision.valid_until if locked.lead_decision_id else None
+            if lead_valid_until:
+                TrialSite.objects.filter(pk=locked.site_id).update(ethics_valid_until=lead_valid_until)
         locked._history_user = actor
         locked.save()
     return locked

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from dateutil.relativedelta import relativedelta
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -23,6 +24,7 @@ from ethics.models import (
     EthicsCommittee,
     LetterCounter,
     Meeting,
+    RecognitionRequest,
     ReviewAssignment,
     Submission,
     SubmissionEvent,
@@ -746,7 +748,9 @@ def _apply_to_trial(decision: Decision, kind: str, actor: User, today: datetime.
         TrialSite.objects.filter(
             trial=trial, institution_id=decision.committee.institution_id, ethics_approved_on=None
         ).update(ethics_approved_on=today)
-    elif (
+    if outcome == Outcome.APPROVE and decision.valid_until:
+        _extend_site_validity(trial, decision)
+    if (
         outcome == Outcome.DISAPPROVE
         and kind == K.INITIAL
         and trial.status
@@ -761,3 +765,16 @@ def _apply_to_trial(decision: Decision, kind: str, actor: User, today: datetime.
     elif outcome == Outcome.TERMINATE:
         trial_services.trial_terminate(trial=trial, actor=actor, reason=reason)
         _close_continuing_review(trial, decision.committee)
+
+
+def _extend_site_validity(trial: Trial, decision: Decision) -> None:
+    """An approval (initial or continuing review) sets how long the committee's own site may enrol, and the
+    sites that recognised this committee's result for the trial follow it."""
+    recognising = RecognitionRequest.objects.filter(
+        trial=trial,
+        lead_decision__committee=decision.committee,
+        status__in=(RecognitionRequest.Status.RECOGNISED, RecognitionRequest.Status.RECOGNISED_WITH_CONDITIONS),
+    ).values("site_id")
+    TrialSite.objects.filter(trial=trial).filter(
+        Q(institution_id=decision.committee.institution_id, ethics_approved_on__isnull=False) | Q(pk__in=recognising)
+    ).update(ethics_valid_until=decision.valid_until)

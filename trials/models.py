@@ -263,6 +263,10 @@ class TrialSite(models.Model):
     contract_signed_on = models.DateField(_("contract signed"), null=True, blank=True)
     site_initiated_on = models.DateField(_("site initiated"), null=True, blank=True)
     first_patient_in_on = models.DateField(_("first patient in"), null=True, blank=True)
+    # Written by the ethics app when the site's committee approves (or the site recognises the lead's approval)
+    # and after each continuing review; empty for an approval recorded by hand, whose validity then follows
+    # the national continuing-review interval (see trials.enrolment.ethics_valid_until).
+    ethics_valid_until = models.DateField(_("ethics approval valid until"), null=True, blank=True)
 
     objects = TrialSiteQuerySet.as_manager()
     history = HistoricalRecords()
@@ -380,3 +384,155 @@ class DocumentVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.document} v{self.number}"
+
+
+# --- Enrolment ledger ----------------------------------------------------------------------------------------------
+
+
+class EnrolmentEntryQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """Entries follow their site: whoever may see a site sees its enrolment ledger."""
+        return self.filter(site__in=TrialSite.objects.visible_to(user))
+
+
+class EnrolmentSubject(models.Model):
+    """A pseudonymous subject code a site uses to list its subjects: never a name or an ID number.
+
+    One row per (trial, code), created the first time a site reports the code and never deleted; whether the
+    subject is currently screened, enrolled or finished is derived from the ledger entries that name it.
+    """
+
+    trial = models.ForeignKey(Trial, on_delete=models.PROTECT, related_name="subjects", verbose_name=_("trial"))
+    site = models.ForeignKey(TrialSite, on_delete=models.PROTECT, related_name="subjects", verbose_name=_("trial site"))
+    code = models.CharField(
+        _("subject code"),
+        max_length=30,
+        validators=[
+            RegexValidator(
+                r"^[A-Za-z0-9][A-Za-z0-9._-]{0,29}$",
+                _("A subject code uses letters, digits, dots, hyphens and underscores only, e.g. RK-001."),
+            )
+        ],
+        help_text=_("A pseudonymous code such as RK-001. Never a name, an ID-card number or a phone number."),
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["trial_id", "code"]
+        verbose_name = _("subject code")
+        verbose_name_plural = _("subject codes")
+        constraints = [models.UniqueConstraint(fields=["trial", "code"], name="enrolment_subject_unique_code")]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class EnrolmentEntry(models.Model):
+    """One line of a site's enrolment ledger. Rows are only ever added: a correction is a new entry that
+    reverses an earlier one (with a reason), so every count can be traced to who reported it and when."""
+
+    class Kind(models.TextChoices):
+        SCREENED = "screened", _("Screened")
+        ENROLLED = "enrolled", _("Enrolled")
+        SCREEN_FAILED = "screen_failed", _("Screen failure")
+        WITHDRAWN = "withdrawn", _("Withdrawn")
+        COMPLETED = "completed", _("Completed")
+
+    site = models.ForeignKey(
+        TrialSite, on_delete=models.PROTECT, related_name="enrolment_entries", verbose_name=_("trial site")
+    )
+    # The trial is the site's; kept on the row for per-trial sums and indexes without a join.
+    trial = models.ForeignKey(
+        Trial, on_delete=models.PROTECT, related_name="enrolment_entries", verbose_name=_("trial"), editable=False
+    )
+    kind = models.CharField(_("event"), max_length=20, choices=Kind.choices)
+    occurred_on = models.DateField(_("date"))
+    count = models.PositiveIntegerField(_("number of subjects"))
+    subject = models.ForeignKey(
+        EnrolmentSubject,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="entries",
+        verbose_name=_("subject code"),
+    )
+    # A correction points at the entry it cancels; its count then subtracts. An entry is reversed at most once.
+    reverses = models.OneToOneField(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="reversed_by",
+        verbose_name=_("reverses entry"),
+    )
+    reason = models.TextField(_("reason for the correction"), blank=True)
+    note = models.CharField(_("note"), max_length=300, blank=True)
+    reported_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("reported by")
+    )
+    reported_at = models.DateTimeField(_("reported at"))
+
+    objects = EnrolmentEntryQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["site_id", "occurred_on", "id"]
+        verbose_name = _("enrolment entry")
+        verbose_name_plural = _("enrolment entries")
+        constraints = [
+            models.CheckConstraint(condition=Q(count__gte=1), name="enrolment_entry_count_positive"),
+            models.CheckConstraint(
+                condition=Q(reverses__isnull=True) | ~Q(reason=""), name="enrolment_entry_correction_has_reason"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["trial", "kind", "occurred_on"], name="enrolment_trial_kind_date"),
+            models.Index(fields=["site", "kind", "occurred_on"], name="enrolment_site_kind_date"),
+        ]
+
+    def __str__(self) -> str:
+        sign = "−" if self.reverses_id else ""
+        return f"{self.occurred_on} {self.get_kind_display()} {sign}{self.count}"
+
+    @property
+    def signed_count(self) -> int:
+        return -self.count if self.reverses_id else self.count
+
+    @property
+    def is_correction(self) -> bool:
+        return self.reverses_id is not None
+
+
+class SiteEnrolmentQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        return self.filter(site__in=TrialSite.objects.visible_to(user))
+
+
+class SiteEnrolment(models.Model):
+    """Current counts for a site, kept in step with the ledger in the same transaction (a cache: the ledger
+    is the truth, and ``trials.enrolment.rebuild_site_counts`` recomputes these from it)."""
+
+    site = models.OneToOneField(
+        TrialSite, on_delete=models.CASCADE, primary_key=True, related_name="enrolment", verbose_name=_("trial site")
+    )
+    trial = models.ForeignKey(Trial, on_delete=models.CASCADE, related_name="site_enrolments", editable=False)
+    screened = models.IntegerField(_("screened"), default=0)
+    enrolled = models.IntegerField(_("enrolled"), default=0)
+    screen_failed = models.IntegerField(_("screen failures"), default=0)
+    withdrawn = models.IntegerField(_("withdrawn"), default=0)
+    completed = models.IntegerField(_("completed"), default=0)
+    last_enrolled_on = models.DateField(_("last enrolment on"), null=True, blank=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    objects = SiteEnrolmentQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("site enrolment")
+        verbose_name_plural = _("site enrolment")
+
+    def __str__(self) -> str:
+        return f"{self.site}: {self.enrolled}"
+
+    @property
+    def on_study(self) -> int:
+        """Enrolled subjects who have neither withdrawn nor completed."""
+        return self.enrolled - self.withdrawn - self.completed

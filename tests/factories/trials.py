@@ -90,3 +90,29 @@ class DocumentVersionFactory(factory.django.DjangoModelFactory):
     size = len(PDF_BYTES)
     sha256 = hashlib.sha256(PDF_BYTES).hexdigest()
     uploaded_by = factory.SubFactory(UserFactory)
+
+
+def trial_with_history(history: list[tuple[str, datetime.date]], *, actor=None, **kwargs) -> Trial:
+    """A trial whose lifecycle history (status, day) is recorded as the services would, ending in the last status.
+
+    Enrolment checks read the status a trial had on the day of an event, so a trial that enrolled in the past
+    and is completed now needs its history, e.g. [("active", 2025-01-10), ("enrolment_closed", ...), ...].
+    """
+    trial = TrialFactory(status=history[-1][0] if history else Trial.Status.DRAFT, **kwargs)
+    actor = actor or trial.pi
+    previous = Trial.Status.DRAFT
+    for position, (status, day) in enumerate(history):
+        at = datetime.datetime.combine(
+            day, datetime.time(9, position), tzinfo=datetime.timezone(datetime.timedelta(hours=8))
+        )
+        TrialStatusChange.objects.create(trial=trial, from_status=previous, to_status=status, actor=actor, at=at)
+        previous = status
+    return trial
+
+
+def approve_site(site: TrialSite, on: datetime.date, valid_until: datetime.date | None = None) -> TrialSite:
+    """Record the site's ethics approval (as an ethics decision or a recognition would)."""
+    site.ethics_approved_on = on
+    site.ethics_valid_until = valid_until
+    site.save(update_fields=["ethics_approved_on", "ethics_valid_until"])
+    return site

@@ -1,0 +1,198 @@
+"""The subsidy arithmetic: a pure function from an amount rule and claim lines to amounts with explanations.
+
+No database, no clock: the caller reads the policy values (``AmountRule``) and what earlier claims already took
+(``LineInput.previously_*``, ``institution_year_already``), and stores what comes back. Money is ``Decimal``
+rounded to the fen (0.01 RMB, half up) once per line, before any cap, so caps are compared in whole fen.
+
+Order of the cuts, each recorded as a step: the line's gross amount; the per-item cap (percentage programs);
+the per-project cap, less what earlier claims were awarded for the project; then the institution's yearly cap,
+less what its earlier claims of the year took, applied to the lines in the order given (the first lines keep
+their amount, a later line is cut when the remaining room runs out).
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.utils.translation import gettext as _
+from django.utils.translation import pgettext
+
+FEN = Decimal("0.01")
+ZERO = Decimal("0.00")
+
+PER_PATIENT = "per_patient"
+PERCENT_OF_COST = "percent_of_cost"
+FIXED_AMOUNT = "fixed_amount"
+
+
+def to_fen(value: Decimal) -> Decimal:
+    return Decimal(value).quantize(FEN, rounding=ROUND_HALF_UP)
+
+
+@dataclass(frozen=True)
+class AmountRule:
+    """The numbers of a program's amount rule, as read from the policy values in force."""
+
+    kind: str
+    rate: Decimal | None = None  # RMB per patient
+    percent: Decimal | None = None  # share of the cost, in percent
+    item_cap: Decimal | None = None  # RMB per cost item
+    project_cap: Decimal | None = None  # RMB per project over all claims
+    institution_year_cap: Decimal | None = None  # RMB per institution per year over all claims
+    fixed_amount: Decimal | None = None  # RMB per project, set by the regulator
+
+
+@dataclass(frozen=True)
+class LineInput:
+    key: object
+    enrolled: int = 0  # net enrolled at the site, from the ledger
+    previously_claimed: int = 0  # patients of this trial already in earlier counting claims
+    previously_awarded: Decimal = ZERO  # RMB already counted for this project in earlier claims
+    cost: Decimal | None = None  # for a percentage program
+
+
+@dataclass
+class LineResult:
+    key: object
+    patients: int
+    gross: Decimal
+    amount: Decimal
+    steps: list[dict] = field(default_factory=list)
+
+    @property
+    def cut(self) -> Decimal:
+        return self.gross - self.amount
+
+
+@dataclass
+class Calculation:
+    lines: list[LineResult]
+    total: Decimal
+    institution_year_cap: Decimal | None
+    institution_year_already: Decimal
+
+    @property
+    def institution_year_room_left(self) -> Decimal | None:
+        if self.institution_year_cap is None:
+            return None
+        return max(ZERO, self.institution_year_cap - self.institution_year_already - self.total)
+
+
+def _money(value: Decimal | None) -> str | None:
+    return None if value is None else str(to_fen(value))
+
+
+def _gross(rule: AmountRule, line: LineInput, patients: int) -> tuple[Decimal, list[dict]]:
+    if rule.kind == PER_PATIENT:
+        gross = to_fen(rule.rate * patients)
+        step = {
+            "code": "per_patient",
+            "enrolled": line.enrolled,
+            "previously_claimed": line.previously_claimed,
+            "patients": patients,
+            "rate": _money(rule.rate),
+            "amount": _money(gross),
+        }
+        return gross, [step]
+    if rule.kind == PERCENT_OF_COST:
+        cost = line.cost or ZERO
+        gross = to_fen(cost * rule.percent / 100)
+        steps = [
+            {"code": "percent_of_cost", "cost": _money(cost), "percent": str(rule.percent), "amount": _money(gross)}
+        ]
+        if rule.item_cap is not None and gross > rule.item_cap:
+            steps.append(_cap_step("item_cap", rule.item_cap, ZERO, gross, to_fen(rule.item_cap)))
+            gross = to_fen(rule.item_cap)
+        return gross, steps
+    if rule.kind == FIXED_AMOUNT:
+        if rule.fixed_amount is None:
+            return ZERO, [{"code": "fixed_amount_not_set", "amount": _money(ZERO)}]
+        gross = to_fen(rule.fixed_amount)
+        return gross, [{"code": "fixed_amount", "amount": _money(gross)}]
+    raise ValueError(f"unknown amount rule {rule.kind!r}")
+
+
+def _cap_step(code: str, cap: Decimal, already: Decimal, before: Decimal, after: Decimal) -> dict:
+    return {
+        "code": code,
+        "cap": _money(cap),
+        "already": _money(already),
+        "before": _money(before),
+        "cut": _money(before - after),
+        "amount": _money(after),
+    }
+
+
+def calculate(rule: AmountRule, lines: Sequence[LineInput], *, institution_year_already: Decimal = ZERO) -> Calculation:
+    """Amounts for the lines of one claim, in order, with every cap applied and explained."""
+    results = []
+    year_room = None
+    if rule.institution_year_cap is not None:
+        year_room = max(ZERO, to_fen(rule.institution_year_cap) - to_fen(institution_year_already))
+    for line in lines:
+        patients = max(0, line.enrolled - line.previously_claimed) if rule.kind == PER_PATIENT else 0
+        gross, steps = _gross(rule, line, patients)
+        amount = gross
+        if rule.project_cap is not None:
+            room = max(ZERO, to_fen(rule.project_cap) - to_fen(line.previously_awarded))
+            if amount > room:
+                steps.append(_cap_step("project_cap", rule.project_cap, line.previously_awarded, amount, room))
+                amount = room
+        if year_room is not None:
+            if amount > year_room:
+                steps.append(
+                    _cap_step(
+                        "institution_year_cap", rule.institution_year_cap, institution_year_already, amount, year_room
+                    )
+                )
+                amount = year_room
+            year_room -= amount
+        results.append(LineResult(key=line.key, patients=patients, gross=gross, amount=amount, steps=steps))
+    total = sum((r.amount for r in results), ZERO)
+    return Calculation(
+        lines=results,
+        total=total,
+        institution_year_cap=None if rule.institution_year_cap is None else to_fen(rule.institution_year_cap),
+        institution_year_already=to_fen(institution_year_already),
+    )
+
+
+def describe_step(step: dict) -> str:
+    """One explanation step in the reader's language (the stored steps hold only codes and numbers)."""
+    code = step.get("code")
+    if code == "per_patient":
+        text = _("%(patients)s patients × %(rate)s RMB = %(amount)s RMB") % step
+        if step.get("previously_claimed"):
+            text += " " + _("(%(enrolled)s enrolled, %(previously_claimed)s already claimed earlier)") % step
+        return text
+    if code == "percent_of_cost":
+        return _("%(percent)s%% of the cost %(cost)s RMB = %(amount)s RMB") % step
+    if code == "fixed_amount":
+        return _("Fixed amount set by the regulator: %(amount)s RMB") % step
+    if code == "fixed_amount_not_set":
+        return _("The regulator has not yet set the amount for this program.")
+    if code == "item_cap":
+        return _("Cap per item %(cap)s RMB: cut by %(cut)s RMB to %(amount)s RMB") % step
+    if code == "project_cap":
+        return (
+            _(
+                "Cap per project %(cap)s RMB, %(already)s RMB already awarded for it: "
+                "cut by %(cut)s RMB to %(amount)s RMB"
+            )
+            % step
+        )
+    if code == "institution_year_cap":
+        return (
+            _(
+                "Cap per institution per year %(cap)s RMB, %(already)s RMB in earlier claims of the year: cut by "
+                "%(cut)s RMB to %(amount)s RMB"
+            )
+            % step
+        )
+    if code == "regulator_adjustment":
+        return _("Adjusted by the regulator from %(before)s RMB to %(amount)s RMB: %(reason)s") % step
+    return str(step)
+
+
+def describe(steps: list[dict]) -> str:
+    return pgettext("list separator", "; ").join(describe_step(step) for step in steps)

@@ -1,0 +1,116 @@
+"""Subsidy programs as the policy seeds make them, with their policy values created by factories."""
+
+import datetime
+from decimal import Decimal
+
+import factory
+
+from cgtclinic.models import PolicyParameter
+from subsidies.models import EligibilityRule, SubsidyProgram
+from tests.factories.cgtclinic import PolicyParameterFactory, RegionFactory
+
+# The values of Shanghai's gene-therapy subsidy (001, task 5) as the policy seeds hold them; tests that need a
+# number read it from the PolicyParameter rows these create.
+SHANGHAI_VALUES = {
+    "subsidy_per_patient_rmb": Decimal("50000"),
+    "subsidy_project_cap_rmb": Decimal("500000"),
+    "subsidy_institution_year_cap_rmb": Decimal("5000000"),
+}
+INSURANCE_VALUES = {
+    "insurance_premium_subsidy_percent": Decimal("50"),
+    "insurance_premium_subsidy_cap_rmb": Decimal("500000"),
+}
+PROGRAM_START = datetime.date(2023, 8, 31)
+
+
+def policy_values(region, values: dict, *, effective_from=PROGRAM_START) -> dict[str, PolicyParameter]:
+    rows = {}
+    for code, value in values.items():
+        unit = PolicyParameter.Unit.PERCENT if code.endswith("percent") else PolicyParameter.Unit.RMB
+        rows[code] = PolicyParameterFactory(
+            code=code,
+            region=region,
+            value=value,
+            unit=unit,
+            effective_from=effective_from,
+            source_document="001_fcdf358de37b7c29.txt",
+            source_clause="四、重大任务（二）第5条",
+        )
+    return rows
+
+
+class SubsidyProgramFactory(factory.django.DjangoModelFactory):
+    """A per-patient program with caps; create its policy values with ``policy_values`` (or ``shanghai_program``)."""
+
+    class Meta:
+        model = SubsidyProgram
+
+    code = factory.Sequence(lambda n: f"program-{n}")
+    region = factory.SubFactory(RegionFactory)
+    name_zh = factory.Sequence(lambda n: f"基因治疗临床研究医疗机构资助 {n}")
+    name_en = factory.Sequence(lambda n: f"Gene-therapy trial subsidy {n}")
+    source_document = "001_fcdf358de37b7c29.txt"
+    source_clause = "四、重大任务（二）第5条"
+    year_from = 2023
+    year_to = None
+    amount_rule = SubsidyProgram.AmountRule.PER_PATIENT
+    rate_parameter = "subsidy_per_patient_rmb"
+    project_cap_parameter = "subsidy_project_cap_rmb"
+    institution_year_cap_parameter = "subsidy_institution_year_cap_rmb"
+    selective = True
+
+
+class EligibilityRuleFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = EligibilityRule
+
+    program = factory.SubFactory(SubsidyProgramFactory)
+    kind = EligibilityRule.Kind.ETHICS_APPROVAL
+    params = factory.LazyFunction(dict)
+
+
+SHANGHAI_RULES = [
+    (EligibilityRule.Kind.THERAPY_CATEGORY, {"categories": ["viral_vector_gene", "gene_editing", "nucleic_acid"]}),
+    (EligibilityRule.Kind.TRIAL_KIND, {"iit": True, "industry_sponsor_in_region": True}),
+    (EligibilityRule.Kind.RESEARCH_COMPLETED, {"completed_on_or_after": "2023-08-31"}),
+    (EligibilityRule.Kind.ETHICS_APPROVAL, {}),
+]
+
+
+def shanghai_program(region, **kwargs) -> SubsidyProgram:
+    """Shanghai's per-patient gene-therapy subsidy with its caps and eligibility rules, for ``region``."""
+    policy_values(region, SHANGHAI_VALUES)
+    program = SubsidyProgramFactory(region=region, **kwargs)
+    for position, (kind, params) in enumerate(SHANGHAI_RULES):
+        EligibilityRuleFactory(program=program, kind=kind, params=params, position=position)
+    return program
+
+
+def insurance_program(region, **kwargs) -> SubsidyProgram:
+    """Shanghai's 50% liability-insurance premium subsidy (capped per policy), for ``region``."""
+    policy_values(region, INSURANCE_VALUES)
+    return SubsidyProgramFactory(
+        region=region,
+        amount_rule=SubsidyProgram.AmountRule.PERCENT_OF_COST,
+        rate_parameter="",
+        project_cap_parameter="",
+        institution_year_cap_parameter="",
+        percent_parameter="insurance_premium_subsidy_percent",
+        item_cap_parameter="insurance_premium_subsidy_cap_rmb",
+        source_clause="五、保障措施（五）",
+        **kwargs,
+    )
+
+
+def fixed_program(region, **kwargs) -> SubsidyProgram:
+    """A fixed-amount program (Beijing's post-subsidy) whose amount the regulator sets."""
+    return SubsidyProgramFactory(
+        region=region,
+        amount_rule=SubsidyProgram.AmountRule.FIXED_AMOUNT,
+        rate_parameter="",
+        project_cap_parameter="",
+        institution_year_cap_parameter="",
+        source_document="000_db00af38292194d0.txt",
+        source_clause="二、重点任务 3",
+        **kwargs,
+    )

@@ -1,0 +1,397 @@
+"""The enrolment ledger: sites report events, corrections reverse them, counts are derived.
+
+Every write locks the site row first (then the subject row), so two reports for one site run one after the
+other: counts are checked and updated against what the ledger holds at that moment and none is ever lost.
+"""
+
+import datetime
+from dataclasses import dataclass
+
+from dateutil.relativedelta import relativedelta
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Case, F, IntegerField, Max, Q, Sum, Value, When
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from cgtclinic.errors import DomainError
+from cgtclinic.models import PolicyParameter, User
+from cgtclinic.roles import Role
+from trials.models import EnrolmentEntry, EnrolmentSubject, SiteEnrolment, Trial, TrialSite, TrialStatusChange
+
+K = EnrolmentEntry.Kind
+S = Trial.Status
+# The national rule that bounds an approval's validity when the committee's letter gave none in this system.
+REVIEW_INTERVAL_CODE = "continuing_review_interval_months"
+# Events that put a subject in front of the protocol need the trial open and a valid approval on that day.
+NEEDS_OPEN_TRIAL = frozenset({K.SCREENED, K.ENROLLED, K.SCREEN_FAILED})
+# Exits are reported for subjects already enrolled, also after enrolment closed or during a suspension.
+EXIT_STATUSES = frozenset({S.ACTIVE, S.ENROLMENT_CLOSED, S.SUSPENDED, S.COMPLETED, S.TERMINATED})
+COUNT_FIELDS = tuple(K.values)
+
+
+def may_report(actor: User, site: TrialSite) -> bool:
+    """The site's PI, the trial's PI at the lead site, or the research office of the site's hospital."""
+    if actor.is_superuser:
+        return True
+    if not actor.is_active:
+        return False
+    if actor.role == Role.RESEARCH_OFFICE:
+        return actor.institution_id == site.institution_id
+    if actor.role == Role.PI:
+        return site.site_pi_id == actor.pk or (site.role == TrialSite.SiteRole.LEAD and site.trial.pi_id == actor.pk)
+    return False
+
+
+def ethics_valid_until(site: TrialSite) -> datetime.date | None:
+    """The last day the site's ethics approval (or recognition) covers; None when it has none."""
+    if site.ethics_approved_on is None:
+        return None
+    if site.ethics_valid_until is not None:
+        return site.ethics_valid_until
+    months = PolicyParameter.value_for(REVIEW_INTERVAL_CODE, on=site.ethics_approved_on)
+    return site.ethics_approved_on + relativedelta(months=int(months))
+
+
+def trial_status_on(trial: Trial, day: datetime.date) -> str:
+    """The lifecycle status the trial had at the end of a day, from its status history."""
+    end_of_day = timezone.make_aware(datetime.datetime.combine(day + datetime.timedelta(days=1), datetime.time()))
+    changes = TrialStatusChange.objects.filter(trial=trial)
+    last = changes.filter(at__lt=end_of_day).order_by("-at", "-id").values_list("to_status", flat=True).first()
+    if last is not None:
+        return last
+    first = changes.order_by("at", "id").values_list("from_status", flat=True).first()
+    # A trial recorded without a lifecycle history (an import) has only its current status to go by.
+    return first if first is not None else trial.status
+
+
+def _check_date(site: TrialSite, kind: str, occurred_on: datetime.date) -> None:
+    if occurred_on > timezone.localdate():
+        raise DomainError(_("The date cannot be in the future."), field="occurred_on")
+    approved_on = site.ethics_approved_on
+    if approved_on is None:
+        raise DomainError(
+            _("%(site)s has no ethics approval or recognition for this trial, so no enrolment can be reported there.")
+            % {"site": site.institution},
+            code="no_ethics_approval",
+        )
+    if occurred_on < approved_on:
+        raise DomainError(
+            _("The site's ethics approval dates from %(approved)s; nothing can be reported before it.")
+            % {"approved": approved_on.isoformat()},
+            code="no_ethics_approval",
+            field="occurred_on",
+        )
+    status = trial_status_on(site.trial, occurred_on)
+    if kind in NEEDS_OPEN_TRIAL:
+        valid_until = ethics_valid_until(site)
+        if occurred_on > valid_until:
+            raise DomainError(
+                _(
+                    "The site's ethics approval was valid until %(until)s; subjects screened or enrolled after "
+                    "that need a continuing-review approval first."
+                )
+                % {"until": valid_until.isoformat()},
+                code="ethics_approval_expired",
+                field="occurred_on",
+            )
+        if status != S.ACTIVE:
+            raise DomainError(
+                _("On %(day)s the trial was “%(status)s”, not open for enrolment.")
+                % {"day": occurred_on.isoformat(), "status": S(status).label},
+                code="trial_not_enrolling",
+                field="occurred_on",
+            )
+    elif status not in EXIT_STATUSES:
+        raise DomainError(
+            _("On %(day)s the trial was “%(status)s”; withdrawals and completions are reported once it has started.")
+            % {"day": occurred_on.isoformat(), "status": S(status).label},
+            code="trial_not_enrolling",
+            field="occurred_on",
+        )
+
+
+def _ledger_totals(entries) -> dict[str, int]:
+    """Net counts per event kind (corrections subtract) from a queryset of entries, in one query."""
+    signed = Case(When(reverses__isnull=False, then=-1), default=Value(1), output_field=IntegerField())
+    sums = entries.aggregate(
+        **{kind: Sum(Case(When(kind=kind, then="count"), default=Value(0)) * signed) for kind in COUNT_FIELDS}
+    )
+    return {kind: sums[kind] or 0 for kind in COUNT_FIELDS}
+
+
+def _check_counts(counts: dict[str, int]) -> None:
+    """The invariants a site's ledger keeps after every entry."""
+    if any(value < 0 for value in counts.values()):
+        raise DomainError(_("This would make a count negative."), code="count_negative")
+    if counts[K.SCREEN_FAILED] > counts[K.SCREENED]:
+        raise DomainError(
+            _("Screen failures (%(failed)d) cannot exceed subjects screened (%(screened)d).")
+            % {"failed": counts[K.SCREEN_FAILED], "screened": counts[K.SCREENED]},
+            code="count_inconsistent",
+        )
+    if counts[K.WITHDRAWN] + counts[K.COMPLETED] > counts[K.ENROLLED]:
+        raise DomainError(
+            _("Withdrawn and completed subjects (%(out)d) cannot exceed subjects enrolled (%(enrolled)d).")
+            % {"out": counts[K.WITHDRAWN] + counts[K.COMPLETED], "enrolled": counts[K.ENROLLED]},
+            code="count_inconsistent",
+        )
+
+
+# What a subject's own entries must show before each event, as (kind, required net count) pairs.
+_SUBJECT_PRECONDITIONS = {
+    K.SCREENED: {K.SCREENED: 0, K.ENROLLED: 0},
+    K.ENROLLED: {K.ENROLLED: 0, K.SCREEN_FAILED: 0},
+    K.SCREEN_FAILED: {K.SCREENED: 1, K.ENROLLED: 0, K.SCREEN_FAILED: 0},
+    K.WITHDRAWN: {K.ENROLLED: 1, K.WITHDRAWN: 0, K.COMPLETED: 0},
+    K.COMPLETED: {K.ENROLLED: 1, K.WITHDRAWN: 0, K.COMPLETED: 0},
+}
+
+
+def _subject_refusal(subject: EnrolmentSubject, kind: str, state: dict[str, int]) -> str | None:
+    for needed_kind, needed in _SUBJECT_PRECONDITIONS[kind].items():
+        if state[needed_kind] != needed:
+            break
+    else:
+        return None
+    if kind == K.ENROLLED and state[K.ENROLLED]:
+        return _("Subject %(code)s is already enrolled in this trial; a code is enrolled only once.")
+    if kind == K.SCREEN_FAILED and not state[K.SCREENED]:
+        return _("Subject %(code)s has not been reported as screened.")
+    if kind in (K.WITHDRAWN, K.COMPLETED) and not state[K.ENROLLED]:
+        return _("Subject %(code)s is not enrolled.")
+    return _("Subject %(code)s cannot be reported as “%(event)s” after what is already recorded for them.")
+
+
+def _lock_site(site: TrialSite) -> TrialSite:
+    return TrialSite.objects.select_for_update(of=("self",)).select_related("trial", "institution").get(pk=site.pk)
+
+
+def _apply(site: TrialSite, entry: EnrolmentEntry) -> None:
+    """Write the entry and move the cached counts by its signed count; the caller holds the site lock."""
+    counts = _ledger_totals(EnrolmentEntry.objects.filter(site=site))
+    counts[entry.kind] += entry.signed_count
+    _check_counts(counts)
+    entry.save()
+    cached, _created = SiteEnrolment.objects.get_or_create(site=site, defaults={"trial_id": site.trial_id})
+    for kind in COUNT_FIELDS:
+        setattr(cached, kind, counts[kind])
+    cached.last_enrolled_on = EnrolmentEntry.objects.filter(
+        site=site, kind=K.ENROLLED, reverses__isnull=True, reversed_by__isnull=True
+    ).aggregate(last=Max("occurred_on"))["last"]
+    cached.save()
+
+
+def enrolment_report(
+    *,
+    site: TrialSite,
+    actor: User,
+    kind: str,
+    occurred_on: datetime.date,
+    count: int = 1,
+    subject_code: str = "",
+    note: str = "",
+) -> EnrolmentEntry:
+    """Add one event to the site's ledger: ``count`` subjects screened, enrolled, failing screening, withdrawn
+    or completing on a day, optionally for one pseudonymous subject code (then ``count`` is 1)."""
+    if kind not in K.values:
+        raise DomainError(_("Choose an event."), field="kind")
+    if not isinstance(count, int) or count < 1:
+        raise DomainError(_("The number of subjects must be a whole number of at least 1."), field="count")
+    subject_code = (subject_code or "").strip()
+    if subject_code and count != 1:
+        raise DomainError(_("An entry for one subject code counts exactly one subject."), field="count")
+    with transaction.atomic():
+        locked = _lock_site(site)
+        if not may_report(actor, locked):
+            raise DomainError(_("You may not report enrolment for this site."), code="permission_denied")
+        _check_date(locked, kind, occurred_on)
+        subject = None
+        if subject_code:
+            subject = _subject_for(locked, subject_code)
+            state = _ledger_totals(subject.entries.all())
+            refusal = _subject_refusal(subject, kind, state)
+            if refusal:
+                raise DomainError(
+                    refusal % {"code": subject.code, "event": K(kind).label},
+                    code="subject_state",
+                    field="subject_code",
+                )
+        entry = EnrolmentEntry(
+            site=locked,
+            trial_id=locked.trial_id,
+            kind=kind,
+            occurred_on=occurred_on,
+            count=count,
+            subject=subject,
+            note=note.strip(),
+            reported_by=actor,
+            reported_at=timezone.now(),
+        )
+        _apply(locked, entry)
+    return entry
+
+
+def _subject_for(site: TrialSite, code: str) -> EnrolmentSubject:
+    """The trial's subject row for a code (created on first use), locked; it must belong to this site."""
+    candidate = EnrolmentSubject(trial_id=site.trial_id, site=site, code=code)
+    try:
+        candidate.clean_fields(exclude=["trial", "site"])
+    except ValidationError as exc:
+        raise DomainError(" ".join(exc.message_dict.get("code", exc.messages)), field="subject_code") from exc
+    EnrolmentSubject.objects.get_or_create(trial_id=site.trial_id, code=code, defaults={"site": site})
+    subject = (
+        EnrolmentSubject.objects.select_for_update()
+        .select_related("site__institution")
+        .get(trial_id=site.trial_id, code=code)
+    )
+    if subject.site_id != site.pk:
+        raise DomainError(
+            _("Subject code %(code)s belongs to %(site)s in this trial.")
+            % {"code": code, "site": subject.site.institution},
+            code="subject_other_site",
+            field="subject_code",
+        )
+    return subject
+
+
+def enrolment_reverse(*, entry: EnrolmentEntry, actor: User, reason: str) -> EnrolmentEntry:
+    """Cancel an entry with a new, reversing one. The original stays in the ledger; each is reversed once."""
+    if not reason.strip():
+        raise DomainError(_("Please give the reason for the correction."), field="reason")
+    with transaction.atomic():
+        locked_site = _lock_site(entry.site)
+        if not may_report(actor, locked_site):
+            raise DomainError(_("You may not report enrolment for this site."), code="permission_denied")
+        original = EnrolmentEntry.objects.select_related("subject").get(pk=entry.pk)
+        if original.reverses_id is not None:
+            raise DomainError(_("A correction cannot itself be reversed; report the event again instead."))
+        if EnrolmentEntry.objects.filter(reverses=original).exists():
+            raise DomainError(_("This entry has already been reversed."), code="already_reversed")
+        if original.subject_id:
+            subject = EnrolmentSubject.objects.select_for_update().get(pk=original.subject_id)
+            state = _ledger_totals(subject.entries.all())
+            blocking = {
+                K.SCREENED: (K.ENROLLED, K.SCREEN_FAILED),
+                K.ENROLLED: (K.WITHDRAWN, K.COMPLETED),
+            }.get(original.kind, ())
+            if any(state[kind] for kind in blocking):
+                raise DomainError(
+                    _("Reverse the later entries for subject %(code)s first.") % {"code": subject.code},
+                    code="subject_state",
+                )
+        correction = EnrolmentEntry(
+            site=locked_site,
+            trial_id=locked_site.trial_id,
+            kind=original.kind,
+            occurred_on=original.occurred_on,
+            count=original.count,
+            subject_id=original.subject_id,
+            reverses=original,
+            reason=reason.strip(),
+            reported_by=actor,
+            reported_at=timezone.now(),
+        )
+        _apply(locked_site, correction)
+    return correction
+
+
+def rebuild_site_counts(site: TrialSite) -> SiteEnrolment:
+    """Recompute a site's cached counts from its ledger (repairs a cache edited outside the services)."""
+    with transaction.atomic():
+        locked = _lock_site(site)
+        counts = _ledger_totals(EnrolmentEntry.objects.filter(site=locked))
+        last = EnrolmentEntry.objects.filter(
+            site=locked, kind=K.ENROLLED, reverses__isnull=True, reversed_by__isnull=True
+        ).aggregate(last=Max("occurred_on"))["last"]
+        cached, _created = SiteEnrolment.objects.update_or_create(
+            site=locked, defaults={"trial_id": locked.trial_id, "last_enrolled_on": last, **counts}
+        )
+    return cached
+
+
+def enrolled_as_of(*, site_ids, on: datetime.date | None = None, reported_by: datetime.datetime | None = None) -> dict:
+    """Net enrolled subjects per site from the ledger itself, optionally counting only events up to ``on``
+    and entries reported up to ``reported_by`` (what a frozen claim saw). One query."""
+    entries = EnrolmentEntry.objects.filter(site_id__in=list(site_ids), kind=K.ENROLLED)
+    if on is not None:
+        entries = entries.filter(occurred_on__lte=on)
+    if reported_by is not None:
+        entries = entries.filter(reported_at__lte=reported_by)
+    signed = Case(When(reverses__isnull=False, then=-1), default=Value(1), output_field=IntegerField())
+    rows = entries.values("site_id").annotate(total=Sum(signed * Case(When(kind=K.ENROLLED, then="count"))))
+    return {row["site_id"]: row["total"] or 0 for row in rows}
+
+
+# --- progress (targets against actuals) --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SiteProgress:
+    site: TrialSite
+    target: int
+    enrolled: int
+    on_study: int
+    last_enrolled_on: datetime.date | None
+    over_target: bool
+    stalled: bool
+
+    @property
+    def percent(self) -> int | None:
+        return round(self.enrolled * 100 / self.target) if self.target else None
+
+
+STALLED_AFTER_DAYS = 90
+
+
+def stalled_cutoff(today: datetime.date | None = None) -> datetime.date:
+    return (today or timezone.localdate()) - datetime.timedelta(days=STALLED_AFTER_DAYS)
+
+
+def site_progress(site: TrialSite, today: datetime.date | None = None) -> SiteProgress:
+    """A site's enrolment against its target. Stalled: an enrolling trial's initiated site below target with
+    no enrolment (or no initiation-to-enrolment) for ``STALLED_AFTER_DAYS`` days."""
+    counts = getattr(site, "enrolment", None) if _has_cached(site) else None
+    enrolled = counts.enrolled if counts else 0
+    on_study = counts.on_study if counts else 0
+    last = counts.last_enrolled_on if counts else None
+    cutoff = stalled_cutoff(today)
+    started = site.site_initiated_on
+    stalled = (
+        site.trial.status == S.ACTIVE
+        and started is not None
+        and enrolled < site.site_target
+        and started < cutoff
+        and (last is None or last < cutoff)
+    )
+    return SiteProgress(
+        site=site,
+        target=site.site_target,
+        enrolled=enrolled,
+        on_study=on_study,
+        last_enrolled_on=last,
+        over_target=bool(site.site_target) and enrolled > site.site_target,
+        stalled=stalled,
+    )
+
+
+def _has_cached(site: TrialSite) -> bool:
+    try:
+        site.enrolment  # noqa: B018 - touching the reverse one-to-one is how Django tells if it exists
+    except SiteEnrolment.DoesNotExist:
+        return False
+    return True
+
+
+def stalled_sites_q(today: datetime.date | None = None) -> Q:
+    """The stalled rule of ``site_progress`` as a filter on TrialSite, for lists and admin filters."""
+    cutoff = stalled_cutoff(today)
+    return (
+        Q(trial__status=S.ACTIVE, site_initiated_on__lt=cutoff)
+        & (Q(enrolment__isnull=True) | Q(enrolment__enrolled__lt=F("site_target")))
+        & (Q(enrolment__last_enrolled_on__isnull=True) | Q(enrolment__last_enrolled_on__lt=cutoff))
+    )
+
+
+def over_target_sites_q() -> Q:
+    return Q(site_target__gt=0, enrolment__enrolled__gt=F("site_target"))
