@@ -10,6 +10,8 @@ HONCHO_RUN := $(BIN)/honcho run
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/cgtclinic
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 PYTEST_ARGS ?=
+# pytest-xdist processes; each gets its own test database (test_cgtclinic_gwN) and Redis database.
+TEST_WORKERS ?= 2
 # collectstatic compresses every file (gzip and brotli) and takes a minute, so it reruns only when its inputs
 # change. With CGT_DATA_DIR set elsewhere in .env only, the target is never found here and it simply runs each time.
 STATIC_MANIFEST := $(or $(CGT_DATA_DIR),var)/static/staticfiles.json
@@ -44,7 +46,7 @@ run: install $(STATIC_MANIFEST)
 	$(BIN)/honcho start
 
 test: install-dev
-	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest $(PYTEST_ARGS)
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/python -m pytest -p tests.xdist_redis -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 lint: install-dev
 	$(BIN)/ruff format --check .
