@@ -86,6 +86,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
         | _perms("trials.trialdocument", *VIEW)
         | _perms("trials.documentversion", *VIEW)
         | _perms("trials.enrolmententry", *VIEW)
+        | _perms("trials.enrolmentsubject", *VIEW)
         | _perms("trials.siteenrolment", *VIEW)
         # Its own committee: membership, training, meetings. Submissions change only through workflow steps,
         # which "change_submission" unlocks in the admin (the services check everything else).

@@ -8,6 +8,7 @@ import datetime
 from dataclasses import dataclass
 
 from django.utils.translation import gettext as _
+from django.utils.translation import pgettext
 
 from cgtclinic.models import PolicyParameter
 from subsidies.models import EligibilityRule, SubsidyProgram
@@ -30,7 +31,11 @@ def check_params(kind: str, params: dict) -> list[str]:
     problems = []
     if kind == Kind.THERAPY_CATEGORY:
         categories = params.get("categories")
-        if not categories or not set(categories) <= set(Trial.TherapyCategory.values):
+        if (
+            not isinstance(categories, list)
+            or not categories
+            or not set(map(str, categories)) <= set(Trial.TherapyCategory.values)
+        ):
             problems.append(
                 _("List the therapy categories, from: %(choices)s")
                 % {"choices": ", ".join(Trial.TherapyCategory.values)}
@@ -61,7 +66,9 @@ def refusal(rule: EligibilityRule, program: SubsidyProgram, facts: CandidateFact
     trial, site, params = facts.trial, facts.site, rule.params
     if rule.kind == Kind.THERAPY_CATEGORY:
         if trial.therapy_category not in params["categories"]:
-            names = "、".join(str(Trial.TherapyCategory(c).label) for c in params["categories"])
+            names = pgettext("enumeration separator", ", ").join(
+                str(Trial.TherapyCategory(c).label) for c in params["categories"]
+            )
             return _("Therapy category “%(category)s” is not covered (covered: %(covered)s).") % {
                 "category": trial.get_therapy_category_display(),
                 "covered": names,
@@ -107,7 +114,7 @@ def refusal(rule: EligibilityRule, program: SubsidyProgram, facts: CandidateFact
         if days > weeks * 7:
             return _("Start-up took %(weeks)s weeks, over the target of %(target)s weeks.") % {
                 "weeks": round(days / 7, 1),
-                "target": weeks.normalize(),
+                "target": format(weeks.normalize(), "f"),
             }
         return None
     return _("Unknown rule.")

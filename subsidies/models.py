@@ -20,14 +20,14 @@ MONEY = {"max_digits": 14, "decimal_places": 2}
 
 class ProgramQuerySet(models.QuerySet):
     def visible_to(self, user):
-        """Programs are public policy: hospital staff see them all; a regulator sees its region's."""
+        """Programs are public policy: research offices (who claim) see them all; a regulator sees its region's."""
         if not user.is_authenticated or not user.is_active:
             return self.none()
         if user.is_superuser:
             return self
         if user.role == Role.REGULATOR:
             return self.filter(region_id=user.region_id)
-        if user.role in (Role.RESEARCH_OFFICE, Role.ETHICS_OFFICE):
+        if user.role == Role.RESEARCH_OFFICE:
             return self
         return self.none()
 
@@ -156,12 +156,12 @@ class EligibilityRule(models.Model):
 
 class ClaimQuerySet(models.QuerySet):
     def visible_to(self, user):
-        """The hospital's own claims for its offices; submitted claims of the region for its regulators."""
+        """The hospital's own claims for its research office; submitted claims of the region for its regulators."""
         if not user.is_authenticated or not user.is_active:
             return self.none()
         if user.is_superuser:
             return self
-        if user.role in (Role.RESEARCH_OFFICE, Role.ETHICS_OFFICE):
+        if user.role == Role.RESEARCH_OFFICE:
             return self.filter(institution_id=user.institution_id)
         if user.role == Role.REGULATOR:
             return self.filter(program__region_id=user.region_id).exclude(status=Claim.Status.DRAFT)
@@ -279,7 +279,7 @@ class ClaimLine(models.Model):
         TrialSite, on_delete=models.PROTECT, related_name="claim_lines", verbose_name=_("trial site")
     )
     status = models.CharField(_("status"), max_length=20, choices=Status.choices)
-    # [{"rule": kind, "message": text}] for an ineligible line, in the language it was computed in.
+    # [{"rule": kind, "zh-hans": text, "en": text}] for an ineligible line: the reasons in both interface languages.
     ineligible_reasons = models.JSONField(_("why not eligible"), default=list, blank=True)
     enrolled_total = models.PositiveIntegerField(_("enrolled (ledger)"), default=0)
     previously_claimed = models.PositiveIntegerField(_("already claimed in earlier claims"), default=0)

@@ -7,7 +7,9 @@ rounded to the fen (0.01 RMB, half up) once per line, before any cap, so caps ar
 Order of the cuts, each recorded as a step: the line's gross amount; the per-item cap (percentage programs);
 the per-project cap, less what earlier claims were awarded for the project; then the institution's yearly cap,
 less what its earlier claims of the year took, applied to the lines in the order given (the first lines keep
-their amount, a later line is cut when the remaining room runs out).
+their amount, a later line is cut when the remaining room runs out). A line's gross less the cuts of its steps
+is its amount. A per-patient line the yearly cap cuts to nothing claims no patients: they stay claimable in a
+later year (a line cut only in part keeps its patients; the office may exclude it to claim it whole later).
 """
 
 from collections.abc import Sequence
@@ -82,6 +84,11 @@ def _money(value: Decimal | None) -> str | None:
     return None if value is None else str(to_fen(value))
 
 
+def _number(value: Decimal) -> str:
+    """A policy number as people write it: 50 rather than 50.0000 or 5E+1."""
+    return format(Decimal(value).normalize(), "f")
+
+
 def _gross(rule: AmountRule, line: LineInput, patients: int) -> tuple[Decimal, list[dict]]:
     if rule.kind == PER_PATIENT:
         gross = to_fen(rule.rate * patients)
@@ -97,13 +104,13 @@ def _gross(rule: AmountRule, line: LineInput, patients: int) -> tuple[Decimal, l
     if rule.kind == PERCENT_OF_COST:
         cost = line.cost or ZERO
         gross = to_fen(cost * rule.percent / 100)
-        steps = [
-            {"code": "percent_of_cost", "cost": _money(cost), "percent": str(rule.percent), "amount": _money(gross)}
-        ]
-        if rule.item_cap is not None and gross > rule.item_cap:
-            steps.append(_cap_step("item_cap", rule.item_cap, ZERO, gross, to_fen(rule.item_cap)))
-            gross = to_fen(rule.item_cap)
-        return gross, steps
+        step = {
+            "code": "percent_of_cost",
+            "cost": _money(cost),
+            "percent": _number(rule.percent),
+            "amount": _money(gross),
+        }
+        return gross, [step]
     if rule.kind == FIXED_AMOUNT:
         if rule.fixed_amount is None:
             return ZERO, [{"code": "fixed_amount_not_set", "amount": _money(ZERO)}]
@@ -112,11 +119,12 @@ def _gross(rule: AmountRule, line: LineInput, patients: int) -> tuple[Decimal, l
     raise ValueError(f"unknown amount rule {rule.kind!r}")
 
 
-def _cap_step(code: str, cap: Decimal, already: Decimal, before: Decimal, after: Decimal) -> dict:
+def _cap_step(code: str, cap: Decimal, already: Decimal, before: Decimal, after: Decimal, **extra) -> dict:
     return {
         "code": code,
         "cap": _money(cap),
         "already": _money(already),
+        **{key: _money(value) for key, value in extra.items()},
         "before": _money(before),
         "cut": _money(before - after),
         "amount": _money(after),
@@ -129,10 +137,14 @@ def calculate(rule: AmountRule, lines: Sequence[LineInput], *, institution_year_
     year_room = None
     if rule.institution_year_cap is not None:
         year_room = max(ZERO, to_fen(rule.institution_year_cap) - to_fen(institution_year_already))
+    this_claim = ZERO  # what the lines before the current one took, for the yearly cap's explanation
     for line in lines:
         patients = max(0, line.enrolled - line.previously_claimed) if rule.kind == PER_PATIENT else 0
         gross, steps = _gross(rule, line, patients)
         amount = gross
+        if rule.item_cap is not None and amount > to_fen(rule.item_cap):
+            steps.append(_cap_step("item_cap", rule.item_cap, ZERO, amount, to_fen(rule.item_cap)))
+            amount = to_fen(rule.item_cap)
         if rule.project_cap is not None:
             room = max(ZERO, to_fen(rule.project_cap) - to_fen(line.previously_awarded))
             if amount > room:
@@ -142,11 +154,21 @@ def calculate(rule: AmountRule, lines: Sequence[LineInput], *, institution_year_
             if amount > year_room:
                 steps.append(
                     _cap_step(
-                        "institution_year_cap", rule.institution_year_cap, institution_year_already, amount, year_room
+                        "institution_year_cap",
+                        rule.institution_year_cap,
+                        institution_year_already,
+                        amount,
+                        year_room,
+                        in_this_claim=this_claim,
                     )
                 )
                 amount = year_room
+                if amount == ZERO and patients:
+                    # Nothing of the line fits this year's cap: its patients stay unclaimed for a later year.
+                    steps.append({"code": "patients_deferred", "patients": patients, "amount": _money(ZERO)})
+                    patients = 0
             year_room -= amount
+        this_claim += amount
         results.append(LineResult(key=line.key, patients=patients, gross=gross, amount=amount, steps=steps))
     total = sum((r.amount for r in results), ZERO)
     return Calculation(
@@ -182,6 +204,14 @@ def describe_step(step: dict) -> str:
             % step
         )
     if code == "institution_year_cap":
+        if step.get("in_this_claim") and step["in_this_claim"] != _money(ZERO):
+            return (
+                _(
+                    "Cap per institution per year %(cap)s RMB, %(already)s RMB in earlier claims of the year and "
+                    "%(in_this_claim)s RMB on the lines before this one: cut by %(cut)s RMB to %(amount)s RMB"
+                )
+                % step
+            )
         return (
             _(
                 "Cap per institution per year %(cap)s RMB, %(already)s RMB in earlier claims of the year: cut by "
@@ -189,6 +219,8 @@ def describe_step(step: dict) -> str:
             )
             % step
         )
+    if code == "patients_deferred":
+        return _("The %(patients)s patients stay unclaimed and can be claimed in a later year.") % step
     if code == "regulator_adjustment":
         return _("Adjusted by the regulator from %(before)s RMB to %(amount)s RMB: %(reason)s") % step
     return str(step)

@@ -174,26 +174,30 @@ def claim_open(*, actor: User, program: SubsidyProgram, year: int, institution=N
     if year > today.year:
         raise DomainError(_("A claim is made after the fact: %(year)s has not begun.") % {"year": year}, field="year")
     now = timezone.now()
-    try:
-        with transaction.atomic():
-            claim = Claim(
-                institution=institution,
-                program=program,
-                year=year,
-                reference_date=reference_date(year, today),
-                opened_by=actor,
-                opened_at=now,
-                status_changed_at=now,
-            )
-            claim._history_user = actor
-            claim.save()
-            _recompute(claim)
-    except IntegrityError as exc:
-        raise DomainError(
-            _("%(hospital)s already has an open claim under this program; finish or discard it first.")
-            % {"hospital": institution},
-            code="claim_open_exists",
-        ) from exc
+    with transaction.atomic():
+        claim = Claim(
+            institution=institution,
+            program=program,
+            year=year,
+            reference_date=reference_date(year, today),
+            opened_by=actor,
+            opened_at=now,
+            status_changed_at=now,
+        )
+        claim._history_user = actor
+        # The partial unique constraint is what stops a second open claim, also when two requests race.
+        try:
+            with transaction.atomic():
+                claim.save()
+        except IntegrityError as exc:
+            raise DomainError(
+                _("%(hospital)s already has an open claim under this program; finish or discard it first.")
+                % {"hospital": institution},
+                code="claim_open_exists",
+            ) from exc
+        # Re-read with the program as stored now (the caller's copy may predate a fixed amount being set).
+        claim = _lock(claim)
+        _recompute(claim)
     return claim
 
 
@@ -285,7 +289,8 @@ def _recompute(claim: Claim) -> None:
         line.previously_awarded = took["amount"]
         if not reasons and program.amount_rule == P.PER_PATIENT and line.enrolled_total <= line.previously_claimed:
             reasons.append(_reason("nothing_to_claim", _both(lambda: _("No enrolled patient is left to claim."))))
-        if not reasons and program.amount_rule == P.FIXED_AMOUNT and took["amount"] > 0:
+        # A project on an earlier counting claim was claimed, even if the regulator approved less (or nothing).
+        if not reasons and program.amount_rule == P.FIXED_AMOUNT and trial.pk in earlier:
             reasons.append(_reason("already_claimed", _both(lambda: _("The project was already claimed."))))
         line.ineligible_reasons = reasons
         if line.status != L.EXCLUDED:
@@ -389,7 +394,7 @@ def _parse_money(value, field: str) -> Decimal:
         raise DomainError(_("Enter an amount in RMB, such as 120000.00."), field=field) from exc
     if not amount.is_finite() or amount < 0 or amount != amount.quantize(rules.FEN):
         raise DomainError(_("Enter an amount in RMB of at least 0, to the fen."), field=field)
-    return amount
+    return amount.quantize(rules.FEN)
 
 
 def cost_item_add(*, claim: Claim, actor: User, trial: Trial, item_reference: str, cost_rmb) -> ClaimLine:
@@ -547,7 +552,7 @@ def claim_decide(*, claim: Claim, actor: User, decision: str, note: str = "", ad
                 _("A claim that is “%(current)s” cannot be decided; start the review first.")
                 % {"current": locked.get_status_display()}
             )
-        eligible = {line.pk: line for line in locked.lines.filter(status=L.ELIGIBLE)}
+        eligible = {line.pk: line for line in locked.lines.filter(status=L.ELIGIBLE).select_related("trial")}
         if decision == PARTIAL:
             _apply_adjustments(eligible, adjustments)
         for line in eligible.values():
@@ -575,6 +580,10 @@ def claim_decide(*, claim: Claim, actor: User, decision: str, note: str = "", ad
 def _apply_adjustments(eligible: dict[int, ClaimLine], adjustments: dict) -> None:
     if not adjustments:
         raise DomainError(_("A partial approval adjusts at least one line."), field="adjustments")
+    if not isinstance(adjustments, dict) or not all(isinstance(change, dict) for change in adjustments.values()):
+        raise DomainError(
+            _("Give the adjustments as {line id: {amount, reason}}."), field="adjustments", code="invalid"
+        )
     lowered = False
     for raw_id, change in adjustments.items():
         try:
@@ -583,8 +592,8 @@ def _apply_adjustments(eligible: dict[int, ClaimLine], adjustments: dict) -> Non
             raise DomainError(
                 _("Line %(line)s is not an eligible line of this claim.") % {"line": raw_id}, field="adjustments"
             ) from exc
-        amount = _parse_money((change or {}).get("amount"), "adjustments")
-        reason = str((change or {}).get("reason", "")).strip()
+        amount = _parse_money(change.get("amount"), "adjustments")
+        reason = str(change.get("reason") or "").strip()
         if amount > line.amount_computed:
             raise DomainError(
                 _("Line %(line)s: the approved amount cannot exceed the %(computed)s RMB claimed.")
@@ -618,13 +627,13 @@ def _apply_adjustments(eligible: dict[int, ClaimLine], adjustments: dict) -> Non
 def claim_pay(*, claim: Claim, actor: User, amount, paid_on: datetime.date, payment_reference: str = "") -> Claim:
     """Record the payment of an approved claim: at most the approved amount, not before the decision."""
     _require_regulator(actor, claim)
-    paid = _parse_money(amount, "amount")
     with transaction.atomic():
         locked = _lock(claim)
         if locked.status not in (C.APPROVED, C.PARTIALLY_APPROVED):
             raise TransitionNotAllowed(
                 _("A claim that is “%(current)s” cannot be paid.") % {"current": locked.get_status_display()}
             )
+        paid = _parse_money(amount, "amount")
         if paid <= 0 or paid > locked.amount_approved:
             raise DomainError(
                 _("The payment must be more than 0 and at most the %(approved)s RMB approved.")

@@ -1,4 +1,5 @@
 import pytest
+from django.utils import translation
 from rest_framework.test import APIClient
 
 from cgtclinic.roles import Role
@@ -15,6 +16,15 @@ def _test_settings(settings, tmp_path):
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
+
+
+@pytest.fixture(autouse=True)
+def _default_language():
+    """Each test starts in the default language: a test that activates English must not leak it to the next one
+    (pytest-xdist runs tests in a different order in each worker)."""
+    translation.deactivate()
+    yield
+    translation.deactivate()
 
 
 @pytest.fixture

@@ -1,10 +1,12 @@
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Max
+from django.core.paginator import Paginator
+from django.db.models import Max, Q
 from django.http import FileResponse, Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
@@ -12,8 +14,17 @@ from django.utils.translation import gettext_lazy as _
 from cgtclinic.admin_base import ScopedAdmin, ServiceFormMixin, with_actor
 from cgtclinic.errors import DomainError
 from cgtclinic.models import Institution
-from trials import services
-from trials.models import DocumentVersion, Trial, TrialDocument, TrialSite, TrialStatusChange
+from trials import enrolment, services
+from trials.models import (
+    DocumentVersion,
+    EnrolmentEntry,
+    EnrolmentSubject,
+    SiteEnrolment,
+    Trial,
+    TrialDocument,
+    TrialSite,
+    TrialStatusChange,
+)
 from trials.uploads import check_upload
 
 # The lifecycle steps offered on a trial's page: (url name, service, button label, needs a reason).
@@ -418,3 +429,425 @@ class DocumentVersionAdmin(ScopedAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+# --- enrolment ledger --------------------------------------------------------------------------------------------
+
+
+class EnrolmentDateInput(forms.DateInput):
+    input_type = "date"
+
+    def __init__(self, attrs=None):
+        super().__init__(attrs, format="%Y-%m-%d")
+
+
+class EnrolmentReportForm(forms.Form):
+    """One ledger entry; the service decides whether it may be recorded."""
+
+    site = forms.ModelChoiceField(label=_("Trial site"), queryset=TrialSite.objects.none())
+    kind = forms.ChoiceField(label=_("Event"), choices=[("", "---------"), *EnrolmentEntry.Kind.choices])
+    occurred_on = forms.DateField(label=_("Date"), widget=EnrolmentDateInput)
+    count = forms.IntegerField(label=_("Number of subjects"), min_value=1, initial=1)
+    subject_code = forms.CharField(
+        label=_("Subject code"),
+        max_length=30,
+        required=False,
+        help_text=_(
+            "Optional: a pseudonymous code such as RK-001 for one subject (the number is then 1). "
+            "Never a name, an ID-card number or a phone number."
+        ),
+    )
+    note = forms.CharField(label=_("Note"), max_length=300, required=False)
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["site"].queryset = (
+            enrolment.sites_reportable_by(user)
+            .select_related("trial", "institution")
+            .order_by("trial__protocol_number", "role", "institution__name_zh")
+        )
+
+
+class EnrolmentReversalForm(forms.Form):
+    reason = forms.CharField(
+        label=_("Reason for the correction"), widget=forms.Textarea(attrs={"rows": 3}), max_length=2000
+    )
+
+
+def _show_error(form: forms.Form, exc: DomainError) -> None:
+    form.add_error(exc.field if exc.field in form.fields else None, str(exc.message))
+
+
+class CorrectionFilter(admin.SimpleListFilter):
+    title = _("correction")
+    parameter_name = "correction"
+
+    def lookups(self, request, model_admin):
+        return [
+            ("original", _("Reports still standing")),
+            ("reversed", _("Reports reversed")),
+            ("correction", _("Corrections")),
+        ]
+
+    def queryset(self, request, queryset):
+        if self.value() == "original":
+            return queryset.filter(reverses__isnull=True, reversed_by__isnull=True)
+        if self.value() == "reversed":
+            return queryset.filter(reversed_by__isnull=False)
+        if self.value() == "correction":
+            return queryset.filter(reverses__isnull=False)
+        return queryset
+
+
+@admin.register(EnrolmentEntry)
+class EnrolmentEntryAdmin(admin.ModelAdmin):
+    """The ledger, read-only: entries are added through the service and corrected by reversing entries,
+    never changed or deleted (the database refuses that too)."""
+
+    change_form_template = "admin/trials/enrolmententry/change_form.html"
+    change_list_template = "admin/trials/enrolmententry/change_list.html"
+    list_display = [
+        "occurred_on",
+        "trial",
+        "site_institution",
+        "kind",
+        "signed_count",
+        "subject",
+        "correction",
+        "reported_by",
+        "reported_at",
+    ]
+    list_filter = [
+        "kind",
+        CorrectionFilter,
+        ("trial", admin.RelatedOnlyFieldListFilter),
+        ("site__institution", admin.RelatedOnlyFieldListFilter),
+        "trial__status",
+    ]
+    search_fields = [
+        "trial__protocol_number",
+        "trial__title_zh",
+        "site__institution__name_zh",
+        "subject__code",
+        "reported_by__full_name",
+        "note",
+        "reason",
+    ]
+    list_select_related = ["trial", "site__institution", "subject", "reported_by", "reversed_by"]
+    date_hierarchy = "occurred_on"
+    ordering = ["-reported_at", "-id"]
+    list_per_page = 50
+    show_full_result_count = False
+    fields = [
+        "trial",
+        "site",
+        "kind",
+        "occurred_on",
+        "signed_count",
+        "subject",
+        "note",
+        "correction",
+        "reported_by",
+        "reported_at",
+    ]
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).visible_to(request.user)
+
+    @admin.display(description=_("site"), ordering="site__institution__name_zh")
+    def site_institution(self, entry):
+        return entry.site.institution
+
+    @admin.display(description=_("number of subjects"))
+    def signed_count(self, entry):
+        return entry.signed_count
+
+    @admin.display(description=_("correction"))
+    def correction(self, entry):
+        if entry.reverses_id:
+            url = reverse("admin:trials_enrolmententry_change", args=[entry.reverses_id])
+            return format_html(
+                '{} <a href="{}">#{}</a>: {}', gettext("Reverses entry"), url, entry.reverses_id, entry.reason
+            )
+        if _has_reversal(entry):
+            url = reverse("admin:trials_enrolmententry_change", args=[entry.reversed_by.pk])
+            return format_html('{} <a href="{}">#{}</a>', gettext("Reversed by entry"), url, entry.reversed_by.pk)
+        return ""
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_urls(self):
+        own = [
+            path(
+                "<int:pk>/reverse/",
+                self.admin_site.admin_view(self.reverse_view),
+                name="trials_enrolmententry_reverse",
+            )
+        ]
+        return own + super().get_urls()
+
+    def _action_page(self, request, *, form, label, intro="", object_url, object_label, entry=None):
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": label,
+            "step_label": label,
+            "form": form,
+            "intro": intro,
+            "entry": entry,
+            "object_url": object_url,
+            "object_label": object_label,
+        }
+        return TemplateResponse(request, "admin/trials/enrolmententry/action.html", context)
+
+    def add_view(self, request, form_url="", extra_context=None):
+        """Report enrolment: the service checks the site's ethics approval, the trial's status and the counts."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = EnrolmentReportForm(
+            request.POST if request.method == "POST" else None,
+            user=request.user,
+            initial={"occurred_on": timezone.localdate(), "count": 1},
+        )
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                entry = enrolment.enrolment_report(
+                    site=data["site"],
+                    actor=request.user,
+                    kind=data["kind"],
+                    occurred_on=data["occurred_on"],
+                    count=data["count"],
+                    subject_code=data["subject_code"],
+                    note=data["note"],
+                )
+            except DomainError as exc:
+                _show_error(form, exc)
+            else:
+                self.message_user(
+                    request,
+                    gettext("Recorded: %(entry)s at %(site)s.") % {"entry": entry, "site": entry.site},
+                    messages.SUCCESS,
+                )
+                return HttpResponseRedirect(reverse("admin:trials_enrolmententry_changelist"))
+        changelist = reverse("admin:trials_enrolmententry_changelist")
+        return self._action_page(
+            request,
+            form=form,
+            label=gettext("Report enrolment"),
+            intro=gettext(
+                "Sites report each event as it happens. A mistake is corrected by reversing the entry, never by "
+                "editing it."
+            ),
+            object_url=changelist,
+            object_label=str(self.model._meta.verbose_name_plural),
+        )
+
+    def reverse_view(self, request, pk):
+        """Cancel an entry with a reversing one, giving the reason; the original stays in the ledger."""
+        entry = (
+            self.get_queryset(request)
+            .select_related("trial", "site__institution", "subject", "reported_by")
+            .filter(pk=pk)
+            .first()
+        )
+        if entry is None:
+            raise Http404
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = EnrolmentReversalForm(request.POST if request.method == "POST" else None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                correction = enrolment.enrolment_reverse(
+                    entry=entry, actor=request.user, reason=form.cleaned_data["reason"]
+                )
+            except DomainError as exc:
+                _show_error(form, exc)
+            else:
+                self.message_user(
+                    request,
+                    gettext("Entry #%(entry)s is reversed by entry #%(correction)s.")
+                    % {"entry": entry.pk, "correction": correction.pk},
+                    messages.SUCCESS,
+                )
+                return HttpResponseRedirect(reverse("admin:trials_enrolmententry_change", args=[correction.pk]))
+        return self._action_page(
+            request,
+            form=form,
+            label=gettext("Reverse this entry"),
+            entry=entry,
+            object_url=reverse("admin:trials_enrolmententry_change", args=[entry.pk]),
+            object_label=f"#{entry.pk} {entry}",
+        )
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = extra_context or {}
+        entry = self.get_queryset(request).filter(pk=object_id).select_related("site__trial").first()
+        extra_context["can_reverse"] = bool(
+            entry is not None
+            and self.has_add_permission(request)
+            and not entry.reverses_id
+            and not _has_reversal(entry)
+            and enrolment.may_report(request.user, entry.site)
+        )
+        return super().change_view(request, object_id, form_url, extra_context)
+
+
+def _has_reversal(entry: EnrolmentEntry) -> bool:
+    try:
+        entry.reversed_by  # noqa: B018 - the reverse one-to-one raises when nothing reverses this entry
+    except EnrolmentEntry.DoesNotExist:
+        return False
+    return True
+
+
+class SubjectStateFilter(admin.SimpleListFilter):
+    title = _("current state")
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return enrolment.SubjectState.choices
+
+    def queryset(self, request, queryset):
+        # The same order of precedence as enrolment.subject_state: the latest stage a subject reached wins.
+        states = enrolment.SubjectState
+        order = [
+            (states.COMPLETED, EnrolmentEntry.Kind.COMPLETED),
+            (states.WITHDRAWN, EnrolmentEntry.Kind.WITHDRAWN),
+            (states.ON_STUDY, EnrolmentEntry.Kind.ENROLLED),
+            (states.SCREEN_FAILED, EnrolmentEntry.Kind.SCREEN_FAILED),
+            (states.SCREENED, EnrolmentEntry.Kind.SCREENED),
+        ]
+        later = Q()
+        for state, kind in order:
+            positive = Q(**{f"net_{kind}__gt": 0})
+            if self.value() == state:
+                return queryset.filter(positive & ~later if later else positive)
+            later |= positive
+        if self.value() == states.NONE:
+            return queryset.exclude(later)
+        return queryset
+
+
+@admin.register(EnrolmentSubject)
+class EnrolmentSubjectAdmin(admin.ModelAdmin):
+    """Pseudonymous subject codes with the state their ledger entries give them; codes come from reports."""
+
+    list_display = ["code", "trial", "site_institution", "state", "last_event_on", "created_at"]
+    list_filter = [
+        SubjectStateFilter,
+        ("trial", admin.RelatedOnlyFieldListFilter),
+        ("site__institution", admin.RelatedOnlyFieldListFilter),
+    ]
+    search_fields = ["code", "trial__protocol_number", "trial__title_zh"]
+    list_select_related = ["trial", "site__institution"]
+    list_per_page = 50
+    show_full_result_count = False
+    fields = ["code", "trial", "site", "state", "last_event_on", "created_at"]
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        subjects = super().get_queryset(request).visible_to(request.user)
+        return enrolment.with_subject_state(subjects)
+
+    @admin.display(description=_("site"), ordering="site__institution__name_zh")
+    def site_institution(self, subject):
+        return subject.site.institution
+
+    @admin.display(description=_("current state"))
+    def state(self, subject):
+        return enrolment.subject_state(subject).label
+
+    @admin.display(description=_("latest standing entry"), ordering="last_event_on")
+    def last_event_on(self, subject):
+        return subject.last_event_on
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class ProgressFilterForm(forms.Form):
+    SHOW = [
+        ("", _("All sites")),
+        ("over_target", _("Over target")),
+        ("stalled", _("Stalled")),
+    ]
+
+    trial = forms.ModelChoiceField(label=_("Trial"), queryset=Trial.objects.none(), required=False)
+    show = forms.ChoiceField(label=_("Show"), choices=SHOW, required=False)
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["trial"].queryset = Trial.objects.visible_to(user).order_by("protocol_number")
+
+
+@admin.register(SiteEnrolment)
+class SiteEnrolmentAdmin(admin.ModelAdmin):
+    """Targets against actuals, per trial and per site. The list is a page of its own: a site that has not
+    reported yet has no counts row but belongs on it (often as stalled)."""
+
+    list_display = ["site", "screened", "enrolled", "withdrawn", "completed", "last_enrolled_on"]
+    list_select_related = ["site__trial", "site__institution"]
+    fields = ["site", *enrolment.COUNT_FIELDS, "last_enrolled_on", "updated_at"]
+    readonly_fields = fields
+    sites_per_page = 50
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).visible_to(request.user)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        user = request.user
+        today = timezone.localdate()
+        filters = ProgressFilterForm(request.GET or None, user=user)
+        sites = TrialSite.objects.visible_to(user)
+        show = ""
+        if filters.is_valid():
+            if filters.cleaned_data["trial"] is not None:
+                sites = sites.filter(trial=filters.cleaned_data["trial"])
+            show = filters.cleaned_data["show"]
+        trials = enrolment.trial_progress(sites, today)
+        if show == "over_target":
+            sites = sites.filter(enrolment.over_target_sites_q())
+        elif show == "stalled":
+            sites = sites.filter(enrolment.stalled_sites_q(today))
+        ordered = enrolment.with_progress(sites).order_by(
+            "trial__protocol_number", "role", "institution__name_zh", "pk"
+        )
+        page = Paginator(ordered, self.sites_per_page).get_page(request.GET.get("p"))
+        query = request.GET.copy()
+        query.pop("p", None)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": gettext("Enrolment: targets against actuals"),
+            "filters": filters,
+            "trials": trials,
+            "page": page,
+            "sites": [enrolment.site_progress(site, today) for site in page],
+            "stalled_days": enrolment.STALLED_AFTER_DAYS,
+            "query": query.urlencode(),
+            **(extra_context or {}),
+        }
+        return TemplateResponse(request, "admin/trials/siteenrolment/progress.html", context)

@@ -5,14 +5,17 @@ other: counts are checked and updated against what the ledger holds at that mome
 """
 
 import datetime
+import re
 from dataclasses import dataclass
 
 from dateutil.relativedelta import relativedelta
 from django.core.exceptions import ValidationError
-from django.db import transaction
-from django.db.models import Case, F, IntegerField, Max, Q, Sum, Value, When
+from django.db import models, transaction
+from django.db.models import Case, Count, F, IntegerField, Max, Q, QuerySet, Sum, Value, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from cgtclinic.errors import DomainError
 from cgtclinic.models import PolicyParameter, User
@@ -28,6 +31,8 @@ NEEDS_OPEN_TRIAL = frozenset({K.SCREENED, K.ENROLLED, K.SCREEN_FAILED})
 # Exits are reported for subjects already enrolled, also after enrolment closed or during a suspension.
 EXIT_STATUSES = frozenset({S.ACTIVE, S.ENROLMENT_CLOSED, S.SUSPENDED, S.COMPLETED, S.TERMINATED})
 COUNT_FIELDS = tuple(K.values)
+# Subject codes are pseudonyms: resident ID-card numbers (15 or 18 characters) and mobile numbers are refused.
+PERSONAL_IDENTIFIER = re.compile(r"^(\d{15}|\d{17}[\dXx]|1[3-9]\d{9})$")
 
 
 def may_report(actor: User, site: TrialSite) -> bool:
@@ -44,12 +49,16 @@ def may_report(actor: User, site: TrialSite) -> bool:
 
 
 def ethics_valid_until(site: TrialSite) -> datetime.date | None:
-    """The last day the site's ethics approval (or recognition) covers; None when it has none."""
+    """The last day the site's ethics approval (or recognition) covers; None when it has none, or when it has no
+    validity of its own and the national interval is not configured."""
     if site.ethics_approved_on is None:
         return None
     if site.ethics_valid_until is not None:
         return site.ethics_valid_until
-    months = PolicyParameter.value_for(REVIEW_INTERVAL_CODE, on=site.ethics_approved_on)
+    try:
+        months = PolicyParameter.value_for(REVIEW_INTERVAL_CODE, on=site.ethics_approved_on)
+    except PolicyParameter.DoesNotExist:
+        return None
     return site.ethics_approved_on + relativedelta(months=int(months))
 
 
@@ -85,6 +94,14 @@ def _check_date(site: TrialSite, kind: str, occurred_on: datetime.date) -> None:
     status = trial_status_on(site.trial, occurred_on)
     if kind in NEEDS_OPEN_TRIAL:
         valid_until = ethics_valid_until(site)
+        if valid_until is None:
+            raise DomainError(
+                _(
+                    "The site's ethics approval has no recorded validity and the national continuing-review interval "
+                    "is not configured; please ask the system administrator."
+                ),
+                code="ethics_validity_unknown",
+            )
         if occurred_on > valid_until:
             raise DomainError(
                 _(
@@ -201,6 +218,12 @@ def enrolment_report(
     subject_code = (subject_code or "").strip()
     if subject_code and count != 1:
         raise DomainError(_("An entry for one subject code counts exactly one subject."), field="count")
+    if PERSONAL_IDENTIFIER.match(subject_code):
+        raise DomainError(
+            _("This looks like an ID-card or mobile phone number. Use the subject's pseudonymous code, e.g. RK-001."),
+            code="subject_code_personal",
+            field="subject_code",
+        )
     with transaction.atomic():
         locked = _lock_site(site)
         if not may_report(actor, locked):
@@ -240,8 +263,9 @@ def _subject_for(site: TrialSite, code: str) -> EnrolmentSubject:
     except ValidationError as exc:
         raise DomainError(" ".join(exc.message_dict.get("code", exc.messages)), field="subject_code") from exc
     EnrolmentSubject.objects.get_or_create(trial_id=site.trial_id, code=code, defaults={"site": site})
+    # Lock only the subject row: locking its site too would wait on another site's report while holding ours.
     subject = (
-        EnrolmentSubject.objects.select_for_update()
+        EnrolmentSubject.objects.select_for_update(of=("self",))
         .select_related("site__institution")
         .get(trial_id=site.trial_id, code=code)
     )
@@ -335,6 +359,10 @@ class SiteProgress:
     last_enrolled_on: datetime.date | None
     over_target: bool
     stalled: bool
+    screened: int = 0
+    screen_failed: int = 0
+    withdrawn: int = 0
+    completed: int = 0
 
     @property
     def percent(self) -> int | None:
@@ -372,6 +400,10 @@ def site_progress(site: TrialSite, today: datetime.date | None = None) -> SitePr
         last_enrolled_on=last,
         over_target=bool(site.site_target) and enrolled > site.site_target,
         stalled=stalled,
+        **{
+            kind: getattr(counts, kind) if counts else 0
+            for kind in (K.SCREENED, K.SCREEN_FAILED, K.WITHDRAWN, K.COMPLETED)
+        },
     )
 
 
@@ -386,8 +418,9 @@ def _has_cached(site: TrialSite) -> bool:
 def stalled_sites_q(today: datetime.date | None = None) -> Q:
     """The stalled rule of ``site_progress`` as a filter on TrialSite, for lists and admin filters."""
     cutoff = stalled_cutoff(today)
+    # A site without a target is never below it (as in site_progress), even before its first report.
     return (
-        Q(trial__status=S.ACTIVE, site_initiated_on__lt=cutoff)
+        Q(trial__status=S.ACTIVE, site_initiated_on__lt=cutoff, site_target__gt=0)
         & (Q(enrolment__isnull=True) | Q(enrolment__enrolled__lt=F("site_target")))
         & (Q(enrolment__last_enrolled_on__isnull=True) | Q(enrolment__last_enrolled_on__lt=cutoff))
     )
@@ -395,3 +428,123 @@ def stalled_sites_q(today: datetime.date | None = None) -> Q:
 
 def over_target_sites_q() -> Q:
     return Q(site_target__gt=0, enrolment__enrolled__gt=F("site_target"))
+
+
+# --- selectors for the pages and the API -------------------------------------------------------------------------
+
+
+def sites_reportable_by(actor: User) -> QuerySet[TrialSite]:
+    """``may_report`` as a queryset: the sites the actor may report enrolment for, among those they may see."""
+    sites = TrialSite.objects.visible_to(actor)
+    if not actor.is_authenticated or actor.is_superuser:
+        return sites
+    if actor.role == Role.RESEARCH_OFFICE:
+        return sites.filter(institution_id=actor.institution_id)
+    if actor.role == Role.PI:
+        return sites.filter(Q(site_pi_id=actor.pk) | Q(role=TrialSite.SiteRole.LEAD, trial__pi_id=actor.pk))
+    return sites.none()
+
+
+def with_progress(sites: QuerySet[TrialSite]) -> QuerySet[TrialSite]:
+    """Sites with what ``site_progress`` reads, loaded in the same query (no query per row)."""
+    return sites.select_related("trial", "institution__region", "enrolment")
+
+
+@dataclass(frozen=True)
+class TrialProgress:
+    """A trial's enrolment against the targets of the sites counted (those the viewer may see)."""
+
+    trial: Trial
+    sites: int
+    target: int
+    screened: int
+    enrolled: int
+    on_study: int
+    last_enrolled_on: datetime.date | None
+    over_target_sites: int
+    stalled_sites: int
+
+    @property
+    def percent(self) -> int | None:
+        return round(self.enrolled * 100 / self.target) if self.target else None
+
+    @property
+    def over_target(self) -> bool:
+        return bool(self.target) and self.enrolled > self.target
+
+
+def trial_progress(sites: QuerySet[TrialSite], today: datetime.date | None = None) -> list[TrialProgress]:
+    """Per-trial totals summed over a (scoped) queryset of sites, ordered by protocol number. Two queries."""
+    counts = {
+        kind: Coalesce(Sum(f"enrolment__{kind}"), 0) for kind in (K.SCREENED, K.ENROLLED, K.WITHDRAWN, K.COMPLETED)
+    }
+    rows = list(
+        sites.order_by()
+        .values("trial_id")
+        .annotate(
+            n_sites=Count("pk"),
+            target=Coalesce(Sum("site_target"), 0),
+            last=Max("enrolment__last_enrolled_on"),
+            over=Count("pk", filter=over_target_sites_q()),
+            stalled=Count("pk", filter=stalled_sites_q(today)),
+            **counts,
+        )
+    )
+    trials = Trial.objects.select_related("lead_institution").in_bulk([row["trial_id"] for row in rows])
+    progress = [
+        TrialProgress(
+            trial=trials[row["trial_id"]],
+            sites=row["n_sites"],
+            target=row["target"],
+            screened=row[K.SCREENED],
+            enrolled=row[K.ENROLLED],
+            on_study=row[K.ENROLLED] - row[K.WITHDRAWN] - row[K.COMPLETED],
+            last_enrolled_on=row["last"],
+            over_target_sites=row["over"],
+            stalled_sites=row["stalled"],
+        )
+        for row in rows
+    ]
+    return sorted(progress, key=lambda row: (row.trial.protocol_number, row.trial.pk))
+
+
+class SubjectState(models.TextChoices):
+    """Where a subject code stands, derived from the ledger entries that name it."""
+
+    SCREENED = "screened", gettext_lazy("Screened")
+    SCREEN_FAILED = "screen_failed", gettext_lazy("Screen failure")
+    ON_STUDY = "on_study", gettext_lazy("On study")
+    WITHDRAWN = "withdrawn", gettext_lazy("Withdrawn")
+    COMPLETED = "completed", gettext_lazy("Completed")
+    NONE = "none", gettext_lazy("No current entry (all reversed)")
+
+
+def with_subject_state(subjects: QuerySet[EnrolmentSubject]) -> QuerySet[EnrolmentSubject]:
+    """Subjects annotated with their net count per event and the date of their latest standing entry."""
+    signed = Case(When(entries__reverses__isnull=False, then=-1), default=Value(1), output_field=IntegerField())
+    nets = {
+        f"net_{kind}": Coalesce(
+            Sum(Case(When(entries__kind=kind, then=F("entries__count")), default=Value(0)) * signed), 0
+        )
+        for kind in COUNT_FIELDS
+    }
+    standing = Q(entries__reverses__isnull=True, entries__reversed_by__isnull=True)
+    return subjects.annotate(**nets, last_event_on=Max("entries__occurred_on", filter=standing))
+
+
+def subject_state(subject: EnrolmentSubject) -> SubjectState:
+    """The subject's current state; reads the annotations of ``with_subject_state`` when present."""
+    if hasattr(subject, f"net_{K.ENROLLED}"):
+        net = {kind: getattr(subject, f"net_{kind}") for kind in COUNT_FIELDS}
+    else:
+        net = _ledger_totals(subject.entries.all())
+    for kind, state in (
+        (K.COMPLETED, SubjectState.COMPLETED),
+        (K.WITHDRAWN, SubjectState.WITHDRAWN),
+        (K.ENROLLED, SubjectState.ON_STUDY),
+        (K.SCREEN_FAILED, SubjectState.SCREEN_FAILED),
+        (K.SCREENED, SubjectState.SCREENED),
+    ):
+        if net[kind] > 0:
+            return state
+    return SubjectState.NONE

@@ -8,6 +8,7 @@ from django.db import models
 from django.db.models import Exists, OuterRef, Q
 from django.utils import translation
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 from simple_history.models import HistoricalRecords
 
 from cgtclinic.models import Department, Institution, Sponsor
@@ -395,6 +396,14 @@ class EnrolmentEntryQuerySet(models.QuerySet):
         return self.filter(site__in=TrialSite.objects.visible_to(user))
 
 
+class EnrolmentSubjectQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """Subject codes follow their site, like the ledger entries that name them; regulators see none."""
+        if user.is_authenticated and user.role == Role.REGULATOR and not user.is_superuser:
+            return self.none()
+        return self.filter(site__in=TrialSite.objects.visible_to(user))
+
+
 class EnrolmentSubject(models.Model):
     """A pseudonymous subject code a site uses to list its subjects: never a name or an ID number.
 
@@ -417,6 +426,8 @@ class EnrolmentSubject(models.Model):
     )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
+    objects = EnrolmentSubjectQuerySet.as_manager()
+
     class Meta:
         ordering = ["trial_id", "code"]
         verbose_name = _("subject code")
@@ -435,8 +446,9 @@ class EnrolmentEntry(models.Model):
         SCREENED = "screened", _("Screened")
         ENROLLED = "enrolled", _("Enrolled")
         SCREEN_FAILED = "screen_failed", _("Screen failure")
-        WITHDRAWN = "withdrawn", _("Withdrawn")
-        COMPLETED = "completed", _("Completed")
+        # The same English words name trial statuses; the context keeps the Chinese apart (退出, not 撤回).
+        WITHDRAWN = "withdrawn", pgettext_lazy("enrolment event", "Withdrawn")
+        COMPLETED = "completed", pgettext_lazy("enrolment event", "Completed")
 
     site = models.ForeignKey(
         TrialSite, on_delete=models.PROTECT, related_name="enrolment_entries", verbose_name=_("trial site")

@@ -11,7 +11,7 @@ from cgtclinic.errors import DomainError
 from cgtclinic.models import Department, Institution, Sponsor
 from ethics.models import Submission
 from ethics.services import DECLARATIONS, REPORT_FIELDS
-from trials.models import Trial, TrialDocument
+from trials.models import EnrolmentEntry, Trial, TrialDocument
 from trials.uploads import ALLOWED_TYPES, check_upload
 
 K = Submission.Kind
@@ -282,3 +282,37 @@ class DocumentUploadForm(forms.Form):
 
 
 DocumentUploadFormSet = forms.formset_factory(DocumentUploadForm, extra=3, max_num=10)
+
+
+class EnrolmentReportForm(forms.Form):
+    """One enrolment event at a site. Whether it may be recorded (approval, trial status, counts, subject code)
+    is the ledger service's decision."""
+
+    kind = forms.ChoiceField(label=_("Event"), choices=[("", "---------"), *EnrolmentEntry.Kind.choices])
+    occurred_on = forms.DateField(label=_("Date of the event"), widget=DateInput)
+    count = forms.IntegerField(
+        label=_("Number of subjects"),
+        min_value=1,
+        initial=1,
+        widget=forms.NumberInput(attrs={"min": 1, "inputmode": "numeric"}),
+    )
+    subject_code = forms.CharField(
+        label=_("Subject code (optional)"),
+        max_length=30,
+        required=False,
+        help_text=_(
+            "A pseudonymous code such as RK-001, for one subject (the number is then 1). Never a name, an ID-card "
+            "number or a phone number."
+        ),
+        widget=forms.TextInput(attrs={"autocomplete": "off", "autocapitalize": "characters", "spellcheck": "false"}),
+    )
+    note = forms.CharField(label=_("Note (optional)"), max_length=300, required=False)
+
+
+class EnrolmentReversalForm(forms.Form):
+    reason = forms.CharField(
+        label=_("Reason for the correction"),
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text=_("Kept in the ledger with the correcting entry, e.g. “entered twice” or “wrong date”."),
+    )

@@ -20,4 +20,6 @@ urlpatterns = [
     path("submissions/<int:pk>/respond/", views.respond, name="respond"),
     path("submissions/<int:pk>/letter/", views.letter_download, name="letter_download"),
     path("documents/<int:pk>/", views.document_download, name="document_download"),
+    path("sites/<int:pk>/enrolment/", views.site_enrolment, name="site_enrolment"),
+    path("enrolment/<int:pk>/reverse/", views.enrolment_entry_reverse, name="enrolment_entry_reverse"),
 ]

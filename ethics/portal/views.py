@@ -29,6 +29,8 @@ from ethics.portal.forms import (
     DeclarationsForm,
     DocumentSlotForm,
     DocumentUploadFormSet,
+    EnrolmentReportForm,
+    EnrolmentReversalForm,
     ReportForm,
     SiteAddForm,
     TrialDetailsForm,
@@ -42,7 +44,8 @@ from ethics.services import (
     submission_submit,
     submission_update_draft,
 )
-from trials.models import DocumentVersion, Trial, TrialDocument, TrialSite
+from trials import enrolment
+from trials.models import DocumentVersion, EnrolmentEntry, EnrolmentSubject, Trial, TrialDocument, TrialSite
 from trials.services import document_add_version, site_add, trial_create, trial_update
 
 S = Submission.Status
@@ -59,6 +62,15 @@ STEPS = (
     (5, gettext_lazy("Review and submit")),
 )
 LAST_STEP = len(STEPS)
+# Trials whose enrolment is shown: from the approval on (exits are still reported after enrolment closed).
+ENROLMENT_SHOWN = (
+    Trial.Status.APPROVED,
+    Trial.Status.ACTIVE,
+    Trial.Status.ENROLMENT_CLOSED,
+    Trial.Status.SUSPENDED,
+    Trial.Status.COMPLETED,
+    Trial.Status.TERMINATED,
+)
 # Timeline events whose note the applicant may read; the others (reviewer names, votes) stay with the committee.
 PUBLIC_NOTE_EVENTS = {
     SubmissionEvent.Kind.RETURNED,
@@ -182,6 +194,8 @@ def dashboard(request):
     user = request.user
     today = timezone.localdate()
     trials = list(Trial.objects.visible_to(user).select_related("lead_institution"))
+    enrolling = TrialSite.objects.visible_to(user).filter(trial__status__in=ENROLMENT_SHOWN)
+    progress = {row.trial.pk: row for row in enrolment.trial_progress(enrolling, today)}
     submissions = list(_submissions(user).order_by("-created_at", "-id"))
     decisions = list(
         Decision.objects.visible_to(user).select_related("submission__trial", "committee").order_by("-decided_at")
@@ -226,7 +240,7 @@ def dashboard(request):
         request,
         "ethics/portal/dashboard.html",
         {
-            "trials": trials,
+            "trials": [(trial, progress.get(trial.pk)) for trial in trials],
             "submissions": submissions,
             "waiting": waiting,
             "waiting_count": sum(len(v) for v in waiting.values()),
@@ -516,12 +530,26 @@ def trial_detail(request, pk: int):
         Trial.objects.visible_to(user).select_related("lead_institution", "sponsor", "department", "pi"), pk=pk
     )
     documents = TrialDocument.objects.visible_to(user).filter(trial=trial).prefetch_related("versions")
+    sites = list(
+        enrolment.with_progress(TrialSite.objects.visible_to(user).filter(trial=trial)).select_related("site_pi")
+    )
+    enrolment_rows = []
+    if trial.status in ENROLMENT_SHOWN:
+        reportable = set(enrolment.sites_reportable_by(user).filter(trial=trial).values_list("pk", flat=True))
+        today = timezone.localdate()
+        enrolment_rows = [(enrolment.site_progress(site, today), site.pk in reportable) for site in sites]
     return _page(
         request,
         "ethics/portal/trial_detail.html",
         {
             "trial": trial,
-            "sites": TrialSite.objects.visible_to(user).filter(trial=trial).select_related("institution", "site_pi"),
+            "sites": sites,
+            "enrolment_rows": enrolment_rows,
+            "enrolment_total": {
+                "target": sum(row.target for row, _reportable in enrolment_rows),
+                "enrolled": sum(row.enrolled for row, _reportable in enrolment_rows),
+                "on_study": sum(row.on_study for row, _reportable in enrolment_rows),
+            },
             "documents": documents,
             "submissions": _submissions(user).filter(trial=trial).order_by("-created_at"),
             "recognition_requests": _recognition_requests(user).filter(trial=trial),
@@ -748,3 +776,111 @@ def _upload(user, trial: Trial, upload) -> DocumentVersion:
     except DomainError as exc:
         add_domain_error(upload, exc)
         raise
+
+
+# --- enrolment ----------------------------------------------------------------------------------------------------
+
+
+def _refusal_status(exc: DomainError) -> int:
+    return 403 if exc.code == "permission_denied" else 400
+
+
+@pi_required
+def site_enrolment(request, pk: int):
+    """A site's enrolment: counts against the target, the report form (for those who may report), the ledger
+    newest first with its corrections, and the subjects by pseudonymous code."""
+    user = request.user
+    site = get_object_or_404(
+        enrolment.with_progress(TrialSite.objects.visible_to(user)).select_related("site_pi", "trial__pi"), pk=pk
+    )
+    today = timezone.localdate()
+    can_report = enrolment.may_report(user, site)
+    form = EnrolmentReportForm(
+        request.POST if request.method == "POST" else None, initial={"occurred_on": today, "count": 1}
+    )
+    status = 200
+    if request.method == "POST":
+        status = 400
+        if form.is_valid():
+            try:
+                entry = enrolment.enrolment_report(site=site, actor=user, **form.cleaned_data)
+            except DomainError as exc:
+                add_domain_error(form, exc)
+                status = _refusal_status(exc)
+            else:
+                values = {"event": entry.get_kind_display(), "date": entry.occurred_on.isoformat()}
+                if entry.subject:
+                    recorded = _("Recorded: %(event)s of subject %(code)s on %(date)s.") % {
+                        **values,
+                        "code": entry.subject.code,
+                    }
+                else:
+                    recorded = _("Recorded: %(event)s, %(count)d on %(date)s.") % {**values, "count": entry.count}
+                messages.success(request, recorded)
+                return redirect("ethics_portal:site_enrolment", site.pk)
+    entries = (
+        EnrolmentEntry.objects.visible_to(user)
+        .filter(site=site)
+        .select_related("subject", "reported_by", "reversed_by__reported_by")
+        .order_by("-reported_at", "-id")
+    )
+    subjects = enrolment.with_subject_state(
+        EnrolmentSubject.objects.visible_to(request.user).filter(site=site)
+    ).order_by("code")
+    return _page(
+        request,
+        "ethics/portal/site_enrolment.html",
+        {
+            "site": site,
+            "trial": site.trial,
+            "progress": enrolment.site_progress(site, today),
+            "valid_until": enrolment.ethics_valid_until(site) if site.ethics_approved_on else None,
+            "can_report": can_report,
+            "form": form,
+            "ledger": Paginator(entries, 50).get_page(request.GET.get("page")),
+            "subjects": [(subject, enrolment.subject_state(subject)) for subject in subjects],
+            "stalled_days": enrolment.STALLED_AFTER_DAYS,
+        },
+        status=status,
+    )
+
+
+@pi_required
+def enrolment_entry_reverse(request, pk: int):
+    """Correct a ledger entry by adding a reversing entry with the reason; the entry itself stays."""
+    user = request.user
+    entry = get_object_or_404(
+        EnrolmentEntry.objects.visible_to(user).select_related(
+            "site__trial", "site__institution", "subject", "reported_by", "reversed_by"
+        ),
+        pk=pk,
+    )
+    form = EnrolmentReversalForm(request.POST if request.method == "POST" else None)
+    status = 200
+    if request.method == "POST":
+        status = 400
+        if form.is_valid():
+            try:
+                correction = enrolment.enrolment_reverse(entry=entry, actor=user, reason=form.cleaned_data["reason"])
+            except DomainError as exc:
+                add_domain_error(form, exc)
+                status = _refusal_status(exc)
+            else:
+                messages.success(
+                    request,
+                    _("Entry #%(entry)s is reversed by entry #%(correction)s.")
+                    % {"entry": entry.pk, "correction": correction.pk},
+                )
+                return redirect("ethics_portal:site_enrolment", entry.site_id)
+    return _page(
+        request,
+        "ethics/portal/enrolment_reverse.html",
+        {
+            "entry": entry,
+            "site": entry.site,
+            "trial": entry.site.trial,
+            "can_report": enrolment.may_report(user, entry.site),
+            "form": form,
+        },
+        status=status,
+    )

@@ -1,3 +1,5 @@
+import datetime
+
 import factory
 from django.utils import timezone
 
@@ -99,3 +101,17 @@ class PolicyTargetFactory(factory.django.DjangoModelFactory):
     deadline_year = 2026
     source_document = "000_db00af38292194d0.txt"
     source_clause = "目标"
+
+
+def review_interval_parameter() -> PolicyParameter:
+    """The national continuing-review interval (12 months, as seeded), which bounds an ethics approval recorded
+    without a validity date: the enrolment ledger needs it."""
+    return PolicyParameterFactory(
+        code="continuing_review_interval_months",
+        region=None,
+        value=12,
+        unit=PolicyParameter.Unit.MONTHS,
+        effective_from=datetime.date(2023, 2, 18),
+        source_document="《涉及人的生命科学和医学研究伦理审查办法》（国卫科教发〔2023〕4号）",
+        source_clause="跟踪审查",
+    )

@@ -8,6 +8,9 @@ import factory
 from cgtclinic.models import PolicyParameter
 from subsidies.models import EligibilityRule, SubsidyProgram
 from tests.factories.cgtclinic import PolicyParameterFactory, RegionFactory
+from tests.factories.trials import approve_site, trial_with_history
+from trials import enrolment
+from trials.models import Trial
 
 # The values of Shanghai's gene-therapy subsidy (001, task 5) as the policy seeds hold them; tests that need a
 # number read it from the PolicyParameter rows these create.
@@ -21,6 +24,13 @@ INSURANCE_VALUES = {
     "insurance_premium_subsidy_cap_rmb": Decimal("500000"),
 }
 PROGRAM_START = datetime.date(2023, 8, 31)
+# Beijing's start-up target as the policy seeds hold it: (weeks, in force from, to), tightened twice.
+STARTUP_TARGET_CODE = "startup_target_weeks"
+BEIJING_STARTUP_TARGETS = [
+    (Decimal("28"), datetime.date(2024, 4, 17), datetime.date(2024, 5, 14)),
+    (Decimal("25"), datetime.date(2024, 5, 15), datetime.date(2025, 4, 6)),
+    (Decimal("20"), datetime.date(2025, 4, 7), None),
+]
 
 
 def policy_values(region, values: dict, *, effective_from=PROGRAM_START) -> dict[str, PolicyParameter]:
@@ -114,3 +124,67 @@ def fixed_program(region, **kwargs) -> SubsidyProgram:
         source_clause="二、重点任务 3",
         **kwargs,
     )
+
+
+def startup_targets(region) -> list[PolicyParameter]:
+    """Beijing's start-up target rows (28, then 25, then 20 weeks) for ``region``."""
+    return [
+        PolicyParameterFactory(
+            code=STARTUP_TARGET_CODE,
+            region=region,
+            value=weeks,
+            unit=PolicyParameter.Unit.WEEKS,
+            effective_from=start,
+            effective_to=end,
+            source_document="004_58624516628e3d39.txt",
+            source_clause="二、重点任务 第6条",
+        )
+        for weeks, start, end in BEIJING_STARTUP_TARGETS
+    ]
+
+
+def beijing_program(region, **kwargs) -> SubsidyProgram:
+    """Beijing's post-subsidy: a fixed amount per project for trials of local CGT enterprises whose site started
+    up within the monitoring target (linked to monitoring, 004 item 6)."""
+    startup_targets(region)
+    kwargs.setdefault("year_from", 2024)
+    program = fixed_program(region, **kwargs)
+    rules = [
+        (EligibilityRule.Kind.TRIAL_KIND, {"industry_sponsor_in_region": True, "sponsor_cgt_enterprise": True}),
+        (EligibilityRule.Kind.ETHICS_APPROVAL, {}),
+        (EligibilityRule.Kind.STARTUP_WITHIN_TARGET, {"parameter": STARTUP_TARGET_CODE}),
+    ]
+    for position, (kind, params) in enumerate(rules):
+        EligibilityRuleFactory(program=program, kind=kind, params=params, position=position)
+    return program
+
+
+def completed_gene_trial(
+    institution,
+    *,
+    enrolled: int,
+    actor,
+    started=datetime.date(2024, 3, 1),
+    completed_on=datetime.date(2025, 6, 30),
+    **kwargs,
+):
+    """A gene-therapy IIT at ``institution`` that enrolled ``enrolled`` patients in 2024 (10 days after it
+    started) and completed in 2025."""
+    history = [
+        (Trial.Status.SUBMITTED, started - datetime.timedelta(days=60)),
+        (Trial.Status.UNDER_REVIEW, started - datetime.timedelta(days=50)),
+        (Trial.Status.APPROVED, started - datetime.timedelta(days=20)),
+        (Trial.Status.ACTIVE, started),
+        (Trial.Status.ENROLMENT_CLOSED, datetime.date(2024, 12, 20)),
+        (Trial.Status.COMPLETED, completed_on),
+    ]
+    kwargs.setdefault("kind", Trial.Kind.IIT)
+    kwargs.setdefault("therapy_category", Trial.TherapyCategory.VIRAL_VECTOR_GENE)
+    trial = trial_with_history(history, lead_institution=institution, **kwargs)
+    site = trial.sites.get()
+    approve_site(site, started - datetime.timedelta(days=20))
+    if enrolled:
+        enrolment.enrolment_report(
+            site=site, actor=actor, kind="enrolled", occurred_on=started + datetime.timedelta(days=10), count=enrolled
+        )
+    return trial

@@ -3,6 +3,7 @@ import hashlib
 
 import factory
 from django.core.files.base import ContentFile
+from django.utils import timezone
 
 from cgtclinic.roles import Role
 from tests.factories.cgtclinic import InstitutionFactory, SponsorFactory, UserFactory
@@ -116,3 +117,36 @@ def approve_site(site: TrialSite, on: datetime.date, valid_until: datetime.date 
     site.ethics_valid_until = valid_until
     site.save(update_fields=["ethics_approved_on", "ethics_valid_until"])
     return site
+
+
+S = Trial.Status
+
+
+def days_ago(days: int) -> datetime.date:
+    return timezone.localdate() - datetime.timedelta(days=days)
+
+
+def active_site(*, started: int = 200, valid_for: int | None = 165, **trial_kwargs) -> TrialSite:
+    """The lead site of a trial active since ``started`` days ago, with an ethics approval dated 20 days before
+    that and valid for ``valid_for`` more days (None: no validity recorded, the national interval applies).
+
+    Plain function (not a fixture) so the API, admin and portal tests can build the same world."""
+    start = days_ago(started)
+    history = [
+        (S.SUBMITTED, start - datetime.timedelta(days=60)),
+        (S.UNDER_REVIEW, start - datetime.timedelta(days=50)),
+        (S.APPROVED, start - datetime.timedelta(days=20)),
+        (S.ACTIVE, start),
+    ]
+    trial = trial_with_history(history, **trial_kwargs)
+    valid_until = None if valid_for is None else days_ago(-valid_for)
+    return approve_site(trial.sites.get(role=TrialSite.SiteRole.LEAD), start - datetime.timedelta(days=20), valid_until)
+
+
+def move_trial(trial: Trial, status: str, on: datetime.date) -> Trial:
+    """Record one more lifecycle step on a trial built by ``active_site`` (as the trial services would)."""
+    at = datetime.datetime.combine(on, datetime.time(12), tzinfo=datetime.timezone(datetime.timedelta(hours=8)))
+    trial.status_changes.create(from_status=trial.status, to_status=status, actor=trial.pi, at=at)
+    trial.status = status
+    trial.save(update_fields=["status"])
+    return trial

@@ -5,6 +5,7 @@ import ast
 from django.conf import settings
 
 import ethics.seeds
+import subsidies.seeds
 import trials.seeds
 from cgtclinic.seeding import demo_loaders
 
@@ -46,4 +47,4 @@ def test_no_module_in_cgtclinic_imports_an_app():
 
 
 def test_app_demo_loaders_run_in_installed_apps_order():
-    assert demo_loaders() == [trials.seeds.load_demo, ethics.seeds.load_demo]
+    assert demo_loaders() == [trials.seeds.load_demo, ethics.seeds.load_demo, subsidies.seeds.load_demo]

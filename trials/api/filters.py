@@ -4,7 +4,8 @@ from django.utils.translation import gettext_lazy as _
 from django_filters import rest_framework as filters
 
 from cgtclinic.models import Institution, Sponsor
-from trials.models import DocumentVersion, Trial, TrialDocument, TrialSite
+from trials import enrolment
+from trials.models import DocumentVersion, EnrolmentEntry, Trial, TrialDocument, TrialSite
 
 
 class TrialFilter(filters.FilterSet):
@@ -103,3 +104,66 @@ class SponsorFilter(filters.FilterSet):
     class Meta:
         model = Sponsor
         fields = ("region", "kind", "is_cgt_enterprise")
+
+
+class EnrolmentEntryFilter(filters.FilterSet):
+    site = filters.NumberFilter(field_name="site_id", help_text=_("Trial site id."))
+    trial = filters.NumberFilter(field_name="trial_id", help_text=_("Trial id."))
+    institution = filters.NumberFilter(field_name="site__institution_id", help_text=_("Institution id of the site."))
+    kind = filters.MultipleChoiceFilter(choices=EnrolmentEntry.Kind.choices, help_text=_("One or more events."))
+    occurred = filters.DateFromToRangeFilter(
+        field_name="occurred_on", help_text=_("Events on or after / on or before these dates.")
+    )
+    is_correction = filters.BooleanFilter(
+        field_name="reverses", lookup_expr="isnull", exclude=True, help_text=_("true: corrections only.")
+    )
+    subject_code = filters.CharFilter(field_name="subject__code", help_text=_("One pseudonymous subject code."))
+
+    class Meta:
+        model = EnrolmentEntry
+        fields = ("site", "trial", "institution", "kind", "occurred", "is_correction", "subject_code")
+
+
+def _matching(rule):
+    """A boolean filter for a site rule: true keeps the sites it matches, false the others."""
+
+    def apply(queryset, name, value):
+        matching = TrialSite.objects.filter(rule()).values("pk")
+        return queryset.filter(pk__in=matching) if value else queryset.exclude(pk__in=matching)
+
+    return apply
+
+
+class SiteEnrolmentFilter(filters.FilterSet):
+    trial = filters.NumberFilter(field_name="trial_id", help_text=_("Trial id."))
+    institution = filters.ModelChoiceFilter(queryset=Institution.objects.all(), help_text=_("Institution id."))
+    region = filters.CharFilter(field_name="institution__region__code", help_text=_("Code of the site's region."))
+    trial_status = filters.MultipleChoiceFilter(
+        field_name="trial__status", choices=Trial.Status.choices, help_text=_("One or more trial statuses.")
+    )
+    over_target = filters.BooleanFilter(
+        method=_matching(enrolment.over_target_sites_q),
+        help_text=_("true: sites with more enrolled than their target."),
+    )
+    stalled = filters.BooleanFilter(
+        method=_matching(enrolment.stalled_sites_q),
+        help_text=_("true: initiated sites of active trials below target with no recent enrolment."),
+    )
+
+    class Meta:
+        model = TrialSite
+        fields = ("trial", "institution", "region", "trial_status", "over_target", "stalled")
+
+
+class TrialEnrolmentFilter(filters.FilterSet):
+    """Narrows the sites summed per trial."""
+
+    trial = filters.NumberFilter(field_name="trial_id", help_text=_("Trial id."))
+    region = filters.CharFilter(field_name="institution__region__code", help_text=_("Only sites in this region."))
+    trial_status = filters.MultipleChoiceFilter(
+        field_name="trial__status", choices=Trial.Status.choices, help_text=_("One or more trial statuses.")
+    )
+
+    class Meta:
+        model = TrialSite
+        fields = ("trial", "region", "trial_status")

@@ -13,7 +13,7 @@ from rest_framework import serializers
 from cgtclinic.models import Institution, Region, Sponsor, User
 from cgtclinic.roles import INSTITUTION_ROLES
 from trials import services
-from trials.models import DocumentVersion, Trial, TrialDocument, TrialSite
+from trials.models import DocumentVersion, EnrolmentEntry, Trial, TrialDocument, TrialSite
 
 
 def sees_personal_data(user) -> bool:
@@ -331,3 +331,133 @@ class DocumentUploadSerializer(serializers.Serializer):
     version_label = serializers.CharField(max_length=50, allow_blank=True, default="")
     version_date = serializers.DateField(allow_null=True, default=None)
     note = serializers.CharField(max_length=300, allow_blank=True, default="")
+
+
+# Enrolment ------------------------------------------------------------------------------------------------
+
+
+class VisibleSiteField(serializers.PrimaryKeyRelatedField):
+    """A trial site chosen by id, among the sites the requesting user may see (others read as not existing)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(queryset=TrialSite.objects.all(), **kwargs)
+
+    def get_queryset(self):
+        return TrialSite.objects.visible_to(self.context["request"].user).select_related("trial")
+
+
+class EnrolmentEntrySerializer(serializers.ModelSerializer):
+    """One ledger line. A correction has ``reverses`` set and a negative ``signed_count``; an entry that has
+    been corrected has ``reversed_by``."""
+
+    trial_protocol_number = serializers.CharField(source="trial.protocol_number", read_only=True)
+    institution = serializers.IntegerField(source="site.institution_id", read_only=True)
+    institution_name = serializers.CharField(source="site.institution.name", read_only=True)
+    kind = serializers.ChoiceField(choices=EnrolmentEntry.Kind.choices, read_only=True)
+    kind_display = serializers.CharField(source="get_kind_display", read_only=True)
+    signed_count = serializers.IntegerField(
+        read_only=True, help_text=_("The count as it moves the totals: negative for a correction.")
+    )
+    subject_code = serializers.CharField(source="subject.code", read_only=True, allow_null=True)
+    is_correction = serializers.BooleanField(read_only=True)
+    reversed_by = serializers.IntegerField(
+        source="reversed_by.pk", read_only=True, allow_null=True, help_text=_("The entry that reverses this one.")
+    )
+    reported_by_name = serializers.CharField(source="reported_by.full_name", read_only=True)
+
+    class Meta:
+        model = EnrolmentEntry
+        fields = (
+            "id",
+            "trial",
+            "trial_protocol_number",
+            "site",
+            "institution",
+            "institution_name",
+            "kind",
+            "kind_display",
+            "occurred_on",
+            "count",
+            "signed_count",
+            "subject_code",
+            "note",
+            "is_correction",
+            "reverses",
+            "reason",
+            "reversed_by",
+            "reported_by_name",
+            "reported_at",
+        )
+        read_only_fields = fields
+
+
+class EnrolmentEntryCreateSerializer(serializers.Serializer):
+    """An enrolment event to add to a site's ledger; the service checks approval, trial status and counts."""
+
+    site = VisibleSiteField(help_text=_("The trial site reporting."))
+    kind = serializers.ChoiceField(choices=EnrolmentEntry.Kind.choices)
+    occurred_on = serializers.DateField(help_text=_("The day the event happened (not in the future)."))
+    count = serializers.IntegerField(min_value=1, default=1, help_text=_("Number of subjects; 1 with a subject code."))
+    subject_code = serializers.CharField(
+        max_length=30,
+        allow_blank=True,
+        default="",
+        help_text=_("Optional pseudonymous code such as RK-001. Never a name, an ID-card number or a phone number."),
+    )
+    note = serializers.CharField(max_length=300, allow_blank=True, default="")
+
+
+class CorrectionReasonSerializer(serializers.Serializer):
+    reason = serializers.CharField(
+        allow_blank=True, max_length=2000, help_text=_("Why the entry is reversed; kept in the ledger.")
+    )
+
+
+class SiteEnrolmentSerializer(serializers.Serializer):
+    """A site's enrolment against its target, from the ledger's cached counts. No subject codes, no people."""
+
+    site = serializers.IntegerField(source="site.pk", read_only=True)
+    trial = serializers.IntegerField(source="site.trial_id", read_only=True)
+    trial_protocol_number = serializers.CharField(source="site.trial.protocol_number", read_only=True)
+    trial_title = serializers.CharField(source="site.trial.title", read_only=True)
+    trial_status = serializers.ChoiceField(source="site.trial.status", choices=Trial.Status.choices, read_only=True)
+    institution = serializers.IntegerField(source="site.institution_id", read_only=True)
+    institution_name = serializers.CharField(source="site.institution.name", read_only=True)
+    region_code = serializers.CharField(source="site.institution.region.code", read_only=True)
+    role = serializers.ChoiceField(source="site.role", choices=TrialSite.SiteRole.choices, read_only=True)
+    target = serializers.IntegerField(read_only=True)
+    screened = serializers.IntegerField(read_only=True)
+    enrolled = serializers.IntegerField(read_only=True)
+    screen_failed = serializers.IntegerField(read_only=True)
+    withdrawn = serializers.IntegerField(read_only=True)
+    completed = serializers.IntegerField(read_only=True)
+    on_study = serializers.IntegerField(read_only=True, help_text=_("Enrolled, neither withdrawn nor completed."))
+    percent = serializers.IntegerField(
+        read_only=True, allow_null=True, help_text=_("Enrolled as a percentage of the target.")
+    )
+    last_enrolled_on = serializers.DateField(read_only=True, allow_null=True)
+    over_target = serializers.BooleanField(read_only=True)
+    stalled = serializers.BooleanField(
+        read_only=True,
+        help_text=_("An active trial's initiated site below target with no enrolment for a long time."),
+    )
+
+
+class TrialEnrolmentSerializer(serializers.Serializer):
+    """A trial's enrolment summed over the sites the caller may see, against the sum of their targets."""
+
+    trial = serializers.IntegerField(source="trial.pk", read_only=True)
+    trial_protocol_number = serializers.CharField(source="trial.protocol_number", read_only=True)
+    trial_title = serializers.CharField(source="trial.title", read_only=True)
+    trial_status = serializers.ChoiceField(source="trial.status", choices=Trial.Status.choices, read_only=True)
+    trial_target_enrolment = serializers.IntegerField(source="trial.target_enrolment", read_only=True)
+    sites = serializers.IntegerField(read_only=True, help_text=_("Sites counted (those visible to the caller)."))
+    target = serializers.IntegerField(read_only=True, help_text=_("Sum of the counted sites' targets."))
+    screened = serializers.IntegerField(read_only=True)
+    enrolled = serializers.IntegerField(read_only=True)
+    on_study = serializers.IntegerField(read_only=True)
+    percent = serializers.IntegerField(read_only=True, allow_null=True)
+    last_enrolled_on = serializers.DateField(read_only=True, allow_null=True)
+    over_target = serializers.BooleanField(read_only=True)
+    over_target_sites = serializers.IntegerField(read_only=True)
+    stalled_sites = serializers.IntegerField(read_only=True)

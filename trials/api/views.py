@@ -5,22 +5,25 @@ whether the actor may make them (DomainError becomes 400/403/409 in cgtclinic.ap
 """
 
 from django.http import FileResponse
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import MethodNotAllowed, NotFound
+from rest_framework.filters import OrderingFilter
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from cgtclinic.api.permissions import RolePermission
 from cgtclinic.models import Institution, Region, Sponsor
-from trials import services
+from trials import enrolment, services
 from trials.api import filters, serializers
-from trials.models import DocumentVersion, Trial, TrialSite
+from trials.models import DocumentVersion, EnrolmentEntry, Trial, TrialSite
 
 
 class ViewThenServiceDecides(RolePermission):
@@ -424,3 +427,158 @@ class RegionViewSet(_DirectoryViewSet):
 
     def get_queryset(self):
         return Region.objects.visible_to(self.request.user)
+
+
+# --- enrolment ---------------------------------------------------------------------------------------------------
+
+
+class ViewSiteEnrolment(RolePermission):
+    """Enrolment counts are their own permission (regulators have it, without the ledger or subject codes)."""
+
+    def get_required_permissions(self, method, model_cls):
+        if method not in ("GET", "HEAD", "OPTIONS"):
+            raise MethodNotAllowed(method)
+        return ["trials.view_siteenrolment"]
+
+
+_ENROLMENT_ERRORS = gettext_lazy(
+    "Refused with detail, code and field when the site has no valid ethics approval for that day "
+    "(no_ethics_approval, ethics_approval_expired), the trial was not enrolling (trial_not_enrolling), the counts "
+    "would not add up (count_negative, count_inconsistent) or a subject code does not allow it (subject_state, "
+    "subject_other_site)."
+)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        operation_id="enrolment_entries_list",
+        summary=gettext_lazy("List the enrolment ledger entries visible to you, newest first"),
+        responses={200: serializers.EnrolmentEntrySerializer, **_errors(400, 401, 403)},
+        tags=["enrolment"],
+    ),
+    retrieve=extend_schema(
+        operation_id="enrolment_entries_retrieve",
+        summary=gettext_lazy("Show one enrolment ledger entry"),
+        responses={200: serializers.EnrolmentEntrySerializer, **_errors(401, 403, 404)},
+        tags=["enrolment"],
+    ),
+    create=extend_schema(
+        operation_id="enrolment_entries_create",
+        summary=gettext_lazy("Report an enrolment event for a site"),
+        description=_ENROLMENT_ERRORS,
+        request=serializers.EnrolmentEntryCreateSerializer,
+        responses={201: serializers.EnrolmentEntrySerializer, **_errors(400, 401, 403)},
+        tags=["enrolment"],
+    ),
+)
+class EnrolmentEntryViewSet(
+    ViewerSerializerMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    """The append-only enrolment ledger: entries are added (POST) and corrected by reversing them, never edited.
+    Regulators do not read it (counts per site are at /site-enrolment/)."""
+
+    serializer_class = serializers.EnrolmentEntrySerializer
+    input_serializer_classes = {
+        "create": serializers.EnrolmentEntryCreateSerializer,
+        "reverse_entry": serializers.CorrectionReasonSerializer,
+    }
+    filterset_class = filters.EnrolmentEntryFilter
+    search_fields = ("subject__code", "note", "reason", "trial__protocol_number")
+    ordering_fields = ("occurred_on", "reported_at", "id")
+    ordering = ("-reported_at", "-id")
+
+    def get_queryset(self):
+        return EnrolmentEntry.objects.visible_to(self.request.user).select_related(
+            "trial", "site__institution", "subject", "reported_by", "reversed_by"
+        )
+
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        entry = enrolment.enrolment_report(actor=request.user, **serializer.validated_data)
+        return self.respond_with(entry, status.HTTP_201_CREATED)
+
+    @extend_schema(
+        operation_id="enrolment_entries_reverse",
+        summary=gettext_lazy("Reverse an entry with a correcting entry, giving the reason"),
+        description=gettext_lazy(
+            "Adds an entry that cancels this one and returns it. An entry is reversed at most once; a correction "
+            "is not reversed (report the event again instead); a subject's enrolment is reversed only after their "
+            "later withdrawal or completion is."
+        ),
+        request=serializers.CorrectionReasonSerializer,
+        responses={201: serializers.EnrolmentEntrySerializer, **_errors(400, 401, 403, 404)},
+        tags=["enrolment"],
+    )
+    @action(detail=True, methods=["post"], url_path="reverse")
+    def reverse_entry(self, request, pk=None):
+        entry = self.get_object()
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        correction = enrolment.enrolment_reverse(
+            entry=entry, actor=request.user, reason=serializer.validated_data["reason"]
+        )
+        return self.respond_with(correction, status.HTTP_201_CREATED)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        operation_id="site_enrolment_list",
+        summary=gettext_lazy("Enrolment against target for each trial site visible to you"),
+        responses={200: serializers.SiteEnrolmentSerializer, **_errors(400, 401, 403)},
+        tags=["enrolment"],
+    ),
+    retrieve=extend_schema(
+        operation_id="site_enrolment_retrieve",
+        summary=gettext_lazy("Enrolment against target for one trial site (by site id)"),
+        responses={200: serializers.SiteEnrolmentSerializer, **_errors(401, 403, 404)},
+        tags=["enrolment"],
+    ),
+)
+class SiteEnrolmentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Targets against actuals per site, with the over-target and stalled flags. Every site is listed, also one
+    that has not reported yet."""
+
+    serializer_class = serializers.SiteEnrolmentSerializer
+    permission_classes = (ViewSiteEnrolment,)
+    filter_backends = (DjangoFilterBackend, OrderingFilter)
+    filterset_class = filters.SiteEnrolmentFilter
+    ordering_fields = ("trial", "institution", "site_target", "enrolment__enrolled", "enrolment__last_enrolled_on")
+    ordering = ("trial_id", "role", "id")
+
+    def get_queryset(self):
+        return enrolment.with_progress(TrialSite.objects.visible_to(self.request.user))
+
+    def list(self, request, *args, **kwargs):
+        today = timezone.localdate()
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        rows = [enrolment.site_progress(site, today) for site in page]
+        return self.get_paginated_response(self.get_serializer(rows, many=True).data)
+
+    def retrieve(self, request, *args, **kwargs):
+        return Response(self.get_serializer(enrolment.site_progress(self.get_object())).data)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        operation_id="trial_enrolment_list",
+        summary=gettext_lazy("Enrolment against target per trial, summed over the sites visible to you"),
+        responses={200: serializers.TrialEnrolmentSerializer, **_errors(400, 401, 403)},
+        tags=["enrolment"],
+    ),
+)
+class TrialEnrolmentViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Per-trial totals; the filters narrow the sites that are summed."""
+
+    serializer_class = serializers.TrialEnrolmentSerializer
+    permission_classes = (ViewSiteEnrolment,)
+    filter_backends = (DjangoFilterBackend,)
+    filterset_class = filters.TrialEnrolmentFilter
+
+    def get_queryset(self):
+        return TrialSite.objects.visible_to(self.request.user)
+
+    def list(self, request, *args, **kwargs):
+        rows = enrolment.trial_progress(self.filter_queryset(self.get_queryset()), timezone.localdate())
+        page = self.paginate_queryset(rows)
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)

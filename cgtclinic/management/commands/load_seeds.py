@@ -31,7 +31,7 @@ class Command(BaseCommand):
             action="store_true",
             help=_(
                 "Also load the demo data set: hospitals, sponsors, people and demo accounts, then each app's demo "
-                "rows (trials; ethics committees and submissions)."
+                "rows (trials; ethics committees and submissions; the enrolment ledger and subsidy claims)."
             ),
         )
         parser.add_argument(
