@@ -3,8 +3,12 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.db.models import Count, Q
+from django.http import HttpResponseRedirect
+from django.urls import reverse
 from django.utils.formats import date_format
 from django.utils.translation import gettext_lazy as _
+from rest_framework.authtoken.admin import TokenAdmin as DRFTokenAdmin
+from rest_framework.authtoken.models import TokenProxy
 
 from cgtclinic import services, workdays
 from cgtclinic.admin_base import ScopedAdmin, ServiceFormMixin, with_actor
@@ -17,6 +21,7 @@ from cgtclinic.models import (
     PolicyParameter,
     PolicyTarget,
     Region,
+    ReportRequest,
     Sponsor,
     User,
 )
@@ -303,3 +308,81 @@ class CalendarDayAdmin(ScopedAdmin):
         years = list(queryset.values_list("schedule__year", flat=True).distinct())
         super().delete_queryset(request, queryset)
         workdays.schedules_changed(years=years)
+
+
+# --- API tokens and the report request log -------------------------------------------------------------------------
+
+if admin.site.is_registered(TokenProxy):
+    admin.site.unregister(TokenProxy)
+
+
+@admin.register(TokenProxy)
+class ApiTokenAdmin(DRFTokenAdmin):
+    """API tokens: a system administrator issues one per person (regulators read the reports with theirs) and
+    revokes it by deleting it. The full key is shown once, when it is issued."""
+
+    list_display = ["user", "role", "region", "institution", "key_hint", "created"]
+    list_filter = ["user__role", "user__region", "created"]
+    list_select_related = ["user__region", "user__institution"]
+    search_fields = ["user__username", "user__full_name"]
+    autocomplete_fields = ["user"]
+    fields = ["user"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # A key belongs to one person; to move it, revoke it and issue a new one.
+        return ["user"] if obj else []
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "user":
+            kwargs["queryset"] = User.objects.filter(is_active=True, auth_token__isnull=True)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    @admin.display(description=_("role"), ordering="user__role")
+    def role(self, obj):
+        return obj.user.get_role_display()
+
+    @admin.display(description=_("region"), ordering="user__region__code")
+    def region(self, obj):
+        return obj.user.region
+
+    @admin.display(description=_("institution"))
+    def institution(self, obj):
+        return obj.user.institution
+
+    @admin.display(description=_("key"))
+    def key_hint(self, obj):
+        return f"{obj.key[:6]}…"
+
+    def response_add(self, request, obj, post_url_continue=None):
+        self.message_user(
+            request,
+            _(
+                "A token was issued for %(user)s. Its key is %(key)s: copy it now and hand it over securely; the "
+                "list shows only its first characters. Deleting the token revokes it at once."
+            )
+            % {"user": obj.user, "key": obj.key},
+            messages.SUCCESS,
+        )
+        return HttpResponseRedirect(reverse("admin:authtoken_tokenproxy_changelist"))
+
+
+@admin.register(ReportRequest)
+class ReportRequestAdmin(admin.ModelAdmin):
+    """Every report request by a signed-in user, read-only: who asked for what, how it went, how long it took."""
+
+    list_display = ["requested_at", "user", "report", "format", "status_code", "duration_ms", "rows", "filters"]
+    list_filter = ["report", "format", "status_code", "user__role", "user__region"]
+    search_fields = ["user__username", "user__full_name", "report"]
+    list_select_related = ["user"]
+    date_hierarchy = "requested_at"
+    show_full_result_count = False
+    list_per_page = 100
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -637,3 +637,32 @@ class CalendarDay(models.Model):
             or (date.year == year - 1 and date.month == 12)
             or (date.year == year + 1 and date.month == 1)
         )
+
+
+class ReportRequest(models.Model):
+    """One request for a regulator report: who asked for which report, in which format and with which filters,
+    how it was answered and how long it took. Written by the report frame (cgtclinic.api.reports)."""
+
+    user = models.ForeignKey(
+        "cgtclinic.User", on_delete=models.PROTECT, related_name="report_requests", verbose_name=_("user")
+    )
+    report = models.SlugField(_("report"), max_length=60)
+    format = models.CharField(_("format"), max_length=10)
+    filters = models.JSONField(_("filters"), default=dict, blank=True)
+    status_code = models.PositiveSmallIntegerField(_("HTTP status"))
+    duration_ms = models.PositiveIntegerField(_("duration (ms)"))
+    rows = models.PositiveIntegerField(_("rows returned"), null=True, blank=True)
+    requested_at = models.DateTimeField(_("requested at"), default=timezone.now)
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        verbose_name = _("report request")
+        verbose_name_plural = _("report requests")
+        indexes = [
+            models.Index(fields=["requested_at"], name="report_request_at_idx"),
+            models.Index(fields=["user", "requested_at"], name="report_request_user_idx"),
+            models.Index(fields=["report", "requested_at"], name="report_request_report_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.report} ({self.format}) {self.status_code}"

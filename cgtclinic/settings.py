@@ -218,6 +218,8 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "cgtclinic.api.exceptions.exception_handler",
+    # Regulator reports (cgtclinic.api.reports) are throttled per user; the counts live in the cache (Redis).
+    "DEFAULT_THROTTLE_RATES": {"reports": "60/minute"},
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "cgtclinic API",

@@ -1,13 +1,12 @@
 """Scoped reads for ethics reports: mutual-recognition timeliness per alliance or per institution."""
 
 import datetime
-import statistics
 from decimal import Decimal
 
-from django.db import connection
-from django.db.models import Aggregate, Count, DecimalField, F, Q
+from django.db.models import Count, DecimalField, F, Q
 from django.utils import timezone
 
+from cgtclinic.api.reports import PercentileCont
 from ethics.models import RecognitionRequest
 
 R = RecognitionRequest.Status
@@ -16,17 +15,6 @@ GROUPS = {
     "alliance": ("alliance_id", "alliance__name_zh"),
     "institution": ("committee__institution_id", "committee__institution__name_zh"),
 }
-
-
-class PercentileCont(Aggregate):
-    """PostgreSQL's continuous percentile, so the median and p90 are computed where the rows are."""
-
-    function = "PERCENTILE_CONT"
-    template = "%(function)s(%(percentile)s) WITHIN GROUP (ORDER BY %(expressions)s)"
-    output_field = DecimalField(max_digits=10, decimal_places=2)
-
-    def __init__(self, expression, percentile: float, **extra):
-        super().__init__(expression, percentile=percentile, **extra)
 
 
 def recognition_timeliness(*, requests, by: str, now: datetime.datetime | None = None) -> list[dict]:
@@ -47,32 +35,12 @@ def recognition_timeliness(*, requests, by: str, now: datetime.datetime | None =
         )
         .order_by("group_name")
     )
-    if connection.vendor == "postgresql":
-        rows = rows.annotate(
-            median_working_hours=PercentileCont("response_working_hours", 0.5, filter=answered),
-            p90_working_hours=PercentileCont("response_working_hours", 0.9, filter=answered),
-        )
-        return [_rounded(row) for row in rows]
-    # SQLite (make run's default) has no percentile aggregate; a development data set is small.
-    result = []
-    for row in rows:
-        hours = sorted(
-            requests.filter(answered, **{key: row["group_id"]}).values_list("response_working_hours", flat=True)
-        )
-        row["median_working_hours"] = _percentile(hours, 0.5)
-        row["p90_working_hours"] = _percentile(hours, 0.9)
-        result.append(_rounded(row))
-    return result
-
-
-def _percentile(values: list[Decimal], fraction: float) -> Decimal | None:
-    """The same interpolation as PERCENTILE_CONT."""
-    values = [v for v in values if v is not None]
-    if not values:
-        return None
-    if len(values) == 1:
-        return values[0]
-    return Decimal(str(statistics.quantiles(values, n=100, method="inclusive")[round(fraction * 100) - 1]))
+    hours = DecimalField(max_digits=10, decimal_places=2)
+    rows = rows.annotate(
+        median_working_hours=PercentileCont("response_working_hours", 0.5, filter=answered, output_field=hours),
+        p90_working_hours=PercentileCont("response_working_hours", 0.9, filter=answered, output_field=hours),
+    )
+    return [_rounded(row) for row in rows]
 
 
 def _rounded(row: dict) -> dict:

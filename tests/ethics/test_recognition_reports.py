@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from ethics.models import RecognitionRequest, Submission
-from ethics.selectors import _percentile, recognition_timeliness
+from ethics.selectors import recognition_timeliness
 from tests.factories.cgtclinic import InstitutionFactory
 from tests.factories.ethics import AllianceFactory, EthicsCommitteeFactory
 from tests.factories.trials import TrialFactory, TrialSiteFactory
@@ -72,12 +72,3 @@ def test_timeliness_by_alliance_and_institution(django_assert_max_num_queries):
     }
     assert by_institution[a.pk]["answered_on_time"] == 3 and by_institution[a.pk]["median_working_hours"] == 20
     assert by_institution[b.pk]["overdue"] == 1 and by_institution[b.pk]["p90_working_hours"] == 70
-
-
-def test_python_percentile_matches_postgresql_interpolation():
-    values = [Decimal(v) for v in ("1", "2", "3", "4", "10")]
-    assert _percentile(values, 0.5) == Decimal("3")
-    assert _percentile([Decimal("7")], 0.9) == Decimal("7")
-    assert _percentile([], 0.5) is None
-    # PERCENTILE_CONT(0.9) over 1,2,3,4,10: position 0.9*4 = 3.6 → 4 + 0.6*(10-4) = 7.6
-    assert _percentile(values, 0.9) == Decimal("7.6")

@@ -1,0 +1,710 @@
+"""The frame every regulator report uses: scope, filters, formats, pagination, throttling, the request log.
+
+A report is a ``ReportView`` subclass in an app's ``api/reports.py`` with a ``name`` (its URL slug under
+/api/v1/reports/), its ``columns`` and ``summary_fields`` (stable snake_case names, documented in the OpenAPI
+schema), a ``filter_serializer_class`` and a ``compute()`` that calls the app's selector in ``<app>/reports.py``.
+Selectors aggregate in the database; a report never loads whole tables.
+
+Who may read: regulators, for their own region (scoped through the models' ``visible_to``, for which a system
+administrator asking for ``?region=`` is given a stand-in regulator of that region) and system administrators.
+Every request is throttled (scope ``reports``) and leaves a ``cgtclinic.ReportRequest`` row.
+"""
+
+import csv
+import datetime
+import io
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Aggregate, Count, DateField, FloatField, Func, Q, QuerySet, Window
+from django.http import Http404
+from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import serializers
+from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.permissions import BasePermission
+from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from cgtclinic.models import PolicyParameter, Region, ReportRequest, User
+from cgtclinic.roles import Role
+
+XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+FORMATS = ("json", "csv", "xlsx")
+# JSON pages are for screens and scripts; CSV and Excel are exports and hold everything up to the maximum.
+DEFAULT_PAGE_SIZE = 100
+EXPORT_PAGE_SIZE = MAX_PAGE_SIZE = 20000
+
+
+# --- SQL helpers -------------------------------------------------------------------------------------------------
+
+
+class _SQLitePercentile:
+    """PERCENTILE_CONT for SQLite (make run's default database), registered on the connection when first used."""
+
+    def __init__(self):
+        self.values = []
+        self.fraction = None
+
+    def step(self, value, fraction):
+        self.fraction = fraction
+        if value is not None:
+            self.values.append(float(value))
+
+    def finalize(self):
+        return percentile(self.values, self.fraction)
+
+
+def percentile(values: list[float], fraction: float) -> float | None:
+    """PostgreSQL's PERCENTILE_CONT (linear interpolation between the closest ranks), in Python."""
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    position = fraction * (len(values) - 1)
+    low = int(position)
+    high = min(low + 1, len(values) - 1)
+    return values[low] + (values[high] - values[low]) * (position - low)
+
+
+class PercentileCont(Aggregate):
+    """The continuous percentile of an expression, computed where the rows are (median: 0.5, p90: 0.9)."""
+
+    function = "PERCENTILE_CONT"
+    name = "PercentileCont"
+    template = "%(function)s(%(percentile)s) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = FloatField()
+
+    def __init__(self, expression, percentile: float, **extra):
+        super().__init__(expression, percentile=float(percentile), **extra)
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        connection.ensure_connection()
+        connection.connection.create_aggregate("percentile_cont", 2, _SQLitePercentile)
+        clone = self.copy()
+        clone.function = "percentile_cont"
+        clone.template = "%(function)s(%(expressions)s, %(percentile)s)"
+        return clone.as_sql(compiler, connection, **extra_context)
+
+
+class DaysBetweenTimes(Func):
+    """Fractional days from one timestamp column to another."""
+
+    output_field = FloatField()
+    template = "(EXTRACT(EPOCH FROM (%(expressions)s)) / 86400.0)"
+    arg_joiner = " - "
+
+    def __init__(self, end, start, **extra):
+        super().__init__(end, start, **extra)
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        return self.as_sql(compiler, connection, template="(julianday(%(expressions)s))", arg_joiner=") - julianday(")
+
+
+def sql_days(end: str, start: str) -> str:
+    """SQL for the whole days from one date expression to another, on PostgreSQL and on SQLite."""
+    if connection.vendor == "sqlite":
+        return f"CAST(julianday({end}) - julianday({start}) AS INTEGER)"
+    return f"({end} - {start})"
+
+
+def sql_percentile(expression: str, fraction: float, condition: str = "") -> str:
+    """SQL for PERCENTILE_CONT of an expression (optionally FILTERed), on PostgreSQL and on SQLite."""
+    where = f" FILTER (WHERE {condition})" if condition else ""
+    if connection.vendor == "sqlite":
+        connection.ensure_connection()
+        connection.connection.create_aggregate("percentile_cont", 2, _SQLitePercentile)
+        return f"percentile_cont({expression}, {float(fraction)}){where}"
+    return f"PERCENTILE_CONT({float(fraction)}) WITHIN GROUP (ORDER BY {expression}){where}"
+
+
+def sql_greatest(*expressions: str) -> str:
+    function = "MAX" if connection.vendor == "sqlite" else "GREATEST"
+    return f"{function}({', '.join(expressions)})"
+
+
+def fetch_dicts(sql: str, params) -> list[dict]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+class MonthStart(Func):
+    """The first day of a date's month, as a date (no time zone arithmetic on the way)."""
+
+    output_field = DateField()
+    template = "CAST(DATE_TRUNC('month', CAST(%(expressions)s AS timestamp)) AS date)"
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        return self.as_sql(compiler, connection, template="date(%(expressions)s, 'start of month')")
+
+
+def day_range(field_name: str, date_from: datetime.date | None, date_to: datetime.date | None) -> Q:
+    """A timestamp column between two local dates, both included, as bounds an index can use."""
+    condition = Q()
+    if date_from:
+        condition &= Q(**{f"{field_name}__gte": start_of_day(date_from)})
+    if date_to:
+        condition &= Q(**{f"{field_name}__lt": start_of_day(date_to + datetime.timedelta(days=1))})
+    return condition
+
+
+def start_of_day(day: datetime.date) -> datetime.datetime:
+    return timezone.make_aware(datetime.datetime.combine(day, datetime.time()))
+
+
+def date_range(field_name: str, date_from: datetime.date | None, date_to: datetime.date | None) -> Q:
+    condition = Q()
+    if date_from:
+        condition &= Q(**{f"{field_name}__gte": date_from})
+    if date_to:
+        condition &= Q(**{f"{field_name}__lte": date_to})
+    return condition
+
+
+def rounded(value, places: int = 1):
+    return None if value is None else round(float(value), places)
+
+
+def share(part, whole, places: int = 4):
+    """part / whole as a fraction (0.8125), or None when there is nothing to divide by."""
+    return round(part / whole, places) if whole else None
+
+
+class PolicyValues:
+    """Policy values for some codes, loaded in one query and looked up like ``PolicyParameter.value_for``.
+
+    ``codes`` is a list of codes or a queryset of code values (then the query runs even when it finds none, so
+    a report's query count does not depend on the data)."""
+
+    def __init__(self, codes):
+        if isinstance(codes, QuerySet):
+            rows = PolicyParameter.objects.filter(code__in=codes)
+        else:
+            codes = sorted({code for code in codes if code})
+            rows = PolicyParameter.objects.filter(code__in=codes) if codes else PolicyParameter.objects.none()
+        self.rows: dict[str, list[PolicyParameter]] = {}
+        for row in rows.order_by("-effective_from", "pk"):
+            self.rows.setdefault(row.code, []).append(row)
+
+    def value(self, code: str, *, region_id: int | None, on: datetime.date) -> Decimal | None:
+        """The value in force on a day for a region, else the national one; None when there is neither."""
+        in_force = [
+            row
+            for row in self.rows.get(code, ())
+            if row.effective_from <= on and (row.effective_to is None or row.effective_to >= on)
+        ]
+        for wanted in (region_id, None):
+            for row in in_force:
+                if row.region_id == wanted:
+                    return row.value
+        return None
+
+
+# --- who is asking -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReportScope:
+    """Whose data a request covers: ``viewer`` is the user the models' ``visible_to`` is asked about."""
+
+    user: User
+    viewer: User
+    region: Region | None
+    now: datetime.datetime
+
+    @property
+    def region_id(self) -> int | None:
+        return self.region.pk if self.region else None
+
+
+def regulator_of(region: Region) -> User:
+    """An unsaved stand-in regulator: a system administrator reading one region sees what its regulators see."""
+    return User(username="", role=Role.REGULATOR, region=region, is_active=True)
+
+
+class ReportPermission(BasePermission):
+    """Regulators (their region) and system administrators read reports; every other role is refused."""
+
+    message = gettext_lazy("Reports are for regulators and system administrators.")
+
+    def has_permission(self, request, view):
+        user = request.user
+        if not (user and user.is_authenticated and user.is_active):
+            return False
+        return user.is_superuser or user.role == Role.REGULATOR
+
+
+class ReportRateThrottle(ScopedRateThrottle):
+    """ScopedRateThrottle reading the rate from the settings at request time (so a changed rate applies)."""
+
+    def get_rate(self):
+        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+
+
+# --- columns and filters ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Column:
+    """One output field: its stable name, type, and a label people read (CSV and Excel headers stay ``name``)."""
+
+    name: str
+    kind: str  # string | integer | number | date | datetime | boolean
+    label: str
+    help: str = ""
+
+    def serializer_field(self) -> serializers.Field:
+        options = {"allow_null": True, "label": self.label, "help_text": self.help or None}
+        if self.kind == "integer":
+            return serializers.IntegerField(**options)
+        if self.kind == "number":
+            return serializers.FloatField(**options)
+        if self.kind == "date":
+            return serializers.DateField(**options)
+        if self.kind == "datetime":
+            return serializers.DateTimeField(**options)
+        if self.kind == "boolean":
+            return serializers.BooleanField(**options)
+        return serializers.CharField(**options)
+
+
+class ListParameter(serializers.ListField):
+    """A query parameter given repeatedly (?status=a&status=b) or comma-separated (?status=a,b)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, str):
+            data = [data]
+        values = [part.strip() for item in data for part in str(item).split(",") if part.strip()]
+        return super().to_internal_value(values)
+
+
+def choice_list(choices, help_text: str) -> ListParameter:
+    return ListParameter(child=serializers.ChoiceField(choices=choices), required=False, help_text=help_text)
+
+
+class ReportFilterSerializer(serializers.Serializer):
+    """Query parameters every report accepts."""
+
+    region = serializers.SlugField(
+        required=False,
+        help_text=gettext_lazy(
+            "Region code. A system administrator reads one region with it (all regions without it); a regulator "
+            "may give only their own region."
+        ),
+    )
+    page = serializers.IntegerField(required=False, min_value=1, default=1, help_text=gettext_lazy("Page number."))
+    page_size = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_PAGE_SIZE,
+        help_text=gettext_lazy("Rows per page: by default 100 in JSON, and 20000 (everything) in CSV and Excel."),
+    )
+
+    def validate(self, attrs):
+        for start, end in getattr(self, "date_ranges", ()):
+            if attrs.get(start) and attrs.get(end) and attrs[start] > attrs[end]:
+                raise ValidationError({end: _("The end of the period cannot come before its start.")})
+        return attrs
+
+
+# --- formats -----------------------------------------------------------------------------------------------------
+
+
+def _local(value: datetime.datetime) -> datetime.datetime:
+    return timezone.localtime(value) if timezone.is_aware(value) else value
+
+
+# Text a spreadsheet would take for a formula (names and titles are typed in by hospital staff).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _text(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime.datetime):
+        return _local(value).isoformat()
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return f"'{value}"
+    return str(value)
+
+
+def _filename(data: dict, suffix: str) -> str:
+    stamp = _local(data["computed_at"]).strftime("%Y%m%d-%H%M%S")
+    region = data["filters"].get("region") or "all"
+    return f"{data['report']}-{region}-{stamp}.{suffix}"
+
+
+class ReportJSONRenderer(JSONRenderer):
+    format = "json"
+
+
+class ReportCSVRenderer(BaseRenderer):
+    """The rows with a header of field names; every row states when it was computed (``computed_at``)."""
+
+    media_type = "text/csv"
+    format = "csv"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        names = [column["name"] for column in data["columns"]]
+        stamps = [_text(data["computed_at"]), _text(data["data_as_of"])]
+        buffer = io.StringIO()
+        # A byte-order mark, so that Excel reads the Chinese names as UTF-8.
+        buffer.write("\ufeff")
+        writer = csv.writer(buffer, lineterminator="\r\n")
+        writer.writerow([*names, "computed_at", "data_as_of"])
+        for row in data["rows"]:
+            writer.writerow([*(_text(row.get(name)) for name in names), *stamps])
+        response = (renderer_context or {}).get("response")
+        if response is not None:
+            response["Content-Disposition"] = f'attachment; filename="{_filename(data, "csv")}"'
+        return buffer.getvalue().encode("utf-8")
+
+
+class ReportXLSXRenderer(BaseRenderer):
+    """An Excel workbook: the rows on the first sheet, the report's time, filters and summary on the second."""
+
+    media_type = XLSX_MEDIA_TYPE
+    format = "xlsx"
+    charset = None
+    render_style = "binary"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        from openpyxl import Workbook
+
+        workbook = Workbook(write_only=True)
+        sheet = workbook.create_sheet(data["report"][:31])
+        names = [column["name"] for column in data["columns"]]
+        sheet.append(names)
+        for row in data["rows"]:
+            sheet.append([self._cell(row.get(name), sheet) for name in names])
+        about = workbook.create_sheet("about")
+        about.append(["report", data["report"]])
+        about.append(["title", str(data["title"])])
+        about.append(["computed_at", _text(data["computed_at"])])
+        about.append(["data_as_of", _text(data["data_as_of"])])
+        for name, value in data["filters"].items():
+            about.append([f"filter.{name}", _text(value) if not isinstance(value, list) else ",".join(value)])
+        for name, value in data["summary"].items():
+            about.append([f"summary.{name}", self._cell(value, about)])
+        pagination = data["pagination"]
+        about.append(["pagination.page", pagination["page"]])
+        about.append(["pagination.count", pagination["count"]])
+        buffer = io.BytesIO()
+        workbook.save(buffer)
+        response = (renderer_context or {}).get("response")
+        if response is not None:
+            response["Content-Disposition"] = f'attachment; filename="{_filename(data, "xlsx")}"'
+        return buffer.getvalue()
+
+    @staticmethod
+    def _cell(value, sheet):
+        from openpyxl.cell import WriteOnlyCell
+
+        if isinstance(value, datetime.datetime):
+            return _local(value).replace(tzinfo=None)
+        if isinstance(value, str) and value.startswith("="):
+            cell = WriteOnlyCell(sheet, value=value)
+            cell.data_type = "s"  # text, never a formula
+            return cell
+        return value
+
+
+# --- the view ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ReportData:
+    """What a report computes: its rows (an ordered QuerySet of dicts, a list, or a function of offset and limit
+    returning one page), its summary, and how many rows there are in all (None: the frame counts them)."""
+
+    rows: object
+    summary: dict
+    count: int | None = None
+    data_as_of: datetime.datetime | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class ReportErrorSerializer(serializers.Serializer):
+    """The body of a refused report request."""
+
+    detail = serializers.CharField(help_text=gettext_lazy("What went wrong, in the user's language."))
+    code = serializers.CharField(required=False, help_text=gettext_lazy("A stable code for the error."))
+
+
+ERROR_DESCRIPTIONS = {
+    400: gettext_lazy("A filter or the format was refused: messages per parameter."),
+    401: gettext_lazy("Not signed in."),
+    403: gettext_lazy("Not a regulator or system administrator, or a region other than the regulator's own."),
+    429: gettext_lazy("Too many report requests; retry after the number of seconds in Retry-After."),
+}
+
+
+def _errors(*codes: int) -> dict:
+    return {
+        (code, "application/json"): OpenApiResponse(
+            OpenApiTypes.OBJECT if code == 400 else ReportErrorSerializer, description=ERROR_DESCRIPTIONS[code]
+        )
+        for code in codes
+    }
+
+
+class ReportView(APIView):
+    """GET a report as JSON (default), CSV or Excel (``?format=``). Subclasses set the class attributes below."""
+
+    name: str = ""
+    title = ""
+    description = ""
+    columns: tuple[Column, ...] = ()
+    summary_fields: tuple[Column, ...] = ()
+    filter_serializer_class = ReportFilterSerializer
+    # A bare SQL string (psycopg named parameters, at least %(region_id)s) computing the aggregate the JSON report
+    # returns for a regulator of that region, with the default filters: the benchmark's yardstick.
+    bench_sql: str = ""
+
+    http_method_names = ["get", "head", "options"]
+    permission_classes = [ReportPermission]
+    throttle_classes = [ReportRateThrottle]
+    throttle_scope = "reports"
+    renderer_classes = [ReportJSONRenderer, ReportCSVRenderer, ReportXLSXRenderer]
+    pagination_class = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.name:
+            extend_schema_view(get=report_schema(cls))(cls)
+
+    # The steps ----------------------------------------------------------------------------------------------------
+
+    def compute(self, scope: ReportScope, filters: dict) -> ReportData:
+        raise NotImplementedError
+
+    def present(self, rows: list[dict], scope: ReportScope, filters: dict) -> list[dict]:
+        """Finish the rows of one page (labels, shares, figures read for that page only)."""
+        return rows
+
+    def get(self, request, *args, **kwargs):
+        started = timezone.localtime()
+        filters = self._filters(request)
+        scope = self._scope(request, filters, started)
+        data = self.compute(scope, filters)
+        page = filters["page"]
+        page_size = filters.get("page_size") or (
+            DEFAULT_PAGE_SIZE if request.accepted_renderer.format == "json" else EXPORT_PAGE_SIZE
+        )
+        offset = (page - 1) * page_size
+        if callable(data.rows):
+            count = data.count
+            page_rows = data.rows(offset, page_size)
+        elif isinstance(data.rows, list):
+            count = len(data.rows) if data.count is None else data.count
+            page_rows = data.rows[offset : offset + page_size]
+        elif data.count is not None:
+            count = data.count
+            page_rows = list(data.rows[offset : offset + page_size])
+        else:
+            # The number of rows comes with the page (COUNT(*) OVER ()), not from a second query.
+            page_rows = list(data.rows.annotate(_rows_in_all=Window(Count("*")))[offset : offset + page_size])
+            count = page_rows[0]["_rows_in_all"] if page_rows else (data.rows.count() if offset else 0)
+            for row in page_rows:
+                del row["_rows_in_all"]
+        rows = self.present(page_rows, scope, filters)
+        self.rows_returned = len(rows)
+        echo = {key: value for key, value in filters.items() if key not in ("page", "page_size")}
+        echo["region"] = scope.region.code if scope.region else None
+        return Response(
+            {
+                "report": self.name,
+                "title": str(self.title),
+                "computed_at": started,
+                "data_as_of": data.data_as_of or started,
+                "filters": echo,
+                "columns": [{"name": c.name, "label": str(c.label), "type": c.kind} for c in self.columns],
+                "rows": rows,
+                "summary": data.summary,
+                "pagination": {"page": page, "page_size": page_size, "count": count},
+            }
+        )
+
+    def _filters(self, request) -> dict:
+        serializer = self.filter_serializer_class(data=request.query_params)
+        serializer.is_valid(raise_exception=True)
+        return dict(serializer.validated_data)
+
+    def _scope(self, request, filters: dict, now) -> ReportScope:
+        user = request.user
+        code = filters.pop("region", None)
+        if user.is_superuser:
+            if not code:
+                return ReportScope(user=user, viewer=user, region=None, now=now)
+            region = Region.objects.filter(code=code).first()
+            if region is None:
+                raise ValidationError({"region": [_("There is no region with the code %(code)s.") % {"code": code}]})
+            return ReportScope(user=user, viewer=regulator_of(region), region=region, now=now)
+        region = user.region
+        if code and code != region.code:
+            raise PermissionDenied(_("You may read the reports of your own region only."))
+        return ReportScope(user=user, viewer=user, region=region, now=now)
+
+    # Formats, errors and the log ---------------------------------------------------------------------------------
+
+    def perform_content_negotiation(self, request, force=False):
+        try:
+            return super().perform_content_negotiation(request, force)
+        except Http404 as exc:
+            raise ValidationError(
+                {"format": [_("Choose one of the formats: %(formats)s.") % {"formats": ", ".join(FORMATS)}]}
+            ) from exc
+
+    def handle_exception(self, exc):
+        response = super().handle_exception(exc)
+        # Refusals are always JSON, whatever format was asked for.
+        self.request.accepted_renderer = ReportJSONRenderer()
+        self.request.accepted_media_type = ReportJSONRenderer.media_type
+        return response
+
+    def dispatch(self, request, *args, **kwargs):
+        clock = time.perf_counter()
+        self.rows_returned = None
+        response = super().dispatch(request, *args, **kwargs)
+        if hasattr(response, "render") and not getattr(response, "is_rendered", True):
+            response.render()
+        self._log(self.request, response, round((time.perf_counter() - clock) * 1000))
+        return response
+
+    def _log(self, request, response, duration_ms: int) -> None:
+        """One ReportRequest row per request of a signed-in user (anonymous requests are refused before any work)."""
+        user = getattr(request, "user", None)
+        if not (user and user.is_authenticated):
+            return
+        renderer = getattr(request, "accepted_renderer", None)
+        query = {key: request.GET.getlist(key) for key in request.GET}
+        row = ReportRequest(
+            user=user,
+            report=self.name,
+            format=request.GET.get("format") or getattr(renderer, "format", None) or "json",
+            filters={key: values[0] if len(values) == 1 else values for key, values in query.items()},
+            status_code=response.status_code,
+            duration_ms=duration_ms,
+            rows=self.rows_returned,
+        )
+        with transaction.atomic():
+            if connection.vendor == "postgresql":
+                # A log row need not wait for the disk: a crash may lose the last few, never other data.
+                with connection.cursor() as cursor:
+                    cursor.execute("SET LOCAL synchronous_commit TO OFF")
+            row.save()
+
+
+def report_schema(view: type[ReportView]):
+    """The OpenAPI description of a report, built from its columns and filters."""
+    stem = "".join(part.capitalize() for part in view.name.replace("-", "_").split("_"))
+    row = type(
+        f"{stem}ReportRowSerializer", (serializers.Serializer,), {c.name: c.serializer_field() for c in view.columns}
+    )
+    summary = type(
+        f"{stem}ReportSummarySerializer",
+        (serializers.Serializer,),
+        {c.name: c.serializer_field() for c in view.summary_fields},
+    )
+    envelope = type(
+        f"{stem}ReportSerializer",
+        (serializers.Serializer,),
+        {
+            "report": serializers.CharField(help_text=gettext_lazy("The report's name, as in its URL.")),
+            "title": serializers.CharField(help_text=gettext_lazy("The report's title in the caller's language.")),
+            "computed_at": serializers.DateTimeField(help_text=gettext_lazy("When this response was computed.")),
+            "data_as_of": serializers.DateTimeField(
+                help_text=gettext_lazy(
+                    "The moment the figures reflect: computed_at for figures computed live, the refresh time for a "
+                    "cached summary."
+                )
+            ),
+            "filters": serializers.DictField(
+                help_text=gettext_lazy("The filters applied, with defaults filled in, and the region (null: all).")
+            ),
+            "columns": ColumnSerializer(many=True),
+            "rows": row(many=True),
+            "summary": summary(),
+            "pagination": PaginationSerializer(),
+        },
+    )
+    formats = OpenApiParameter(
+        "format",
+        OpenApiTypes.STR,
+        enum=list(FORMATS),
+        description=gettext_lazy("json (default), csv (UTF-8 with a byte-order mark) or xlsx (Excel)."),
+    )
+    return extend_schema(
+        operation_id=f"reports_{view.name.replace('-', '_')}",
+        summary=view.title,
+        description=view.description,
+        parameters=[view.filter_serializer_class, formats],
+        responses={
+            (200, "application/json"): envelope,
+            (200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY, description=gettext_lazy("The rows as CSV.")),
+            (200, XLSX_MEDIA_TYPE): OpenApiResponse(
+                OpenApiTypes.BINARY, description=gettext_lazy("The rows, filters and summary as an Excel workbook.")
+            ),
+            **_errors(400, 401, 403, 429),
+        },
+        tags=["reports"],
+    )
+
+
+class ColumnSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text=gettext_lazy("Stable field name of the rows."))
+    label = serializers.CharField(help_text=gettext_lazy("The column's title in the caller's language."))
+    type = serializers.ChoiceField(
+        choices=["string", "integer", "number", "date", "datetime", "boolean"],
+        help_text=gettext_lazy("The values' type."),
+    )
+
+
+class PaginationSerializer(serializers.Serializer):
+    page = serializers.IntegerField()
+    page_size = serializers.IntegerField()
+    count = serializers.IntegerField(help_text=gettext_lazy("Rows in the whole report, over all pages."))
+
+
+# --- the registry ------------------------------------------------------------------------------------------------
+
+
+def registered_reports() -> list[type[ReportView]]:
+    """Every report the URL configuration serves, in URL order (the apps plug theirs in under /api/v1/reports/)."""
+    found: list[type[ReportView]] = []
+
+    def walk(patterns):
+        for pattern in patterns:
+            if isinstance(pattern, URLResolver):
+                walk(pattern.url_patterns)
+            elif isinstance(pattern, URLPattern):
+                view_class = getattr(pattern.callback, "view_class", None)
+                if isinstance(view_class, type) and issubclass(view_class, ReportView) and view_class not in found:
+                    found.append(view_class)
+
+    walk(get_resolver(getattr(settings, "ROOT_URLCONF", None)).url_patterns)
+    return found
+
+
+def report_path(view: type[ReportView]) -> Callable:
+    """The URL pattern of a report: /api/v1/reports/<name>/ (to put in an app's report_urls.py)."""
+    from django.urls import path
+
+    return path(f"{view.name}/", view.as_view(), name=f"report-{view.name}")

@@ -1,0 +1,272 @@
+"""Regulator reports over ethics review: recognition timeliness, overdue recognition requests, review turnaround."""
+
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from rest_framework import serializers
+
+from cgtclinic.api.reports import (
+    Column,
+    ListParameter,
+    ReportData,
+    ReportFilterSerializer,
+    ReportView,
+    choice_list,
+)
+from ethics import reports
+from ethics.models import Submission
+
+
+class RecognitionFilters(ReportFilterSerializer):
+    received_from = serializers.DateField(required=False, help_text=_("Requests received on or after this day."))
+    received_to = serializers.DateField(required=False, help_text=_("… on or before this day."))
+    alliance = serializers.IntegerField(required=False, min_value=1, help_text=_("Only this alliance's requests."))
+    institution = serializers.IntegerField(
+        required=False, min_value=1, help_text=_("Only requests to this (participating) institution's committee.")
+    )
+    date_ranges = (("received_from", "received_to"),)
+
+
+class TimelinessFilters(RecognitionFilters):
+    group_by = serializers.ChoiceField(
+        choices=["alliance", "institution"],
+        required=False,
+        default="alliance",
+        help_text=_("One row per alliance (default) or per participating institution."),
+    )
+
+
+def _recognition_requests(scope, filters):
+    return reports.recognition_requests(
+        viewer=scope.viewer,
+        received_from=filters.get("received_from"),
+        received_to=filters.get("received_to"),
+        alliance_id=filters.get("alliance"),
+        institution_id=filters.get("institution"),
+    )
+
+
+HOURS_HELP = _("Working hours from receipt to the answer, over answered requests.")
+
+
+class RecognitionTimelinessReport(ReportView):
+    name = "recognition-timeliness"
+    title = _("Mutual-recognition timeliness")
+    description = _(
+        "Ethics mutual-recognition requests to the region's committees, per alliance or per participating "
+        "institution: received, answered within the alliance's deadline, answered late, open within the deadline, "
+        "open past it (overdue), and the median and 90th percentile of the response time in working hours. "
+        "Withdrawn and superseded requests are not counted. The overdue requests themselves are listed by the "
+        "recognition-overdue report."
+    )
+    filter_serializer_class = TimelinessFilters
+    columns = (
+        Column("group", "string", _("grouped by"), _("alliance or institution.")),
+        Column("group_id", "integer", _("alliance or institution id")),
+        Column("group_name", "string", _("alliance or institution")),
+        Column("received", "integer", _("requests received")),
+        Column("answered_on_time", "integer", _("answered within the deadline")),
+        Column("answered_late", "integer", _("answered late")),
+        Column("open", "integer", _("open, within the deadline")),
+        Column("overdue", "integer", _("open, past the deadline")),
+        Column("on_time_share", "number", _("share answered on time"), _("Of the answered requests, 0 to 1.")),
+        Column("median_working_hours", "number", _("median response (working hours)"), HOURS_HELP),
+        Column("p90_working_hours", "number", _("90th percentile of response (working hours)"), HOURS_HELP),
+    )
+    summary_fields = (
+        Column("received", "integer", _("requests received")),
+        Column("answered_on_time", "integer", _("answered within the deadline")),
+        Column("answered_late", "integer", _("answered late")),
+        Column("open", "integer", _("open, within the deadline")),
+        Column("overdue", "integer", _("open, past the deadline")),
+        Column("on_time_share", "number", _("share answered on time")),
+        Column("median_working_hours", "number", _("median response (working hours)")),
+        Column("p90_working_hours", "number", _("90th percentile of response (working hours)")),
+    )
+    bench_sql = """
+        SELECT r.alliance_id AS group_id, a.name_zh AS group_name, COUNT(*) AS received,
+               COUNT(*) FILTER (WHERE r.status IN ('recognised', 'recognised_with_conditions', 'declined')
+                                  AND NOT r.late) AS answered_on_time,
+               COUNT(*) FILTER (WHERE r.status IN ('recognised', 'recognised_with_conditions', 'declined')
+                                  AND r.late) AS answered_late,
+               COUNT(*) FILTER (WHERE r.status = 'open' AND r.due_at > now()) AS open,
+               COUNT(*) FILTER (WHERE r.status = 'open' AND r.due_at <= now()) AS overdue,
+               PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY r.response_working_hours)
+                   FILTER (WHERE r.status IN ('recognised', 'recognised_with_conditions', 'declined'))
+                   AS median_working_hours,
+               PERCENTILE_CONT(0.9) WITHIN GROUP (ORDER BY r.response_working_hours)
+                   FILTER (WHERE r.status IN ('recognised', 'recognised_with_conditions', 'declined'))
+                   AS p90_working_hours
+        FROM ethics_recognitionrequest r
+        JOIN ethics_alliance a ON a.id = r.alliance_id
+        JOIN ethics_ethicscommittee c ON c.id = r.committee_id
+        JOIN cgtclinic_institution i ON i.id = c.institution_id
+        WHERE i.region_id = %(region_id)s AND r.status NOT IN ('withdrawn', 'superseded')
+        GROUP BY GROUPING SETS ((r.alliance_id, a.name_zh), ())
+        ORDER BY a.name_zh
+    """
+
+    def compute(self, scope, filters):
+        requests = _recognition_requests(scope, filters)
+        return ReportData(
+            rows=reports.timeliness_rows(requests=requests, by=filters["group_by"], now=scope.now),
+            summary=reports.timeliness_summary(requests=requests, now=scope.now),
+        )
+
+
+class RecognitionOverdueReport(ReportView):
+    name = "recognition-overdue"
+    title = _("Overdue mutual-recognition requests")
+    description = _(
+        "Open recognition requests to the region's committees whose feedback deadline has passed, the longest "
+        "overdue first, with the days since the deadline and when the request was escalated."
+    )
+    filter_serializer_class = RecognitionFilters
+    columns = (
+        Column("request_id", "integer", _("request id")),
+        Column("trial_id", "integer", _("trial id")),
+        Column("protocol_number", "string", _("protocol number")),
+        Column("trial_title", "string", _("trial")),
+        Column("site_id", "integer", _("site id")),
+        Column("institution_id", "integer", _("institution id")),
+        Column("institution_name", "string", _("participating institution")),
+        Column("committee_name", "string", _("participating committee")),
+        Column("alliance_id", "integer", _("alliance id")),
+        Column("alliance_name", "string", _("alliance")),
+        Column("subject", "string", _("what is to be recognised"), _("initial or amendment.")),
+        Column("received_at", "datetime", _("received at")),
+        Column("due_at", "datetime", _("due at")),
+        Column("overdue_days", "number", _("days overdue"), _("Calendar days since the deadline.")),
+        Column("escalated_at", "datetime", _("escalated at")),
+        Column("provisional", "boolean", _("provisional deadline")),
+    )
+    summary_fields = (
+        Column("overdue", "integer", _("overdue requests")),
+        Column("institutions", "integer", _("institutions with an overdue request")),
+        Column("median_overdue_days", "number", _("median days overdue")),
+        Column("max_overdue_days", "number", _("most days overdue")),
+    )
+    bench_sql = """
+        SELECT r.id AS request_id, r.trial_id, t.protocol_number, t.title_zh AS trial_title, r.site_id,
+               c.institution_id, i.name_zh AS institution_name, c.name_zh AS committee_name, r.alliance_id,
+               a.name_zh AS alliance_name, r.subject, r.received_at, r.due_at,
+               EXTRACT(EPOCH FROM now() - r.due_at) / 86400.0 AS overdue_days, r.escalated_at, r.provisional,
+               COUNT(*) OVER () AS overdue
+        FROM ethics_recognitionrequest r
+        JOIN trials_trial t ON t.id = r.trial_id
+        JOIN ethics_alliance a ON a.id = r.alliance_id
+        JOIN ethics_ethicscommittee c ON c.id = r.committee_id
+        JOIN cgtclinic_institution i ON i.id = c.institution_id
+        WHERE i.region_id = %(region_id)s AND r.status = 'open' AND r.due_at <= now()
+        ORDER BY r.due_at, r.id
+        LIMIT 1000
+    """
+
+    def compute(self, scope, filters):
+        requests = _recognition_requests(scope, filters)
+        summary = reports.overdue_summary(requests=requests, now=scope.now)
+        return ReportData(
+            rows=reports.overdue_requests(requests=requests, now=scope.now), summary=summary, count=summary["overdue"]
+        )
+
+    def present(self, rows, scope, filters):
+        for row in rows:
+            row["overdue_days"] = round((scope.now - row["due_at"]).total_seconds() / 86400, 1)
+            for name in ("received_at", "due_at", "escalated_at"):
+                if row[name] is not None:
+                    row[name] = timezone.localtime(row[name])
+        return rows
+
+
+class TurnaroundFilters(ReportFilterSerializer):
+    group_by = ListParameter(
+        child=serializers.ChoiceField(choices=list(reports.TURNAROUND_GROUPS)),
+        required=False,
+        help_text=_("Also count by kind of submission and/or by the committee's institution (always by review type)."),
+    )
+    decided_from = serializers.DateField(required=False, help_text=_("Decisions on or after this day."))
+    decided_to = serializers.DateField(required=False, help_text=_("… on or before this day."))
+    kind = choice_list(Submission.Kind.choices, _("One or more kinds of submission."))
+    institution = serializers.IntegerField(
+        required=False, min_value=1, help_text=_("Only this institution's committee.")
+    )
+    date_ranges = (("decided_from", "decided_to"),)
+
+
+DAYS_HELP = _("Calendar days from the first submission to the decision, over decided submissions.")
+
+
+class EthicsTurnaroundReport(ReportView):
+    name = "ethics-turnaround"
+    title = _("Ethics review turnaround")
+    description = _(
+        "Ethics submissions to the region's committees, from receipt (first submitted) to the committee's "
+        "decision, per review type (full board, expedited): decisions, median, 90th percentile, mean and longest "
+        "time in days, and the submissions in review now (not limited by the decision period)."
+    )
+    filter_serializer_class = TurnaroundFilters
+    columns = (
+        Column("review_type", "string", _("review type"), _("full_board or expedited.")),
+        Column("review_type_label", "string", _("review type (label)")),
+        Column("kind", "string", _("kind of submission"), _("When grouped by kind.")),
+        Column("kind_label", "string", _("kind of submission (label)")),
+        Column("institution_id", "integer", _("institution id"), _("When grouped by institution.")),
+        Column("institution_name", "string", _("institution")),
+        Column("decided", "integer", _("decisions")),
+        Column("median_days", "number", _("median days"), DAYS_HELP),
+        Column("p90_days", "number", _("90th percentile of days"), DAYS_HELP),
+        Column("mean_days", "number", _("mean days"), DAYS_HELP),
+        Column("max_days", "number", _("longest (days)"), DAYS_HELP),
+        Column("in_review", "integer", _("in review now")),
+    )
+    summary_fields = (
+        Column("decided", "integer", _("decisions")),
+        Column("median_days", "number", _("median days")),
+        Column("p90_days", "number", _("90th percentile of days")),
+        Column("mean_days", "number", _("mean days")),
+        Column("max_days", "number", _("longest (days)")),
+        Column("in_review", "integer", _("in review now")),
+    )
+    bench_sql = """
+        SELECT s.review_type,
+               COUNT(*) FILTER (WHERE s.status = 'decided') AS decided,
+               PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM s.decided_at - s.submitted_at) / 86400.0)
+                   FILTER (WHERE s.status = 'decided') AS median_days,
+               PERCENTILE_CONT(0.9) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM s.decided_at - s.submitted_at) / 86400.0)
+                   FILTER (WHERE s.status = 'decided') AS p90_days,
+               AVG(EXTRACT(EPOCH FROM s.decided_at - s.submitted_at) / 86400.0)
+                   FILTER (WHERE s.status = 'decided') AS mean_days,
+               MAX(EXTRACT(EPOCH FROM s.decided_at - s.submitted_at) / 86400.0)
+                   FILTER (WHERE s.status = 'decided') AS max_days,
+               COUNT(*) FILTER (WHERE s.status IN ('expedited_review', 'awaiting_meeting')) AS in_review
+        FROM ethics_submission s
+        JOIN ethics_ethicscommittee c ON c.id = s.committee_id
+        JOIN cgtclinic_institution i ON i.id = c.institution_id
+        WHERE i.region_id = %(region_id)s AND s.review_type <> ''
+          AND ((s.status = 'decided' AND s.submitted_at IS NOT NULL)
+               OR s.status IN ('expedited_review', 'awaiting_meeting'))
+        GROUP BY GROUPING SETS ((s.review_type), ())
+        ORDER BY s.review_type
+    """
+
+    def compute(self, scope, filters):
+        filters["group_by"] = list(dict.fromkeys(filters.get("group_by") or ()))
+        base, rows, decided = reports.turnaround(
+            submissions=reports.submissions_in_region(user=scope.user, region_id=scope.region_id),
+            group_by=filters["group_by"],
+            decided_from=filters.get("decided_from"),
+            decided_to=filters.get("decided_to"),
+            kinds=filters.get("kind", ()),
+            institution_id=filters.get("institution"),
+        )
+        return ReportData(rows=rows, summary=reports.turnaround_summary(base=base, decided=decided))
+
+    def present(self, rows, scope, filters):
+        for row in rows:
+            row["institution_id"] = row.pop("committee__institution_id", None)
+            row.setdefault("kind", None)
+            row.setdefault("institution_name", None)
+            row["review_type_label"] = str(Submission.ReviewType(row["review_type"]).label)
+            row["kind_label"] = str(Submission.Kind(row["kind"]).label) if row["kind"] else None
+            for name in ("median_days", "p90_days", "mean_days", "max_days"):
+                row[name] = None if row[name] is None else round(row[name], 1)
+        return rows

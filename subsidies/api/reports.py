@@ -1,0 +1,196 @@
+"""Regulator reports over subsidy claims: per program, institution and year, and per project."""
+
+from django.utils import timezone
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
+from rest_framework import serializers
+
+from cgtclinic.api.reports import Column, ReportData, ReportFilterSerializer, ReportView, choice_list
+from subsidies import reports
+from subsidies.models import Claim
+
+STATUS_COLUMNS = tuple(
+    Column(f"claims_{status}", "integer", format_lazy(_("claims: {status}"), status=Claim.Status(status).label))
+    for status in reports.CLAIM_STATUSES
+)
+
+
+class ClaimFilters(ReportFilterSerializer):
+    program = serializers.IntegerField(required=False, min_value=1, help_text=_("Only this program (id)."))
+    institution = serializers.IntegerField(required=False, min_value=1, help_text=_("Only this institution's claims."))
+    year = serializers.IntegerField(
+        required=False, min_value=2000, max_value=2099, help_text=_("Only claims for this year.")
+    )
+    status = choice_list(
+        [(status, Claim.Status(status).label) for status in reports.CLAIM_STATUSES],
+        _("Count and sum only claims in these statuses (the room under the yearly cap always counts every claim)."),
+    )
+
+
+class SubsidyClaimsReport(ReportView):
+    name = "subsidies"
+    title = _("Subsidy claims")
+    description = _(
+        "Hospitals' submitted subsidy claims under the region's programs, per program, institution and claim year: "
+        "claims by status, amounts claimed, approved and paid (RMB), and the institution's yearly cap (the policy "
+        "value in force on the year's reference date) with what the year's claims take from it (approved amounts "
+        "once decided, else claimed; rejected claims take nothing) and the room left. Drafts are not counted."
+    )
+    filter_serializer_class = ClaimFilters
+    columns = (
+        Column("program_id", "integer", _("program id")),
+        Column("program_code", "string", _("program code")),
+        Column("program_name", "string", _("program")),
+        Column("institution_id", "integer", _("institution id")),
+        Column("institution_name", "string", _("institution")),
+        Column("year", "integer", _("claim year")),
+        Column("claims", "integer", _("claims")),
+        *STATUS_COLUMNS,
+        Column("amount_claimed", "number", _("amount claimed (RMB)")),
+        Column("amount_approved", "number", _("amount approved (RMB)")),
+        Column("amount_paid", "number", _("amount paid (RMB)")),
+        Column("institution_year_cap", "number", _("cap per institution per year (RMB)"), _("Null: no such cap.")),
+        Column("counted_toward_cap", "number", _("taken from the yearly cap (RMB)")),
+        Column("room_under_institution_year_cap", "number", _("room left under the yearly cap (RMB)")),
+    )
+    summary_fields = (
+        Column("claims", "integer", _("claims")),
+        *STATUS_COLUMNS,
+        Column("amount_claimed", "number", _("amount claimed (RMB)")),
+        Column("amount_approved", "number", _("amount approved (RMB)")),
+        Column("amount_paid", "number", _("amount paid (RMB)")),
+        Column("institutions", "integer", _("institutions")),
+        Column("programs", "integer", _("programs")),
+    )
+    bench_sql = """
+        WITH groups AS (
+            SELECT c.program_id, c.institution_id, c.year, COUNT(*) AS claims,
+                   COUNT(*) FILTER (WHERE c.status = 'submitted') AS claims_submitted,
+                   COUNT(*) FILTER (WHERE c.status = 'under_review') AS claims_under_review,
+                   COUNT(*) FILTER (WHERE c.status = 'approved') AS claims_approved,
+                   COUNT(*) FILTER (WHERE c.status = 'partially_approved') AS claims_partially_approved,
+                   COUNT(*) FILTER (WHERE c.status = 'rejected') AS claims_rejected,
+                   COUNT(*) FILTER (WHERE c.status = 'paid') AS claims_paid,
+                   COALESCE(SUM(c.amount_claimed), 0) AS amount_claimed,
+                   COALESCE(SUM(c.amount_approved), 0) AS amount_approved,
+                   COALESCE(SUM(c.amount_paid), 0) AS amount_paid,
+                   COALESCE(SUM(COALESCE(c.amount_approved, c.amount_claimed))
+                            FILTER (WHERE c.status <> 'rejected'), 0) AS counted_toward_cap
+            FROM subsidies_claim c
+            JOIN subsidies_subsidyprogram p ON p.id = c.program_id
+            WHERE p.region_id = %(region_id)s AND c.status <> 'draft'
+            GROUP BY GROUPING SETS ((c.program_id, c.institution_id, c.year), ())
+        )
+        SELECT g.*, p.code AS program_code, p.name_zh AS program_name, i.name_zh AS institution_name,
+               cap.value AS institution_year_cap,
+               GREATEST(cap.value - g.counted_toward_cap, 0) AS room_under_institution_year_cap
+        FROM groups g
+        LEFT JOIN subsidies_subsidyprogram p ON p.id = g.program_id
+        LEFT JOIN cgtclinic_institution i ON i.id = g.institution_id
+        LEFT JOIN LATERAL (
+            SELECT v.value FROM cgtclinic_policyparameter v
+            WHERE v.code = p.institution_year_cap_parameter
+              AND v.effective_from <= LEAST(make_date(g.year::int, 12, 31), CURRENT_DATE)
+              AND (v.effective_to IS NULL OR v.effective_to >= LEAST(make_date(g.year::int, 12, 31), CURRENT_DATE))
+              AND (v.region_id = p.region_id OR v.region_id IS NULL)
+            ORDER BY v.region_id NULLS LAST, v.effective_from DESC LIMIT 1
+        ) cap ON TRUE
+        ORDER BY p.code, i.name_zh, g.year
+    """
+
+    def compute(self, scope, filters):
+        claims = reports.claims_in_scope(
+            viewer=scope.viewer,
+            program_id=filters.get("program"),
+            institution_id=filters.get("institution"),
+            year=filters.get("year"),
+        )
+        statuses = filters.get("status", ())
+        self.caps = reports.cap_values(viewer=scope.viewer, field="institution_year_cap_parameter")
+        return ReportData(
+            rows=reports.claim_rows(claims=claims, statuses=statuses),
+            summary=reports.claim_summary(claims=claims, statuses=statuses),
+        )
+
+    def present(self, rows, scope, filters):
+        today = timezone.localdate(scope.now)
+        return [reports.with_year_cap(row, self.caps, today) for row in rows]
+
+
+class ProjectFilters(ReportFilterSerializer):
+    program = serializers.IntegerField(required=False, min_value=1, help_text=_("Only this program (id)."))
+    institution = serializers.IntegerField(required=False, min_value=1, help_text=_("Only this institution's claims."))
+
+
+class SubsidyProjectsReport(ReportView):
+    name = "subsidy-projects"
+    title = _("Subsidies per project")
+    description = _(
+        "Per program, institution and trial (project): the eligible lines of the submitted and decided claims "
+        "(rejected claims excluded), the patients claimed, the RMB they take (approved amounts once decided, else "
+        "computed), and the room left under the program's cap per project in force today."
+    )
+    filter_serializer_class = ProjectFilters
+    columns = (
+        Column("program_id", "integer", _("program id")),
+        Column("program_code", "string", _("program code")),
+        Column("institution_id", "integer", _("institution id")),
+        Column("institution_name", "string", _("institution")),
+        Column("trial_id", "integer", _("trial id")),
+        Column("protocol_number", "string", _("protocol number")),
+        Column("claims", "integer", _("claims")),
+        Column("patients_claimed", "integer", _("patients claimed")),
+        Column("amount_counted", "number", _("amount taken (RMB)")),
+        Column("project_cap", "number", _("cap per project (RMB)"), _("Null: the program has no cap per project.")),
+        Column("room_under_project_cap", "number", _("room left under the project cap (RMB)")),
+    )
+    summary_fields = (
+        Column("projects", "integer", _("projects")),
+        Column("patients_claimed", "integer", _("patients claimed")),
+        Column("amount_counted", "number", _("amount taken (RMB)")),
+        Column("projects_with_cap", "integer", _("projects with a cap")),
+        Column("projects_at_cap", "integer", _("projects at their cap")),
+        Column("room_under_project_caps", "number", _("room left under the project caps (RMB)")),
+    )
+    bench_sql = """
+        WITH projects AS (
+            SELECT c.program_id, c.institution_id, l.trial_id, COUNT(DISTINCT l.claim_id) AS claims,
+                   COALESCE(SUM(l.patients_claimed), 0) AS patients_claimed,
+                   COALESCE(SUM(COALESCE(l.approved_amount, l.amount_computed)), 0) AS amount_counted
+            FROM subsidies_claimline l
+            JOIN subsidies_claim c ON c.id = l.claim_id
+            JOIN subsidies_subsidyprogram p ON p.id = c.program_id
+            WHERE p.region_id = %(region_id)s AND l.status = 'eligible'
+              AND c.status IN ('submitted', 'under_review', 'approved', 'partially_approved', 'paid')
+            GROUP BY c.program_id, c.institution_id, l.trial_id
+        )
+        SELECT g.*, p.code AS program_code, i.name_zh AS institution_name, t.protocol_number,
+               cap.value AS project_cap, GREATEST(cap.value - g.amount_counted, 0) AS room_under_project_cap
+        FROM projects g
+        JOIN subsidies_subsidyprogram p ON p.id = g.program_id
+        JOIN cgtclinic_institution i ON i.id = g.institution_id
+        JOIN trials_trial t ON t.id = g.trial_id
+        LEFT JOIN LATERAL (
+            SELECT v.value FROM cgtclinic_policyparameter v
+            WHERE v.code = p.project_cap_parameter AND v.effective_from <= CURRENT_DATE
+              AND (v.effective_to IS NULL OR v.effective_to >= CURRENT_DATE)
+              AND (v.region_id = p.region_id OR v.region_id IS NULL)
+            ORDER BY v.region_id NULLS LAST, v.effective_from DESC LIMIT 1
+        ) cap ON TRUE
+        ORDER BY p.code, i.name_zh, t.protocol_number, g.trial_id
+    """
+
+    def compute(self, scope, filters):
+        rows = reports.project_rows(
+            viewer=scope.viewer,
+            today=timezone.localdate(scope.now),
+            program_id=filters.get("program"),
+            institution_id=filters.get("institution"),
+        )
+        summary = reports.project_summary(rows)
+        return ReportData(rows=rows, summary=summary, count=summary["projects"])
+
+    def present(self, rows, scope, filters):
+        for row in rows:
+            row["patients_claimed"] = row.pop("patients")
+        return rows

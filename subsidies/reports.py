@@ -1,0 +1,177 @@
+"""Regulator reports over subsidy claims: claims and amounts per program, institution and year with the room left
+under the institution's yearly cap, and per project with the room left under the project cap.
+
+Claims are scoped by ``Claim.visible_to`` (a regulator: submitted claims of the region's programs); drafts are the
+hospital's work in progress and are never counted, also for a system administrator.
+"""
+
+import datetime
+from decimal import Decimal
+
+from django.db.models import Case, Count, DecimalField, F, Max, Q, Sum, Value, When
+from django.db.models.functions import Cast, Coalesce, Greatest
+
+from cgtclinic.api.reports import PolicyValues
+from subsidies.models import Claim, ClaimLine, SubsidyProgram
+
+C = Claim.Status
+MONEY = DecimalField(max_digits=14, decimal_places=2)
+ZERO = Value(Decimal("0.00"), output_field=MONEY)
+CLAIM_STATUSES = tuple(status for status in C.values if status != C.DRAFT)
+
+
+def _money_sum(expression, **extra):
+    return Coalesce(Sum(expression, output_field=MONEY, **extra), ZERO, output_field=MONEY)
+
+
+def _counted_amount():
+    """What a claim takes from the yearly cap: the approved amount once decided, else the amount claimed."""
+    return Coalesce("amount_approved", "amount_claimed", output_field=MONEY)
+
+
+def claims_in_scope(*, viewer, program_id=None, institution_id=None, year=None):
+    claims = Claim.objects.visible_to(viewer).exclude(status=C.DRAFT)
+    if program_id:
+        claims = claims.filter(program_id=program_id)
+    if institution_id:
+        claims = claims.filter(institution_id=institution_id)
+    if year:
+        claims = claims.filter(year=year)
+    return claims
+
+
+def claim_rows(*, claims, statuses=()):
+    """Per program, institution and year: claims by status and amounts (of the chosen statuses), and what the
+    year's counting claims take from the institution's yearly cap (whatever statuses are chosen)."""
+    chosen = Q(status__in=statuses) if statuses else Q()
+    return (
+        claims.values(
+            "program_id",
+            "institution_id",
+            "year",
+            program_code=F("program__code"),
+            program_name=F("program__name_zh"),
+            program_region_id=F("program__region_id"),
+            cap_parameter=F("program__institution_year_cap_parameter"),
+            institution_name=F("institution__name_zh"),
+        )
+        .annotate(
+            # First, while amount_approved and amount_claimed still name the claim's columns.
+            counted_toward_cap=_money_sum(_counted_amount(), filter=Q(status__in=Claim.COUNTING_STATUSES)),
+            claims=Count("pk", filter=chosen),
+            **{f"claims_{status}": Count("pk", filter=chosen & Q(status=status)) for status in CLAIM_STATUSES},
+            amount_claimed=_money_sum("amount_claimed", filter=chosen),
+            amount_approved=_money_sum("amount_approved", filter=chosen),
+            amount_paid=_money_sum("amount_paid", filter=chosen),
+        )
+        .order_by("program_code", "institution_name", "year")
+    )
+
+
+def claim_summary(*, claims, statuses=()) -> dict:
+    chosen = claims.filter(status__in=statuses) if statuses else claims
+    return chosen.aggregate(
+        claims=Count("pk"),
+        **{f"claims_{status}": Count("pk", filter=Q(status=status)) for status in CLAIM_STATUSES},
+        amount_claimed=_money_sum("amount_claimed"),
+        amount_approved=_money_sum("amount_approved"),
+        amount_paid=_money_sum("amount_paid"),
+        institutions=Count("institution_id", distinct=True),
+        programs=Count("program_id", distinct=True),
+    )
+
+
+def cap_values(*, viewer, field: str) -> PolicyValues:
+    """The policy values of one kind of cap for the programs the viewer sees; one query."""
+    return PolicyValues(SubsidyProgram.objects.visible_to(viewer).exclude(**{field: ""}).values(field))
+
+
+def year_reference_date(year: int, today: datetime.date) -> datetime.date:
+    """The day a claim of that year reads its policy values (as ``subsidies.services.reference_date``)."""
+    return min(datetime.date(year, 12, 31), today)
+
+
+def with_year_cap(row: dict, policy: PolicyValues, today: datetime.date) -> dict:
+    code = row.pop("cap_parameter")
+    region_id = row.pop("program_region_id")
+    cap = policy.value(code, region_id=region_id, on=year_reference_date(row["year"], today)) if code else None
+    row["institution_year_cap"] = cap
+    row["room_under_institution_year_cap"] = max(cap - row["counted_toward_cap"], Decimal("0.00")) if cap else None
+    return row
+
+
+# --- projects ---------------------------------------------------------------------------------------------------
+
+
+def _project_cap(policy: PolicyValues, today: datetime.date):
+    """Each line's project cap in force today, from the program's policy value for its region (CASE in SQL)."""
+    whens = []
+    for code, rows in policy.rows.items():
+        region_ids = {row.region_id for row in rows if row.region_id is not None}
+        for region_id in sorted(region_ids):
+            value = policy.value(code, region_id=region_id, on=today)
+            if value is not None:
+                whens.append(
+                    When(
+                        claim__program__project_cap_parameter=code,
+                        claim__program__region_id=region_id,
+                        then=Value(value, output_field=MONEY),
+                    )
+                )
+        national = policy.value(code, region_id=None, on=today)
+        if national is not None:
+            whens.append(When(claim__program__project_cap_parameter=code, then=Value(national, output_field=MONEY)))
+    if not whens:
+        return Cast(Value(None), MONEY)
+    return Case(*whens, default=Cast(Value(None), MONEY), output_field=MONEY)
+
+
+def project_rows(*, viewer, today: datetime.date, program_id=None, institution_id=None):
+    """Per program, institution and trial: the eligible lines of the counting claims, what they took, and the
+    room left under the program's project cap in force today (null for a program without one)."""
+    claims = claims_in_scope(viewer=viewer, program_id=program_id, institution_id=institution_id).filter(
+        status__in=Claim.COUNTING_STATUSES
+    )
+    policy = cap_values(viewer=viewer, field="project_cap_parameter")
+    rows = (
+        ClaimLine.objects.filter(claim__in=claims, status=ClaimLine.Status.ELIGIBLE)
+        .annotate(line_cap=_project_cap(policy, today))
+        .values(
+            "trial_id",
+            program_id=F("claim__program_id"),
+            program_code=F("claim__program__code"),
+            institution_id=F("claim__institution_id"),
+            institution_name=F("claim__institution__name_zh"),
+            protocol_number=F("trial__protocol_number"),
+        )
+        .annotate(
+            claims=Count("claim_id", distinct=True),
+            # Not "patients_claimed": an annotation named like a column breaks aggregating over the groups.
+            patients=Coalesce(Sum("patients_claimed"), 0),
+            amount_counted=_money_sum(Coalesce("approved_amount", "amount_computed", output_field=MONEY)),
+            # One cap per program: any line of the group gives it.
+            project_cap=Max("line_cap"),
+        )
+    )
+    return rows.annotate(
+        room_under_project_cap=Case(
+            When(project_cap__isnull=True, then=Value(None)),
+            default=Greatest(F("project_cap") - F("amount_counted"), ZERO),
+            output_field=MONEY,
+        )
+    ).order_by("program_code", "institution_name", "protocol_number", "trial_id")
+
+
+def project_summary(rows) -> dict:
+    totals = rows.aggregate(
+        projects=Count("trial_id"),
+        patients_claimed=Coalesce(Sum("patients"), 0),
+        # Named apart from the groups' annotations, which an aggregate of the same name would replace.
+        amount_total=_money_sum("amount_counted"),
+        projects_with_cap=Count("trial_id", filter=Q(project_cap__isnull=False)),
+        projects_at_cap=Count("trial_id", filter=Q(room_under_project_cap__lte=0)),
+        room_total=_money_sum("room_under_project_cap"),
+    )
+    totals["amount_counted"] = totals.pop("amount_total")
+    totals["room_under_project_caps"] = totals.pop("room_total")
+    return totals

@@ -1,0 +1,224 @@
+"""generate_scale_data at a tiny size: the counts asked for, and data every service would have written."""
+
+import datetime
+import hashlib
+import itertools
+
+import pytest
+from django.apps import apps
+from django.core.management import CommandError, call_command
+from django.db import models, transaction
+from django.db.models import Sum
+from django.utils import translation
+from rest_framework.authtoken.models import Token
+
+from cgtclinic.models import Institution, Region, User
+from cgtclinic.roles import Role
+from ethics.models import Decision, RecognitionRequest, Submission
+from subsidies.models import Claim, ClaimLine
+from tests.factories.cgtclinic import InstitutionFactory
+from trials.enrolment import rebuild_site_counts
+from trials.models import EnrolmentEntry, SiteEnrolment, Trial, TrialSite
+
+SIZES = {
+    "institutions": 10,
+    "trials": 60,
+    "sites": 150,
+    "enrolment_events": 3000,
+    "recognition_requests": 120,
+    "claims": 20,
+}
+TODAY = datetime.date(2026, 6, 30)
+
+
+def generate(**overrides):
+    call_command("generate_scale_data", seed=7, today=TODAY, **{**SIZES, **overrides}, stdout=_Null())
+
+
+class _Null:
+    def write(self, *args, **kwargs):
+        pass
+
+    def flush(self):
+        pass
+
+
+@pytest.fixture(scope="module")
+def generated_once(django_db_setup, django_db_blocker):
+    """Generate once per module, in a transaction rolled back when the module is done (each test runs in a
+    savepoint inside it). The tests that need an empty database come first in the file, before this exists."""
+    with django_db_blocker.unblock():
+        outer = transaction.atomic()
+        outer.__enter__()
+        try:
+            generate()
+            yield
+        finally:
+            transaction.set_rollback(True)
+            outer.__exit__(None, None, None)
+
+
+@pytest.fixture
+def generated(generated_once, db):
+    pass
+
+
+# --- on an empty database (before the module's data set exists) ------------------------------------------------
+
+
+def _fingerprint() -> str:
+    rows = [
+        *Trial.objects.order_by("protocol_number").values_list("protocol_number", "status", "title_zh", "phase"),
+        *EnrolmentEntry.objects.order_by("site__trial__protocol_number", "site__institution__name_zh", "id")
+        .values_list("kind", "occurred_on", "count"),
+        *Claim.objects.order_by("opened_at").values_list("institution__name_zh", "status", "amount_claimed"),
+        *RecognitionRequest.objects.order_by("received_at", "site__institution__name_zh")
+        .values_list("status", "due_at", "responded_at"),
+    ]  # fmt: skip
+    return hashlib.sha256(repr(rows).encode()).hexdigest()
+
+
+class _Undo(Exception):
+    pass
+
+
+def test_same_seed_same_data(db):
+    prints = []
+    for _run in range(2):
+        try:
+            with transaction.atomic():
+                generate(trials=30, sites=70, enrolment_events=800, recognition_requests=40, claims=5)
+                prints.append(_fingerprint())
+                raise _Undo
+        except _Undo:
+            pass
+    assert prints[0] == prints[1]
+
+
+def test_refuses_more_claims_than_the_data_holds(db):
+    with translation.override("en"), pytest.raises(CommandError, match="claims"):
+        generate(claims=100000)
+    assert not Trial.objects.exists()
+
+
+def test_refuses_a_database_that_holds_data(db):
+    InstitutionFactory()
+    with translation.override("en"), pytest.raises(CommandError, match="empty"):
+        generate()
+    assert not Trial.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "overrides", [{"sites": SIZES["trials"] - 1}, {"claims": -1}, {"institutions": 1}], ids=["sites", "negative", "one"]
+)
+def test_refuses_sizes_that_cannot_be(db, overrides):
+    with pytest.raises(CommandError):
+        generate(**overrides)
+    assert not Institution.objects.exists()
+
+
+# --- the generated data set --------------------------------------------------------------------------------------
+
+
+def test_counts_are_as_asked(generated):
+    assert Institution.objects.count() == SIZES["institutions"]
+    assert Trial.objects.count() == SIZES["trials"]
+    assert TrialSite.objects.count() == SIZES["sites"]
+    assert EnrolmentEntry.objects.count() == SIZES["enrolment_events"]
+    assert RecognitionRequest.objects.count() == SIZES["recognition_requests"]
+    assert Claim.objects.count() == SIZES["claims"]
+
+
+def test_trials_have_lifecycles_of_every_kind(generated):
+    assert set(Trial.objects.values_list("kind", flat=True)) == set(Trial.Kind.values)
+    assert len(set(Trial.objects.values_list("status", flat=True))) >= 5
+    for trial in Trial.objects.exclude(status=Trial.Status.DRAFT).prefetch_related("status_changes"):
+        changes = list(trial.status_changes.all())
+        assert changes[0].from_status == Trial.Status.DRAFT
+        assert changes[-1].to_status == trial.status
+        assert all(a.to_status == b.from_status and a.at <= b.at for a, b in itertools.pairwise(changes))
+
+
+def test_site_enrolment_equals_the_ledger(generated):
+    cached = {row.site_id: row for row in SiteEnrolment.objects.all()}
+    assert set(cached) == set(EnrolmentEntry.objects.values_list("site_id", flat=True))
+    assert EnrolmentEntry.objects.filter(reverses__isnull=False).exists()
+    fields = ("screened", "enrolled", "screen_failed", "withdrawn", "completed", "last_enrolled_on")
+    for site in TrialSite.objects.filter(pk__in=cached):
+        rebuilt = rebuild_site_counts(site)
+        assert [getattr(rebuilt, f) for f in fields] == [getattr(cached[site.pk], f) for f in fields]
+        assert rebuilt.screen_failed <= rebuilt.screened
+        assert rebuilt.withdrawn + rebuilt.completed <= rebuilt.enrolled
+
+
+def test_enrolment_happens_where_and_when_the_site_may_enrol(generated):
+    for entry in EnrolmentEntry.objects.select_related("site"):
+        assert entry.site.ethics_approved_on <= entry.occurred_on < TODAY
+        assert entry.trial_id == entry.site.trial_id
+        if entry.kind in (EnrolmentEntry.Kind.SCREENED, EnrolmentEntry.Kind.ENROLLED):
+            assert entry.site.site_initiated_on <= entry.occurred_on <= entry.site.ethics_valid_until
+
+
+def test_claim_totals_are_the_sums_of_their_lines(generated):
+    assert len(set(Claim.objects.values_list("status", flat=True))) >= 3
+    for claim in Claim.objects.all():
+        lines = ClaimLine.objects.filter(claim=claim)
+        assert claim.amount_claimed == lines.aggregate(total=Sum("amount_computed"))["total"]
+        assert claim.amount_claimed > 0
+        if claim.status in (Claim.Status.APPROVED, Claim.Status.PARTIALLY_APPROVED, Claim.Status.PAID):
+            eligible = lines.filter(status=ClaimLine.Status.ELIGIBLE)
+            assert claim.amount_approved == eligible.aggregate(total=Sum("approved_amount"))["total"]
+        if claim.status == Claim.Status.PAID:
+            assert 0 < claim.amount_paid <= claim.amount_approved
+    # One claim per hospital and program open at a time (the database constraint holds it, too).
+    open_claims = Claim.objects.filter(status__in=Claim.OPEN_STATUSES)
+    assert open_claims.count() == open_claims.values("institution", "program").distinct().count()
+
+
+def test_recognition_deadlines_follow_receipt(generated):
+    for request in RecognitionRequest.objects.all():
+        assert request.received_at < request.remind_at <= request.due_at
+        if request.responded_at:
+            assert request.late == (request.responded_at > request.due_at)
+            assert request.response_working_hours is not None
+    statuses = set(RecognitionRequest.objects.values_list("status", flat=True))
+    assert {RecognitionRequest.Status.RECOGNISED, RecognitionRequest.Status.SUPERSEDED} <= statuses
+    assert RecognitionRequest.objects.filter(late=True).exists()
+
+
+def test_site_milestones_are_in_order(generated):
+    milestones = TrialSite.MILESTONES
+    for site in TrialSite.objects.all():
+        dates = [getattr(site, name) for name in milestones]
+        reached = [d for d in dates if d is not None]
+        assert dates[: len(reached)] == reached, f"site {site.pk}: a milestone is missing before a later one"
+        assert reached == sorted(reached)
+    within = TrialSite.objects.filter(site_initiated_on__isnull=False)
+    assert any(site.startup_days <= 25 * 7 for site in within)
+
+
+def test_decisions_are_numbered_per_committee_and_year(generated):
+    assert Decision.objects.filter(meeting__isnull=False).exists()
+    assert set(Submission.objects.values_list("review_type", flat=True)) >= set(Submission.ReviewType.values)
+    for decision in Decision.objects.select_related("submission"):
+        assert decision.submission.decided_at == decision.decided_at
+        assert decision.letter_year == decision.decided_at.year
+
+
+def test_every_foreign_key_points_at_a_row(generated):
+    for model in apps.get_models():
+        for field in model._meta.concrete_fields:
+            if isinstance(field, models.ForeignKey) and model.objects.exists():
+                target = field.related_model._default_manager.values("pk")
+                dangling = model._default_manager.exclude(**{f"{field.attname}__isnull": True}).exclude(
+                    **{f"{field.attname}__in": target}
+                )
+                assert not dangling.exists(), f"{model.__name__}.{field.name} points at missing rows"
+
+
+def test_a_regulator_with_a_token_per_region(generated):
+    for region in Region.objects.all():
+        regulator = User.objects.get(username=f"scale-regulator-{region.code}")
+        assert regulator.role == Role.REGULATOR and regulator.region == region
+        assert not regulator.has_usable_password()
+        assert Token.objects.filter(user=regulator).exists()

@@ -1,0 +1,498 @@
+"""Regulator reports over trials, sites and enrolment: pipeline, start-up time, enrolment, policy targets."""
+
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from rest_framework import serializers
+
+from cgtclinic.api.reports import (
+    Column,
+    ListParameter,
+    ReportData,
+    ReportFilterSerializer,
+    ReportView,
+    choice_list,
+)
+from cgtclinic.models import PolicyTarget
+from trials import reports
+from trials.models import Trial
+
+STATUS_HELP = _("One or more trial statuses (repeat the parameter or separate with commas).")
+KIND_HELP = _("One or more kinds of trial.")
+CATEGORY_HELP = _("One or more therapy categories.")
+
+
+def _label(choices, value):
+    return str(choices(value).label) if value else None
+
+
+def _today(scope):
+    return timezone.localdate(scope.now)
+
+
+def _days(value):
+    return None if value is None else round(value)
+
+
+# --- pipeline ---------------------------------------------------------------------------------------------------
+
+
+class PipelineFilters(ReportFilterSerializer):
+    group_by = ListParameter(
+        child=serializers.ChoiceField(choices=list(reports.PIPELINE_GROUPS)),
+        required=False,
+        help_text=_(
+            "What to count by: any of status, kind, therapy_category, institution (the site's institution). "
+            "Default: status, kind, therapy_category."
+        ),
+    )
+    status = choice_list(Trial.Status.choices, STATUS_HELP)
+    kind = choice_list(Trial.Kind.choices, KIND_HELP)
+    therapy_category = choice_list(Trial.TherapyCategory.choices, CATEGORY_HELP)
+    institution = serializers.IntegerField(required=False, min_value=1, help_text=_("Only sites at this institution."))
+    registered_from = serializers.DateField(required=False, help_text=_("Trials registered on or after this day."))
+    registered_to = serializers.DateField(required=False, help_text=_("Trials registered on or before this day."))
+    date_ranges = (("registered_from", "registered_to"),)
+
+
+class PipelineReport(ReportView):
+    name = "pipeline"
+    title = _("Trial pipeline")
+    description = _(
+        "Trials and their sites in the region, by lifecycle stage, kind, therapy category and institution. A trial "
+        "counts for a region when it has a site there; with institution in group_by it counts once per institution "
+        "where it has a site, so the summary's trials (each trial once) can be less than the rows' sum."
+    )
+    filter_serializer_class = PipelineFilters
+    columns = (
+        Column("status", "string", _("trial status"), _("Lifecycle status code; null when not grouped by status.")),
+        Column("status_label", "string", _("trial status (label)")),
+        Column("kind", "string", _("kind"), _("iit, registration or other; null when not grouped by kind.")),
+        Column("kind_label", "string", _("kind (label)")),
+        Column("therapy_category", "string", _("therapy category")),
+        Column("therapy_category_label", "string", _("therapy category (label)")),
+        Column("institution_id", "integer", _("institution id"), _("The site's institution, when grouped by it.")),
+        Column("institution_name", "string", _("institution")),
+        Column("trials", "integer", _("trials"), _("Distinct trials with a site in the group.")),
+        Column("sites", "integer", _("sites")),
+        Column("lead_sites", "integer", _("lead sites")),
+        Column("sites_ethics_approved", "integer", _("sites with ethics approval")),
+        Column("sites_contract_signed", "integer", _("sites with a signed contract")),
+        Column("sites_initiated", "integer", _("sites initiated")),
+        Column("sites_first_patient_in", "integer", _("sites with a first patient in")),
+    )
+    summary_fields = (
+        Column("trials", "integer", _("trials")),
+        Column("sites", "integer", _("sites")),
+        Column("institutions", "integer", _("institutions with a site")),
+        Column("sites_initiated", "integer", _("sites initiated")),
+        Column("sites_first_patient_in", "integer", _("sites with a first patient in")),
+    )
+    bench_sql = """
+        SELECT t.status, t.kind, t.therapy_category,
+               COUNT(DISTINCT s.trial_id) AS trials, COUNT(*) AS sites,
+               COUNT(*) FILTER (WHERE s.role = 'lead') AS lead_sites,
+               COUNT(s.ethics_approved_on) AS sites_ethics_approved,
+               COUNT(s.contract_signed_on) AS sites_contract_signed,
+               COUNT(s.site_initiated_on) AS sites_initiated,
+               COUNT(s.first_patient_in_on) AS sites_first_patient_in,
+               COUNT(DISTINCT s.institution_id) AS institutions
+        FROM trials_trialsite s
+        JOIN trials_trial t ON t.id = s.trial_id
+        JOIN cgtclinic_institution i ON i.id = s.institution_id
+        WHERE i.region_id = %(region_id)s
+        GROUP BY GROUPING SETS ((t.status, t.kind, t.therapy_category), ())
+        ORDER BY t.status, t.kind, t.therapy_category
+    """
+
+    def compute(self, scope, filters):
+        filters["group_by"] = list(dict.fromkeys(filters.get("group_by") or reports.PIPELINE_DEFAULT_GROUPS))
+        sites = reports.pipeline_sites(
+            viewer=scope.viewer,
+            statuses=filters.get("status", ()),
+            kinds=filters.get("kind", ()),
+            categories=filters.get("therapy_category", ()),
+            institution_id=filters.get("institution"),
+            registered_from=filters.get("registered_from"),
+            registered_to=filters.get("registered_to"),
+        )
+        return ReportData(
+            rows=reports.pipeline(sites=sites, group_by=filters["group_by"]),
+            summary=reports.pipeline_summary(sites=sites),
+        )
+
+    def present(self, rows, scope, filters):
+        for row in rows:
+            row.setdefault("status", None)
+            row.setdefault("kind", None)
+            row.setdefault("therapy_category", None)
+            row.setdefault("institution_id", None)
+            row.setdefault("institution_name", None)
+            row["status_label"] = _label(Trial.Status, row["status"])
+            row["kind_label"] = _label(Trial.Kind, row["kind"])
+            row["therapy_category_label"] = _label(Trial.TherapyCategory, row["therapy_category"])
+        return rows
+
+
+# --- start-up ---------------------------------------------------------------------------------------------------
+
+
+class StartupFilters(ReportFilterSerializer):
+    submitted_from = serializers.DateField(
+        required=False, help_text=_("Sites whose submission was received on or after this day.")
+    )
+    submitted_to = serializers.DateField(required=False, help_text=_("… on or before this day."))
+    institution = serializers.IntegerField(required=False, min_value=1, help_text=_("Only sites at this institution."))
+    kind = choice_list(Trial.Kind.choices, KIND_HELP)
+    therapy_category = choice_list(Trial.TherapyCategory.choices, CATEGORY_HELP)
+    target_weeks = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=260,
+        help_text=_(
+            "Measure against this many weeks instead of the region's start-up target (the policy value in force "
+            "on the day each site's submission was received)."
+        ),
+    )
+    date_ranges = (("submitted_from", "submitted_to"),)
+
+
+STAGE_HELP = _("ethics (submission → ethics approval), contract, initiation or first_patient.")
+
+
+class StartupReport(ReportView):
+    name = "startup"
+    title = _("Site start-up time")
+    description = _(
+        "Per site: calendar days from the submission received to site initiation (start-up) and to the first "
+        "patient in, against the region's start-up target (e.g. Beijing: 25 weeks), and the days each stage took: "
+        "ethics (submission → ethics approval), contract (→ contract signed), initiation (→ site initiated), "
+        "first_patient (→ first patient in). A stage still under way counts its days until today; current_stage "
+        "names it. slowest_stage is where most time went."
+    )
+    filter_serializer_class = StartupFilters
+    columns = (
+        Column("site_id", "integer", _("site id")),
+        Column("trial_id", "integer", _("trial id")),
+        Column("protocol_number", "string", _("protocol number")),
+        Column("trial_status", "string", _("trial status")),
+        Column("institution_id", "integer", _("institution id")),
+        Column("institution_name", "string", _("institution")),
+        Column("site_role", "string", _("site role"), _("lead or participating.")),
+        Column("submission_received_on", "date", _("submission received")),
+        Column("ethics_approved_on", "date", _("ethics approved")),
+        Column("contract_signed_on", "date", _("contract signed")),
+        Column("site_initiated_on", "date", _("site initiated")),
+        Column("first_patient_in_on", "date", _("first patient in")),
+        Column("startup_days", "integer", _("start-up days"), _("Submission received → site initiated.")),
+        Column("days_to_first_patient", "integer", _("days to first patient"), _("Submission → first patient in.")),
+        Column("target_weeks", "number", _("target (weeks)"), _("The start-up target the site is measured against.")),
+        Column("within_target", "boolean", _("within target"), _("Null until the site is initiated.")),
+        Column("ethics_days", "integer", _("ethics stage (days)")),
+        Column("contract_days", "integer", _("contract stage (days)")),
+        Column("initiation_days", "integer", _("initiation stage (days)")),
+        Column("first_patient_days", "integer", _("first-patient stage (days)")),
+        Column("current_stage", "string", _("current stage"), STAGE_HELP),
+        Column("slowest_stage", "string", _("slowest stage"), STAGE_HELP),
+    )
+    summary_fields = (
+        Column("sites", "integer", _("sites whose start-up began")),
+        Column("sites_initiated", "integer", _("sites initiated")),
+        Column("sites_first_patient_in", "integer", _("sites with a first patient in")),
+        Column("sites_waiting", "integer", _("sites still in a start-up stage")),
+        Column("median_startup_days", "number", _("median start-up days")),
+        Column("p90_startup_days", "number", _("90th percentile of start-up days")),
+        Column("median_days_to_first_patient", "number", _("median days to first patient")),
+        Column("p90_days_to_first_patient", "number", _("90th percentile of days to first patient")),
+        Column("sites_with_target", "integer", _("initiated sites with a target")),
+        Column("sites_within_target", "integer", _("initiated sites within their target")),
+        Column("within_target_share", "number", _("share within target"), _("0 to 1.")),
+        Column("median_ethics_days", "number", _("median ethics stage (days)")),
+        Column("median_contract_days", "number", _("median contract stage (days)")),
+        Column("median_initiation_days", "number", _("median initiation stage (days)")),
+        Column("median_first_patient_days", "number", _("median first-patient stage (days)")),
+        Column("slowest_ethics", "integer", _("sites slowest in ethics")),
+        Column("slowest_contract", "integer", _("sites slowest in contract")),
+        Column("slowest_initiation", "integer", _("sites slowest in initiation")),
+        Column("slowest_first_patient", "integer", _("sites slowest in first patient")),
+        Column("slowest_stage", "string", _("stage with the longest median"), STAGE_HELP),
+    )
+    bench_sql = """
+        WITH s AS (
+            SELECT s.id, s.submission_received_on AS m0, s.ethics_approved_on AS m1, s.contract_signed_on AS m2,
+                   s.site_initiated_on AS m3, s.first_patient_in_on AS m4,
+                   (SELECT p.value FROM cgtclinic_policyparameter p
+                     WHERE p.code = 'startup_target_weeks' AND p.effective_from <= s.submission_received_on
+                       AND (p.effective_to IS NULL OR p.effective_to >= s.submission_received_on)
+                       AND (p.region_id = i.region_id OR p.region_id IS NULL)
+                     ORDER BY p.region_id NULLS LAST, p.effective_from DESC LIMIT 1) AS target_weeks,
+                   t.status NOT IN ('enrolment_closed', 'completed', 'terminated', 'withdrawn', 'draft')
+                       AND s.first_patient_in_on IS NULL AS waiting
+            FROM trials_trialsite s
+            JOIN trials_trial t ON t.id = s.trial_id
+            JOIN cgtclinic_institution i ON i.id = s.institution_id
+            WHERE i.region_id = %(region_id)s AND s.submission_received_on IS NOT NULL
+        ), d AS (
+            SELECT *, m3 - m0 AS startup_days, m4 - m0 AS days_to_first_patient,
+                   m1 - m0 AS ethics, m2 - COALESCE(m1, m0) AS contract, m3 - COALESCE(m2, m1, m0) AS initiation,
+                   m4 - COALESCE(m3, m2, m1, m0) AS first_patient
+            FROM s
+        )
+        SELECT COUNT(*) AS sites, COUNT(startup_days) AS sites_initiated,
+               COUNT(days_to_first_patient) AS sites_first_patient_in,
+               COUNT(*) FILTER (WHERE waiting) AS sites_waiting,
+               PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY startup_days) AS median_startup_days,
+               PERCENTILE_CONT(0.9) WITHIN GROUP (ORDER BY startup_days) AS p90_startup_days,
+               PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY days_to_first_patient) AS median_days_to_first_patient,
+               PERCENTILE_CONT(0.9) WITHIN GROUP (ORDER BY days_to_first_patient) AS p90_days_to_first_patient,
+               COUNT(*) FILTER (WHERE startup_days IS NOT NULL AND target_weeks IS NOT NULL) AS sites_with_target,
+               COUNT(*) FILTER (WHERE startup_days <= target_weeks * 7) AS sites_within_target,
+               PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY ethics) AS median_ethics_days,
+               PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY contract) AS median_contract_days,
+               PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY initiation) AS median_initiation_days,
+               PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY first_patient) AS median_first_patient_days
+        FROM d
+    """
+
+    def compute(self, scope, filters):
+        sites = reports.startup_sites(
+            viewer=scope.viewer,
+            submitted_from=filters.get("submitted_from"),
+            submitted_to=filters.get("submitted_to"),
+            institution_id=filters.get("institution"),
+            kinds=filters.get("kind", ()),
+            categories=filters.get("therapy_category", ()),
+        )
+        report = reports.startup_report(sites, today=_today(scope), target_weeks=filters.get("target_weeks"))
+        summary = reports.startup_summary(report)
+        return ReportData(
+            rows=lambda offset, limit: reports.startup_rows(report, offset, limit),
+            summary=summary,
+            count=summary["sites"],
+        )
+
+    def present(self, rows, scope, filters):
+        for row in rows:
+            for name in (
+                "startup_days",
+                "days_to_first_patient",
+                "ethics_days",
+                "contract_days",
+                "initiation_days",
+                "first_patient_days",
+            ):
+                row[name] = _days(row[name])
+        return rows
+
+
+# --- enrolment --------------------------------------------------------------------------------------------------
+
+
+class EnrolmentFilters(ReportFilterSerializer):
+    group_by = serializers.ChoiceField(
+        choices=list(reports.ENROLMENT_GROUPS),
+        required=False,
+        default="trial",
+        help_text=_("One row per trial (default), site, institution or month (of the event date)."),
+    )
+    occurred_from = serializers.DateField(
+        required=False, help_text=_("Count ledger events on or after this day (default: all).")
+    )
+    occurred_to = serializers.DateField(required=False, help_text=_("… on or before this day."))
+    institution = serializers.IntegerField(required=False, min_value=1, help_text=_("Only sites at this institution."))
+    trial = serializers.IntegerField(required=False, min_value=1, help_text=_("Only this trial's sites."))
+    kind = choice_list(Trial.Kind.choices, KIND_HELP)
+    therapy_category = choice_list(Trial.TherapyCategory.choices, CATEGORY_HELP)
+    date_ranges = (("occurred_from", "occurred_to"),)
+
+
+class EnrolmentReport(ReportView):
+    name = "enrolment"
+    title = _("Enrolment against targets")
+    description = _(
+        "Subjects screened, enrolled, failing screening, withdrawn and completed at the region's sites (net of "
+        "corrections), by trial, site, institution or month, against the sites' enrolment targets. Without a "
+        "period the counts are the sites' current counts; with occurred_from / occurred_to they are the ledger's "
+        "events of that period. For a trial, site_target is the sum of its targets at the region's sites and "
+        "trial_target its overall target."
+    )
+    filter_serializer_class = EnrolmentFilters
+    columns = (
+        Column("trial_id", "integer", _("trial id")),
+        Column("protocol_number", "string", _("protocol number")),
+        Column("site_id", "integer", _("site id")),
+        Column("institution_id", "integer", _("institution id")),
+        Column("institution_name", "string", _("institution")),
+        Column("month", "string", _("month"), _("YYYY-MM, when grouped by month.")),
+        Column("sites", "integer", _("sites")),
+        Column("site_target", "integer", _("target of the sites")),
+        Column("trial_target", "integer", _("trial's overall target")),
+        Column("screened", "integer", _("screened")),
+        Column("enrolled", "integer", _("enrolled")),
+        Column("screen_failed", "integer", _("screen failures")),
+        Column("withdrawn", "integer", _("withdrawn")),
+        Column("completed", "integer", _("completed")),
+        Column("on_study", "integer", _("on study"), _("Enrolled less withdrawn and completed.")),
+        Column("percent_of_target", "number", _("percentage of target"), _("enrolled × 100 / site_target.")),
+        Column("enrolled_cumulative", "integer", _("enrolled, cumulative"), _("When grouped by month.")),
+        Column("last_enrolled_on", "date", _("last enrolment")),
+    )
+    summary_fields = (
+        Column("sites", "integer", _("sites")),
+        Column("trials", "integer", _("trials")),
+        Column("institutions", "integer", _("institutions")),
+        Column("site_target", "integer", _("target of the sites")),
+        Column("screened", "integer", _("screened")),
+        Column("enrolled", "integer", _("enrolled")),
+        Column("screen_failed", "integer", _("screen failures")),
+        Column("withdrawn", "integer", _("withdrawn")),
+        Column("completed", "integer", _("completed")),
+        Column("on_study", "integer", _("on study")),
+        Column("percent_of_target", "number", _("percentage of target")),
+    )
+    bench_sql = """
+        SELECT s.trial_id, t.protocol_number, COUNT(*) AS sites, COALESCE(SUM(s.site_target), 0) AS site_target,
+               MAX(t.target_enrolment) AS trial_target,
+               COALESCE(SUM(e.screened), 0) AS screened, COALESCE(SUM(e.enrolled), 0) AS enrolled,
+               COALESCE(SUM(e.screen_failed), 0) AS screen_failed, COALESCE(SUM(e.withdrawn), 0) AS withdrawn,
+               COALESCE(SUM(e.completed), 0) AS completed, MAX(e.last_enrolled_on) AS last_enrolled_on
+        FROM trials_trialsite s
+        JOIN trials_trial t ON t.id = s.trial_id
+        JOIN cgtclinic_institution i ON i.id = s.institution_id
+        LEFT JOIN trials_siteenrolment e ON e.site_id = s.id
+        WHERE i.region_id = %(region_id)s
+        GROUP BY GROUPING SETS ((s.trial_id, t.protocol_number), ())
+        ORDER BY t.protocol_number, s.trial_id
+        LIMIT 1001
+    """
+
+    def compute(self, scope, filters):
+        group_by = filters["group_by"]
+        sites = reports.enrolment_sites(
+            viewer=scope.viewer,
+            institution_id=filters.get("institution"),
+            trial_id=filters.get("trial"),
+            kinds=filters.get("kind", ()),
+            categories=filters.get("therapy_category", ()),
+        )
+        self.period = bool(filters.get("occurred_from") or filters.get("occurred_to"))
+        if not self.period and group_by != "month":
+            summary = reports.with_progress(reports.enrolment_current_summary(sites=sites))
+            rows = reports.enrolment_groups(sites=sites, group_by=group_by, with_counts=True)
+            return ReportData(rows=rows, summary=summary, count=summary[GROUP_COUNTS[group_by]])
+        self.entries = reports.enrolment_entries(
+            sites=sites, occurred_from=filters.get("occurred_from"), occurred_to=filters.get("occurred_to")
+        )
+        summary = reports.enrolment_targets(sites=sites)
+        if group_by == "month":
+            months = reports.enrolment_months(entries=self.entries)
+            cumulative = 0
+            for row in months:
+                reports.add_counts(summary, row)
+                cumulative += row["enrolled"]
+                row["enrolled_cumulative"] = cumulative
+                row["month"] = row["month"].strftime("%Y-%m")
+            return ReportData(rows=months, summary=reports.with_progress(summary))
+        if group_by == "institution":
+            # At most one row per institution and kind: every institution's counts at once, and the totals from them.
+            self.ledger = reports.ledger_counts(entries=self.entries, by="institution")
+            for counts in self.ledger.values():
+                reports.add_counts(summary, counts)
+        else:
+            self.ledger = None
+            reports.add_counts(summary, reports.ledger_counts(entries=self.entries).get(None, {}))
+        rows = reports.enrolment_groups(sites=sites, group_by=group_by, with_counts=False)
+        return ReportData(rows=rows, summary=reports.with_progress(summary), count=summary[GROUP_COUNTS[group_by]])
+
+    def present(self, rows, scope, filters):
+        group_by = filters["group_by"]
+        if self.period and group_by != "month":
+            key = GROUP_KEYS[group_by]
+            ledger = self.ledger
+            if ledger is None:
+                ledger = reports.ledger_counts(entries=self.entries, by=group_by, keys=[row[key] for row in rows])
+            for row in rows:
+                row.update(ledger.get(row[key]) or reports.no_counts())
+        for row in rows:
+            for name in (column.name for column in self.columns):
+                row.setdefault(name, None)
+            reports.with_progress(row)
+        return rows
+
+
+GROUP_KEYS = {"trial": "trial_id", "site": "site_id", "institution": "institution_id"}
+GROUP_COUNTS = {"trial": "trials", "site": "sites", "institution": "institutions"}
+
+
+# --- policy targets ---------------------------------------------------------------------------------------------
+
+
+class PolicyTargetReport(ReportView):
+    name = "policy-targets"
+    title = _("Policy targets")
+    description = _(
+        "Each region's published targets (seeds/policy/targets.yaml) against the data so far. New clinical-trial "
+        "approvals count registration trials, new clinical-research filings count investigator-initiated and other "
+        "clinical research; both count trials led by the region's institutions whose lifecycle first reached "
+        "“approved” between the target's period_start and the end of its deadline year. expected_by_now is the "
+        "target spread evenly over that period; on_track compares achieved with it."
+    )
+    columns = (
+        Column("region_code", "string", _("region code")),
+        Column("region_name", "string", _("region")),
+        Column("metric", "string", _("metric"), _("new_trial_approvals or new_clinical_filings.")),
+        Column("metric_label", "string", _("metric (label)")),
+        Column("target_value", "integer", _("target")),
+        Column("period_start", "date", _("counted from")),
+        Column("period_end", "date", _("counted until")),
+        Column("deadline_year", "integer", _("by the end of year")),
+        Column("achieved", "integer", _("achieved so far")),
+        Column("remaining", "integer", _("still to achieve")),
+        Column("percent_achieved", "number", _("% achieved")),
+        Column("expected_by_now", "number", _("expected by now")),
+        Column("on_track", "boolean", _("on track")),
+        Column("met", "boolean", _("met")),
+        Column("days_left", "integer", _("days left")),
+        Column("source_document", "string", _("source document")),
+        Column("source_clause", "string", _("source clause")),
+    )
+    summary_fields = (
+        Column("targets", "integer", _("targets")),
+        Column("met", "integer", _("targets met")),
+        Column("on_track", "integer", _("targets on track")),
+    )
+    bench_sql = """
+        SELECT pt.id, pt.metric, pt.target_value,
+               COUNT(f.id) FILTER (
+                   WHERE f.kind = ANY(CASE pt.metric WHEN 'new_trial_approvals' THEN ARRAY['registration']
+                                                     ELSE ARRAY['iit', 'other'] END)
+                     AND f.first_approved >= (pt.period_start::timestamp AT TIME ZONE 'Asia/Shanghai')
+                     AND f.first_approved < (make_date(pt.deadline_year + 1, 1, 1)::timestamp
+                                             AT TIME ZONE 'Asia/Shanghai')
+               ) AS achieved
+        FROM cgtclinic_policytarget pt
+        LEFT JOIN (
+            SELECT t.id, t.kind, MIN(c.at) AS first_approved
+            FROM trials_trial t
+            JOIN cgtclinic_institution i ON i.id = t.lead_institution_id
+            JOIN trials_trialstatuschange c ON c.trial_id = t.id AND c.to_status = 'approved'
+            WHERE i.region_id = %(region_id)s
+            GROUP BY t.id, t.kind
+        ) f ON TRUE
+        WHERE pt.region_id = %(region_id)s
+        GROUP BY pt.id, pt.metric, pt.target_value
+        ORDER BY pt.deadline_year, pt.metric
+    """
+
+    def compute(self, scope, filters):
+        rows = reports.policy_targets(viewer=scope.viewer, region_id=scope.region_id, today=_today(scope))
+        summary = {
+            "targets": len(rows),
+            "met": sum(row["met"] for row in rows),
+            "on_track": sum(row["on_track"] for row in rows),
+        }
+        return ReportData(rows=rows, summary=summary)
+
+    def present(self, rows, scope, filters):
+        for row in rows:
+            row["metric_label"] = str(PolicyTarget.Metric(row["metric"]).label)
+        return rows

@@ -1,0 +1,508 @@
+"""Regulator reports over trials, sites and the enrolment ledger, aggregated in the database.
+
+Each function takes the ``viewer`` whose ``visible_to`` scopes the rows (a regulator, a system administrator, or
+a stand-in regulator of the region a system administrator asked for) and returns ordered ``values()`` querysets
+(start-up time: one SQL statement over the scoped sites) and summary dicts; the views in ``trials.api.reports``
+page and render them.
+"""
+
+import datetime
+
+from django.db.models import (
+    Case,
+    Count,
+    F,
+    IntegerField,
+    Max,
+    Min,
+    Q,
+    Sum,
+    When,
+)
+from django.db.models.functions import Coalesce
+
+from cgtclinic.api.reports import (
+    MonthStart,
+    PolicyValues,
+    date_range,
+    day_range,
+    fetch_dicts,
+    rounded,
+    share,
+    sql_days,
+    sql_greatest,
+    sql_percentile,
+    start_of_day,
+)
+from cgtclinic.models import PolicyTarget
+from trials.models import EnrolmentEntry, Trial, TrialSite
+
+S = Trial.Status
+K = EnrolmentEntry.Kind
+
+# --- pipeline ---------------------------------------------------------------------------------------------------
+
+PIPELINE_GROUPS = {
+    "status": "trial__status",
+    "kind": "trial__kind",
+    "therapy_category": "trial__therapy_category",
+    "institution": "institution_id",
+}
+PIPELINE_DEFAULT_GROUPS = ("status", "kind", "therapy_category")
+
+
+def _trial_filters(*, statuses=(), kinds=(), categories=(), prefix="trial__") -> Q:
+    condition = Q()
+    if statuses:
+        condition &= Q(**{f"{prefix}status__in": statuses})
+    if kinds:
+        condition &= Q(**{f"{prefix}kind__in": kinds})
+    if categories:
+        condition &= Q(**{f"{prefix}therapy_category__in": categories})
+    return condition
+
+
+def pipeline_sites(
+    *,
+    viewer,
+    statuses=(),
+    kinds=(),
+    categories=(),
+    institution_id: int | None = None,
+    registered_from: datetime.date | None = None,
+    registered_to: datetime.date | None = None,
+):
+    """The sites a regulator's pipeline counts: sites in the region (a region's pipeline is the trials taking
+    place there), of trials matching the filters, registered in the period."""
+    sites = TrialSite.objects.visible_to(viewer).filter(
+        _trial_filters(statuses=statuses, kinds=kinds, categories=categories),
+        day_range("trial__created_at", registered_from, registered_to),
+    )
+    if institution_id:
+        sites = sites.filter(institution_id=institution_id)
+    return sites
+
+
+def pipeline(*, sites, group_by=PIPELINE_DEFAULT_GROUPS):
+    """Trials and sites per lifecycle stage, kind, therapy category and (site) institution; one query."""
+    keys = {name: F(PIPELINE_GROUPS[name]) for name in group_by if name != "institution"}
+    plain = ["institution_id"] if "institution" in group_by else []
+    if plain:
+        keys["institution_name"] = F("institution__name_zh")
+    order = [*(name for name in keys if name != "institution_name"), *plain]
+    return (
+        sites.values(*plain, **keys)
+        .annotate(
+            trials=Count("trial_id", distinct=True),
+            sites=Count("pk"),
+            lead_sites=Count("pk", filter=Q(role=TrialSite.SiteRole.LEAD)),
+            sites_ethics_approved=Count("ethics_approved_on"),
+            sites_contract_signed=Count("contract_signed_on"),
+            sites_initiated=Count("site_initiated_on"),
+            sites_first_patient_in=Count("first_patient_in_on"),
+        )
+        .order_by(*order)
+    )
+
+
+def pipeline_summary(*, sites) -> dict:
+    return sites.aggregate(
+        trials=Count("trial_id", distinct=True),
+        sites=Count("pk"),
+        institutions=Count("institution_id", distinct=True),
+        sites_initiated=Count("site_initiated_on"),
+        sites_first_patient_in=Count("first_patient_in_on"),
+    )
+
+
+# --- start-up ---------------------------------------------------------------------------------------------------
+
+STARTUP_TARGET_CODE = "startup_target_weeks"
+STAGES = ("ethics", "contract", "initiation", "first_patient")
+# Trials that stopped: a site not yet started is not waiting in any stage.
+STOPPED_STATUSES = (S.ENROLMENT_CLOSED, S.COMPLETED, S.TERMINATED, S.WITHDRAWN, S.DRAFT)
+
+
+def startup_sites(
+    *,
+    viewer,
+    submitted_from: datetime.date | None = None,
+    submitted_to: datetime.date | None = None,
+    institution_id: int | None = None,
+    kinds=(),
+    categories=(),
+):
+    """The region's sites whose start-up began (submission received), filtered."""
+    sites = TrialSite.objects.visible_to(viewer).filter(
+        date_range("submission_received_on", submitted_from, submitted_to),
+        _trial_filters(kinds=kinds, categories=categories),
+        submission_received_on__isnull=False,
+    )
+    if institution_id:
+        sites = sites.filter(institution_id=institution_id)
+    return sites
+
+
+def _target_case(policy: PolicyValues, target_weeks: int | None) -> tuple[str, list]:
+    """SQL for each site's start-up target in weeks: the one given, else its region's policy value in force on the
+    day its start-up began (the submission), else the national one."""
+    if target_weeks:
+        return "%s", [float(target_weeks)]
+    whens, params = [], []
+    rows = policy.rows.get(STARTUP_TARGET_CODE, [])
+    for regional in (True, False):
+        for row in rows:
+            if (row.region_id is not None) != regional:
+                continue
+            condition = "s.submission_received_on >= %s"
+            params.append(row.effective_from)
+            if row.effective_to:
+                condition += " AND s.submission_received_on <= %s"
+                params.append(row.effective_to)
+            if regional:
+                condition += " AND i.region_id = %s"
+                params.append(row.region_id)
+            whens.append(f"WHEN {condition} THEN %s")
+            params.append(float(row.value))
+    if not whens:
+        return "CAST(NULL AS FLOAT)", []
+    return f"CASE {' '.join(whens)} END", params
+
+
+def startup_report(sites, *, today: datetime.date, target_weeks: int | None = None) -> tuple[str, list]:
+    """A ``WITH … report AS (…)`` prefix whose ``report`` has one row per site: the milestones, start-up days and
+    days to first patient, the target and whether the site met it, the days spent in each stage (a stage under way
+    counts until today), the stage it is in now and the one where most time went.
+
+    Each stage is charged the days from the latest milestone recorded before it to its own, so a skipped
+    milestone's time is not lost. Sites come from ``sites`` (scoped by ``visible_to``), as a subquery."""
+    scope_sql, scope_params = sites.order_by().values("pk").query.sql_with_params()
+    target_sql, target_params = _target_case(PolicyValues([STARTUP_TARGET_CODE]), target_weeks)
+    stopped = ", ".join(["%s"] * len(STOPPED_STATUSES))
+    # The milestone each stage ends with, and the latest milestone recorded before it.
+    ends = ("ethics_approved_on", "contract_signed_on", "site_initiated_on", "first_patient_in_on")
+    starts = ["submission_received_on"]
+    for end in ends[:-1]:
+        starts.append(f"COALESCE({end}, {starts[-1]})")
+    done = ",\n".join(
+        f"{sql_days(end, start)} AS done_{stage}_days" for stage, end, start in zip(STAGES, ends, starts, strict=True)
+    )
+    spent = ",\n".join(
+        f"COALESCE(done_{stage}_days, CASE WHEN current_stage = '{stage}' THEN elapsed END) AS {stage}_days"
+        for stage in STAGES
+    )
+    longest = sql_greatest(*(f"COALESCE({stage}_days, -1)" for stage in STAGES))
+    slowest = " ".join(f"WHEN {stage}_days = longest THEN '{stage}'" for stage in STAGES)
+    sql = f"""
+        WITH base AS (
+            SELECT s.id AS site_id, s.trial_id, t.protocol_number, t.status AS trial_status, s.institution_id,
+                   i.name_zh AS institution_name, s.role AS site_role,
+                   s.submission_received_on, s.ethics_approved_on, s.contract_signed_on, s.site_initiated_on,
+                   s.first_patient_in_on, {target_sql} AS target_weeks,
+                   (t.status NOT IN ({stopped}) AND s.first_patient_in_on IS NULL) AS waiting
+            FROM trials_trialsite s
+            JOIN trials_trial t ON t.id = s.trial_id
+            JOIN cgtclinic_institution i ON i.id = s.institution_id
+            WHERE s.id IN ({scope_sql})
+        ), stages AS (
+            SELECT base.*,
+                   {sql_days("site_initiated_on", "submission_received_on")} AS startup_days,
+                   {sql_days("first_patient_in_on", "submission_received_on")} AS days_to_first_patient,
+                   {done},
+                   CASE WHEN NOT waiting THEN NULL
+                        WHEN site_initiated_on IS NOT NULL THEN 'first_patient'
+                        WHEN contract_signed_on IS NOT NULL THEN 'initiation'
+                        WHEN ethics_approved_on IS NOT NULL THEN 'contract'
+                        ELSE 'ethics' END AS current_stage,
+                   {sql_days("%s", starts[-1])} AS elapsed
+            FROM base
+        ), spent AS (
+            SELECT stages.*, {spent} FROM stages
+        ), longest AS (
+            SELECT spent.*, {longest} AS longest FROM spent
+        ), report AS (
+            SELECT longest.*,
+                   CASE WHEN longest < 0 THEN NULL {slowest} END AS slowest_stage,
+                   CASE WHEN startup_days IS NULL OR target_weeks IS NULL THEN NULL
+                        ELSE startup_days <= target_weeks * 7 END AS within_target
+            FROM longest
+        )
+    """
+    return sql, [*target_params, *STOPPED_STATUSES, *scope_params, today]
+
+
+STARTUP_ROW_FIELDS = (
+    "site_id",
+    "trial_id",
+    "protocol_number",
+    "trial_status",
+    "institution_id",
+    "institution_name",
+    "site_role",
+    "submission_received_on",
+    "ethics_approved_on",
+    "contract_signed_on",
+    "site_initiated_on",
+    "first_patient_in_on",
+    "startup_days",
+    "days_to_first_patient",
+    "target_weeks",
+    "within_target",
+    "ethics_days",
+    "contract_days",
+    "initiation_days",
+    "first_patient_days",
+    "current_stage",
+    "slowest_stage",
+)
+
+
+def startup_rows(report: tuple[str, list], offset: int, limit: int) -> list[dict]:
+    sql, params = report
+    rows = fetch_dicts(
+        f"{sql} SELECT {', '.join(STARTUP_ROW_FIELDS)} FROM report "
+        "ORDER BY institution_name, protocol_number, site_id LIMIT %s OFFSET %s",
+        [*params, limit, offset],
+    )
+    for row in rows:
+        if row["within_target"] is not None:
+            row["within_target"] = bool(row["within_target"])
+    return rows
+
+
+def startup_summary(report: tuple[str, list]) -> dict:
+    """Medians and 90th percentiles, the share of initiated sites within their target, and where time went."""
+    sql, params = report
+    pct = sql_percentile
+    figures = [
+        "COUNT(*) AS sites",
+        "COUNT(startup_days) AS sites_initiated",
+        "COUNT(days_to_first_patient) AS sites_first_patient_in",
+        "COUNT(current_stage) AS sites_waiting",
+        f"{pct('startup_days', 0.5)} AS median_startup_days",
+        f"{pct('startup_days', 0.9)} AS p90_startup_days",
+        f"{pct('days_to_first_patient', 0.5)} AS median_days_to_first_patient",
+        f"{pct('days_to_first_patient', 0.9)} AS p90_days_to_first_patient",
+        "COUNT(within_target) AS sites_with_target",
+        "COUNT(*) FILTER (WHERE startup_days <= target_weeks * 7) AS sites_within_target",
+        *(f"{pct(f'done_{stage}_days', 0.5)} AS median_{stage}_days" for stage in STAGES),
+        *(f"COUNT(*) FILTER (WHERE slowest_stage = '{stage}') AS slowest_{stage}" for stage in STAGES),
+    ]
+    (totals,) = fetch_dicts(f"{sql} SELECT {', '.join(figures)} FROM report", params)
+    for name in list(totals):
+        if name.startswith(("median_", "p90_")):
+            totals[name] = rounded(totals[name])
+    totals["within_target_share"] = share(totals["sites_within_target"], totals["sites_with_target"])
+    medians = {stage: totals[f"median_{stage}_days"] for stage in STAGES if totals[f"median_{stage}_days"] is not None}
+    totals["slowest_stage"] = max(medians, key=medians.get) if medians else None
+    return totals
+
+
+# --- enrolment --------------------------------------------------------------------------------------------------
+
+ENROLMENT_GROUPS = ("trial", "site", "institution", "month")
+COUNTS = tuple(K.values)
+
+
+def _signed():
+    """An entry's count, negative for a correction (it cancels the entry it reverses)."""
+    return Case(When(reverses__isnull=False, then=-F("count")), default=F("count"), output_field=IntegerField())
+
+
+def enrolment_entries(*, sites, occurred_from=None, occurred_to=None):
+    """The ledger entries of ``sites`` (already scoped by ``TrialSite.visible_to``, which is also how
+    ``EnrolmentEntry.visible_to`` scopes them) that happened in a period."""
+    return EnrolmentEntry.objects.filter(
+        date_range("occurred_on", occurred_from, occurred_to), site__in=sites.order_by().values("pk")
+    )
+
+
+LEDGER_KEYS = {"trial": "trial_id", "site": "site_id", "institution": "site__institution_id"}
+
+
+def ledger_counts(*, entries, by: str | None = None, keys=None) -> dict:
+    """Net counts per event kind, {key: {kind: n, "last_enrolled_on": day}} per trial, site or institution (or
+    {None: ...} over all), optionally only for some keys. One query, grouped by key and kind."""
+    field = LEDGER_KEYS[by] if by else None
+    if keys is not None:
+        entries = entries.filter(**{f"{field}__in": keys})
+    values = {"key": F(field)} if field else {}
+    rows = entries.values("kind", **values).annotate(n=Sum(_signed()), last=Max("occurred_on")).order_by()
+    counts: dict = {}
+    for row in rows:
+        group = counts.setdefault(row.get("key"), {**dict.fromkeys(COUNTS, 0), "last_enrolled_on": None})
+        group[row["kind"]] = row["n"] or 0
+        if row["kind"] == K.ENROLLED:
+            group["last_enrolled_on"] = row["last"]
+    return counts
+
+
+def no_counts() -> dict:
+    return {**dict.fromkeys(COUNTS, 0), "last_enrolled_on": None}
+
+
+def enrolment_sites(*, viewer, institution_id=None, trial_id=None, kinds=(), categories=()):
+    sites = TrialSite.objects.visible_to(viewer).filter(_trial_filters(kinds=kinds, categories=categories))
+    if institution_id:
+        sites = sites.filter(institution_id=institution_id)
+    if trial_id:
+        sites = sites.filter(trial_id=trial_id)
+    return sites
+
+
+def enrolment_groups(*, sites, group_by: str, with_counts: bool):
+    """One row per trial, site or institution of the region's sites, with the sites' targets, and (with_counts)
+    the current counts kept with the ledger (``SiteEnrolment``); ordered, for paging."""
+    plain, keys, extra, order = {
+        "trial": (
+            ["trial_id"],
+            {"protocol_number": F("trial__protocol_number")},
+            {"trial_target": Max("trial__target_enrolment")},
+            ("protocol_number", "trial_id"),
+        ),
+        "site": (
+            ["trial_id", "institution_id"],
+            {
+                "site_id": F("pk"),
+                "protocol_number": F("trial__protocol_number"),
+                "institution_name": F("institution__name_zh"),
+                "trial_target": F("trial__target_enrolment"),
+            },
+            {},
+            ("protocol_number", "institution_name", "site_id"),
+        ),
+        "institution": (
+            ["institution_id"],
+            {"institution_name": F("institution__name_zh")},
+            {},
+            ("institution_name", "institution_id"),
+        ),
+    }[group_by]
+    if with_counts:
+        extra.update({kind: Coalesce(Sum(f"enrolment__{kind}"), 0) for kind in COUNTS})
+        extra["last_enrolled_on"] = Max("enrolment__last_enrolled_on")
+    return (
+        sites.values(*plain, **keys)
+        .annotate(sites=Count("pk"), site_target=Coalesce(Sum("site_target"), 0), **extra)
+        .order_by(*order)
+    )
+
+
+def enrolment_months(*, entries) -> list[dict]:
+    """Net counts per calendar month of the event date, oldest first (one row per month with events)."""
+    rows = (
+        entries.annotate(month=MonthStart("occurred_on"))
+        .values("month", "kind")
+        .annotate(n=Sum(_signed()))
+        .order_by("month", "kind")
+    )
+    months: dict = {}
+    for row in rows:
+        months.setdefault(row["month"], dict.fromkeys(COUNTS, 0))[row["kind"]] = row["n"] or 0
+    return [{"month": month, **counts} for month, counts in months.items()]
+
+
+def enrolment_targets(*, sites) -> dict:
+    """The sites' number, trials, institutions and summed targets."""
+    return sites.aggregate(
+        sites=Count("pk"),
+        trials=Count("trial_id", distinct=True),
+        institutions=Count("institution_id", distinct=True),
+        site_target=Coalesce(Sum("site_target"), 0),
+    )
+
+
+def enrolment_current_summary(*, sites) -> dict:
+    """Targets and the current counts kept with the ledger (``SiteEnrolment``) of the sites, in one query."""
+    return sites.aggregate(
+        sites=Count("pk"),
+        trials=Count("trial_id", distinct=True),
+        institutions=Count("institution_id", distinct=True),
+        site_target=Coalesce(Sum("site_target"), 0),
+        **{kind: Coalesce(Sum(f"enrolment__{kind}"), 0) for kind in COUNTS},
+    )
+
+
+def add_counts(total: dict, counts: dict) -> dict:
+    for kind in COUNTS:
+        total[kind] = total.get(kind, 0) + counts.get(kind, 0)
+    return total
+
+
+def with_progress(row: dict) -> dict:
+    row["on_study"] = row[K.ENROLLED] - row[K.WITHDRAWN] - row[K.COMPLETED]
+    target = row.get("site_target")
+    row["percent_of_target"] = rounded(row[K.ENROLLED] * 100 / target) if target else None
+    return row
+
+
+# --- policy targets ---------------------------------------------------------------------------------------------
+
+# Which trials count towards each metric: approvals (批件) are for registration trials; clinical-research filings
+# (备案) for investigator-initiated and other clinical research. Both count trials led by the region's
+# institutions, on the day they were first approved in their lifecycle.
+TARGET_TRIAL_KINDS = {
+    PolicyTarget.Metric.NEW_TRIAL_APPROVALS: (Trial.Kind.REGISTRATION,),
+    PolicyTarget.Metric.NEW_CLINICAL_FILINGS: (Trial.Kind.IIT, Trial.Kind.OTHER),
+}
+
+
+def target_period(target: PolicyTarget) -> tuple[datetime.date, datetime.date]:
+    return target.period_start, datetime.date(target.deadline_year, 12, 31)
+
+
+def policy_targets(*, viewer, region_id: int | None, today: datetime.date) -> list[dict]:
+    """Each region's targets against the trials counted so far; two queries whatever the number of targets."""
+    targets = PolicyTarget.objects.select_related("region").order_by("region__code", "deadline_year", "metric")
+    if region_id is not None:
+        targets = targets.filter(region_id=region_id)
+    targets = list(targets)
+    if not targets:
+        return []
+    trials = (
+        Trial.objects.visible_to(viewer)
+        .filter(lead_institution__region_id__in={t.region_id for t in targets})
+        .annotate(first_approved=Min("status_changes__at", filter=Q(status_changes__to_status=S.APPROVED)))
+        .filter(first_approved__isnull=False)
+    )
+    counted = {}
+    for target in targets:
+        start, end = target_period(target)
+        counted[f"target_{target.pk}"] = Count(
+            "pk",
+            filter=Q(
+                lead_institution__region_id=target.region_id,
+                kind__in=TARGET_TRIAL_KINDS[target.metric],
+                first_approved__gte=start_of_day(start),
+                first_approved__lt=start_of_day(end + datetime.timedelta(days=1)),
+            ),
+        )
+    achieved = trials.aggregate(**counted)
+    rows = []
+    for target in targets:
+        start, end = target_period(target)
+        value = achieved[f"target_{target.pk}"]
+        period_days = (end - start).days + 1
+        elapsed_days = min(max((today - start).days + 1, 0), period_days)
+        expected = round(target.target_value * elapsed_days / period_days, 1)
+        rows.append(
+            {
+                "region_code": target.region.code,
+                "region_name": target.region.name_zh,
+                "metric": target.metric,
+                "target_value": target.target_value,
+                "period_start": start,
+                "period_end": end,
+                "deadline_year": target.deadline_year,
+                "achieved": value,
+                "remaining": max(target.target_value - value, 0),
+                "percent_achieved": rounded(value * 100 / target.target_value) if target.target_value else None,
+                "expected_by_now": expected,
+                "on_track": value >= expected,
+                "met": value >= target.target_value,
+                "days_left": max((end - today).days, 0),
+                "source_document": target.source_document,
+                "source_clause": target.source_clause,
+            }
+        )
+    return rows
