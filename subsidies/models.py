@@ -262,7 +262,8 @@ class Claim(models.Model):
 
     @property
     def reference(self) -> str:
-        return f"{self.program.code}-{self.year}-{self.pk:05d}" if self.pk else ""
+        # Short enough to quote on the phone; the program is always shown beside it.
+        return f"{self.year}-{self.pk:05d}" if self.pk else ""
 
 
 class ClaimLine(models.Model):

@@ -179,9 +179,18 @@ def calculate(rule: AmountRule, lines: Sequence[LineInput], *, institution_year_
     )
 
 
+MONEY_KEYS = frozenset({"rate", "amount", "cap", "already", "cut", "before", "cost", "in_this_claim"})
+
+
+def grouped(value) -> str:
+    """An amount in RMB as people read it: 50,000.00."""
+    return f"{Decimal(value):,.2f}"
+
+
 def describe_step(step: dict) -> str:
     """One explanation step in the reader's language (the stored steps hold only codes and numbers)."""
     code = step.get("code")
+    step = {key: grouped(value) if key in MONEY_KEYS and value is not None else value for key, value in step.items()}
     if code == "per_patient":
         text = _("%(patients)s patients × %(rate)s RMB = %(amount)s RMB") % step
         if step.get("previously_claimed"):
@@ -204,7 +213,7 @@ def describe_step(step: dict) -> str:
             % step
         )
     if code == "institution_year_cap":
-        if step.get("in_this_claim") and step["in_this_claim"] != _money(ZERO):
+        if step.get("in_this_claim") and step["in_this_claim"] != grouped(ZERO):
             return (
                 _(
                     "Cap per institution per year %(cap)s RMB, %(already)s RMB in earlier claims of the year and "

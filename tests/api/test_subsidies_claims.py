@@ -109,7 +109,7 @@ def test_the_research_office_opens_a_claim_with_its_lines(api_client, research_o
     (line,) = data["lines"]
     assert (line["trial"], line["protocol_number"], line["status"]) == (trial.pk, trial.protocol_number, L.ELIGIBLE)
     assert (line["enrolled_total"], line["patients_claimed"], line["amount_computed"]) == (5, 5, fen(rate * 5))
-    assert line["explanation"] == f"5 patients × {fen(rate)} RMB = {fen(rate * 5)} RMB"
+    assert line["explanation"] == f"5 patients × {rules.grouped(rate)} RMB = {rules.grouped(rate * 5)} RMB"
     assert line["explanation_steps"] == [
         {
             "code": "per_patient",
@@ -439,7 +439,8 @@ def test_partially_approve_with_adjustments(api_client, regulator, under_review,
     assert (row["approved_amount"], row["regulator_note"]) == (fen(rate * 3), "Two patients not evaluable")
     assert row["explanation_steps"][-1]["code"] == "regulator_adjustment"
     assert row["explanation"].endswith(
-        f"Adjusted by the regulator from {fen(rate * 5)} RMB to {fen(rate * 3)} RMB: Two patients not evaluable"
+        f"Adjusted by the regulator from {rules.grouped(rate * 5)} RMB to {rules.grouped(rate * 3)} RMB: "
+        "Two patients not evaluable"
     )
     assert response.data["amount_approved"] == fen(rate * 3)
 

@@ -391,12 +391,12 @@ def test_the_explanation_reads_in_english():
     with translation.override("en"):
         text = rules.describe(result.lines[0].steps)
     assert text.split("; ") == [
-        f"{FITS + 1} patients × {rules.to_fen(RATE)} RMB = {rules.to_fen(RATE * (FITS + 1))} RMB "
+        f"{FITS + 1} patients × {rules.grouped(RATE)} RMB = {rules.grouped(RATE * (FITS + 1))} RMB "
         f"({FITS + 2} enrolled, 1 already claimed earlier)",
-        f"Cap per project {rules.to_fen(PROJECT_CAP)} RMB, 0.00 RMB already awarded for it: cut by "
-        f"{rules.to_fen(RATE)} RMB to {rules.to_fen(PROJECT_CAP)} RMB",
-        f"Cap per institution per year {rules.to_fen(YEAR_CAP)} RMB, {rules.to_fen(already)} RMB in earlier claims "
-        f"of the year: cut by {rules.to_fen(PROJECT_CAP - RATE)} RMB to {rules.to_fen(RATE)} RMB",
+        f"Cap per project {rules.grouped(PROJECT_CAP)} RMB, 0.00 RMB already awarded for it: cut by "
+        f"{rules.grouped(RATE)} RMB to {rules.grouped(PROJECT_CAP)} RMB",
+        f"Cap per institution per year {rules.grouped(YEAR_CAP)} RMB, {rules.grouped(already)} RMB in earlier claims "
+        f"of the year: cut by {rules.grouped(PROJECT_CAP - RATE)} RMB to {rules.grouped(RATE)} RMB",
     ]
 
 
@@ -410,11 +410,11 @@ def test_every_step_code_has_a_sentence():
     with translation.override("en"):
         texts = [rules.describe_step(step) for step in steps]
     assert texts == [
-        f"{PERCENT_TEXT}% of the cost {rules.to_fen(ITEM_CAP * 4)} RMB = "
-        f"{rules.to_fen(ITEM_CAP * 4 * PERCENT / 100)} RMB",
-        f"Cap per item {rules.to_fen(ITEM_CAP)} RMB: cut by {rules.to_fen(ITEM_CAP * 4 * PERCENT / 100 - ITEM_CAP)} "
-        f"RMB to {rules.to_fen(ITEM_CAP)} RMB",
-        f"Fixed amount set by the regulator: {rules.to_fen(RATE)} RMB",
+        f"{PERCENT_TEXT}% of the cost {rules.grouped(ITEM_CAP * 4)} RMB = "
+        f"{rules.grouped(ITEM_CAP * 4 * PERCENT / 100)} RMB",
+        f"Cap per item {rules.grouped(ITEM_CAP)} RMB: cut by {rules.grouped(ITEM_CAP * 4 * PERCENT / 100 - ITEM_CAP)} "
+        f"RMB to {rules.grouped(ITEM_CAP)} RMB",
+        f"Fixed amount set by the regulator: {rules.grouped(RATE)} RMB",
         "The regulator has not yet set the amount for this program.",
         "Adjusted by the regulator from 100.00 RMB to 50.00 RMB: audit",
     ]

@@ -100,7 +100,7 @@ def test_open_proposes_the_lines_from_the_ledger(research_office, program, gene_
     )
     assert line.explanation[0]["code"] == "per_patient"
     assert claim.amount_claimed == rate * 5
-    assert claim.reference.startswith(f"{program.code}-{YEAR}-")
+    assert claim.reference == f"{YEAR}-{claim.pk:05d}"
 
 
 def test_open_for_the_running_year_reads_as_of_today(research_office, program, gene_trial):
