@@ -9,8 +9,10 @@
 3. For each report of ``cgtclinic.api.reports.registered_reports()``: a few warm-up requests (which must answer
    200), then wrk for --duration seconds with --connections connections using the region's regulator token:
    p50/p95 latency and requests per second. Then the report's ``bench_sql`` through psycopg, as many times as
-   the API answered (at most --duration seconds), from as many connections: p50/p95. The ratio API/SQL shows what
-   the framework adds to the query.
+   the API answered (at most --duration seconds), from as many connections: p50/p95 (a bench_sql of two
+   statements separated by ";\n" runs both each time, and a run's time is their sum). The ratio API/SQL shows
+   what the framework adds to the query. Before the reports, two floors: ``GET /health/`` and ``GET
+   /bench/floor/`` (bench/urls.py: the reports' authentication, permission and throttle and one trivial query).
 4. The peak memory of each web worker (VmHWM in /proc/<pid>/status) after each report.
 
 Results are printed and written to bench/results/latest.md (and .json). Targets: every JSON report p95 ≤ 300 ms,
@@ -72,6 +74,12 @@ def main() -> int:
         server.start()
         floor = run_wrk(args, wrk, f"{server.base}/health/", "", min(args.duration, 5))
         print(f"{'(floor: GET /health/)':<26}{floor['api_p50']:>9.1f}{floor['api_p95']:>9.1f}{floor['rps']:>8.1f}")
+        # What a report request costs before its own SQL and log row (bench/urls.py): the irreducible part.
+        floor["authenticated"] = run_wrk(
+            args, wrk, f"{server.base}/bench/floor/", f"Token {token}", min(args.duration, 5)
+        )
+        api = floor["authenticated"]
+        print(f"{'(floor: token + 1 query)':<26}{api['api_p50']:>9.1f}{api['api_p95']:>9.1f}{api['rps']:>8.1f}")
         for view in reports:
             results.append(bench_report(args, view, server, region_id, token, wrk))
             print_row(results[-1])
@@ -358,6 +366,9 @@ def run_wrk(args, wrk: str, url: str, authorization: str, duration: int) -> dict
 
 def run_sql(args, sql: str, region_id: int, runs: int) -> list[float]:
     """The report's bare SQL from as many connections as wrk used, ``runs`` times in all (at most --duration s)."""
+    # A report computing its rows and its summary in two statements has them separated by ";\n": each runs in
+    # turn and a run's time is the sum (psycopg sends one statement with parameters per execute).
+    statements = [part for part in sql.split(";\n") if part.strip()]
     timings: list[float] = []
     lock = threading.Lock()
     deadline = time.monotonic() + args.duration
@@ -367,16 +378,18 @@ def run_sql(args, sql: str, region_id: int, runs: int) -> list[float]:
     def worker():
         try:
             with psycopg.connect(args.database_url, autocommit=True) as conn, conn.cursor() as cursor:
-                cursor.execute(sql, {"region_id": region_id})  # warm: plan and cache, like the API's warm-up
-                cursor.fetchall()
+                for statement in statements:  # warm: plan and cache, like the API's warm-up
+                    cursor.execute(statement, {"region_id": region_id})
+                    cursor.fetchall()
                 while time.monotonic() < deadline:
                     with lock:
                         if remaining[0] <= 0:
                             return
                         remaining[0] -= 1
                     began = time.perf_counter()
-                    cursor.execute(sql, {"region_id": region_id})
-                    cursor.fetchall()
+                    for statement in statements:
+                        cursor.execute(statement, {"region_id": region_id})
+                        cursor.fetchall()
                     elapsed = (time.perf_counter() - began) * 1000
                     with lock:
                         timings.append(elapsed)
@@ -486,7 +499,10 @@ def write_results(args, machine: dict, dataset: dict, results: list[dict], peak:
         f"Peak memory of a web worker (VmHWM): **{peak:.0f} MB** (target ≤ {TARGET_WORKER_MB} MB: {memory_verdict}).",
         f"Targets: p95 ≤ {TARGET_P95_MS} ms and API/SQL p50 ratio ≤ {TARGET_RATIO} per report. The floor, "
         f"`GET /health/` (no authentication, one trivial query): p50 {floor['api_p50']:.1f} ms, p95 "
-        f"{floor['api_p95']:.1f} ms, {floor['rps']:.0f} req/s.",
+        f"{floor['api_p95']:.1f} ms, {floor['rps']:.0f} req/s. The authenticated floor, `GET /bench/floor/` (the "
+        f"reports' token authentication, permission and throttle, one `SELECT 1`, a small JSON body; no log row): "
+        f"p50 {floor['authenticated']['api_p50']:.1f} ms, p95 {floor['authenticated']['api_p95']:.1f} ms, "
+        f"{floor['authenticated']['rps']:.0f} req/s.",
         "",
         f"Data set: {counts}; the regulator's region holds {dataset['region_trials']:,} trials.",
         f"Machine: {machine['cpu']}, {machine['memory_gb']} GB RAM, load average {machine['load_1min']} at the "

@@ -12,3 +12,5 @@ REST_FRAMEWORK = {
     **REST_FRAMEWORK,
     "DEFAULT_THROTTLE_RATES": {**REST_FRAMEWORK.get("DEFAULT_THROTTLE_RATES", {}), "reports": "100000000/hour"},
 }
+# The project's URLs and the authenticated floor the benchmark measures (bench/urls.py).
+ROOT_URLCONF = "bench.urls"

@@ -161,7 +161,13 @@ def _turnaround_figures(decided: Q) -> dict:
 
 
 def turnaround_summary(*, base, decided: Q) -> dict:
-    totals = base.aggregate(**_turnaround_figures(decided))
+    """The figures over every submission of the report (when they were not computed with the groups)."""
+    return rounded_totals(base.aggregate(**_turnaround_figures(decided)))
+
+
+def rounded_totals(totals: dict) -> dict:
+    figures = _turnaround_figures(Q())
+    totals = {name: value for name, value in totals.items() if name in figures}
     for name in ("median_days", "p90_days", "mean_days", "max_days"):
         totals[name] = rounded(totals[name])
     return totals

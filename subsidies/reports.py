@@ -68,17 +68,25 @@ def claim_rows(*, claims, statuses=()):
     )
 
 
-def claim_summary(*, claims, statuses=()) -> dict:
-    chosen = claims.filter(status__in=statuses) if statuses else claims
-    return chosen.aggregate(
-        claims=Count("pk"),
-        **{f"claims_{status}": Count("pk", filter=Q(status=status)) for status in CLAIM_STATUSES},
-        amount_claimed=_money_sum("amount_claimed"),
-        amount_approved=_money_sum("amount_approved"),
-        amount_paid=_money_sum("amount_paid"),
-        institutions=Count("institution_id", distinct=True),
-        programs=Count("program_id", distinct=True),
-    )
+# The summary over claim_rows (named q), in the statement of the page (cgtclinic.api.reports.page_with_totals): sums
+# of the groups' counts and amounts, and the institutions and programs with a chosen claim.
+def _distinct_with_claims(column: str) -> str:
+    return f"(SELECT COUNT(DISTINCT CASE WHEN claims > 0 THEN {column} END) FROM q)"
+
+
+CLAIM_TOTALS = {
+    "claims": "SUM(claims) OVER ()",
+    **{f"claims_{status}": f"SUM(claims_{status}) OVER ()" for status in CLAIM_STATUSES},
+    "amount_claimed": "SUM(amount_claimed) OVER ()",
+    "amount_approved": "SUM(amount_approved) OVER ()",
+    "amount_paid": "SUM(amount_paid) OVER ()",
+    "institutions": _distinct_with_claims("institution_id"),
+    "programs": _distinct_with_claims("program_id"),
+}
+CLAIM_EMPTY = {
+    **dict.fromkeys(CLAIM_TOTALS, 0),
+    **{name: Decimal("0.00") for name in ("amount_claimed", "amount_approved", "amount_paid")},
+}
 
 
 def cap_values(*, viewer, field: str) -> PolicyValues:
@@ -162,16 +170,16 @@ def project_rows(*, viewer, today: datetime.date, program_id=None, institution_i
     ).order_by("program_code", "institution_name", "protocol_number", "trial_id")
 
 
-def project_summary(rows) -> dict:
-    totals = rows.aggregate(
-        projects=Count("trial_id"),
-        patients_claimed=Coalesce(Sum("patients"), 0),
-        # Named apart from the groups' annotations, which an aggregate of the same name would replace.
-        amount_total=_money_sum("amount_counted"),
-        projects_with_cap=Count("trial_id", filter=Q(project_cap__isnull=False)),
-        projects_at_cap=Count("trial_id", filter=Q(room_under_project_cap__lte=0)),
-        room_total=_money_sum("room_under_project_cap"),
-    )
-    totals["amount_counted"] = totals.pop("amount_total")
-    totals["room_under_project_caps"] = totals.pop("room_total")
-    return totals
+# The summary over project_rows, as window expressions over the grouped rows.
+PROJECT_TOTALS = {
+    "projects": "COUNT(*) OVER ()",
+    "patients_claimed": "SUM(patients) OVER ()",
+    "amount_counted": "SUM(amount_counted) OVER ()",
+    "projects_with_cap": "COUNT(*) FILTER (WHERE project_cap IS NOT NULL) OVER ()",
+    "projects_at_cap": "COUNT(*) FILTER (WHERE room_under_project_cap <= 0) OVER ()",
+    "room_under_project_caps": "COALESCE(SUM(room_under_project_cap) OVER (), 0)",
+}
+PROJECT_EMPTY = {
+    **dict.fromkeys(PROJECT_TOTALS, 0),
+    **{name: Decimal("0.00") for name in ("amount_counted", "room_under_project_caps")},
+}

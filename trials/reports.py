@@ -8,6 +8,7 @@ page and render them.
 
 import datetime
 
+from django.db import connection
 from django.db.models import (
     Case,
     Count,
@@ -24,6 +25,7 @@ from django.db.models.functions import Coalesce
 from cgtclinic.api.reports import (
     MonthStart,
     PolicyValues,
+    compiled_sql,
     date_range,
     day_range,
     fetch_dicts,
@@ -33,6 +35,7 @@ from cgtclinic.api.reports import (
     sql_greatest,
     sql_percentile,
     start_of_day,
+    viewer_key,
 )
 from cgtclinic.models import PolicyTarget
 from trials.models import EnrolmentEntry, Trial, TrialSite
@@ -459,25 +462,33 @@ def policy_targets(*, viewer, region_id: int | None, today: datetime.date) -> li
     targets = list(targets)
     if not targets:
         return []
-    trials = (
-        Trial.objects.visible_to(viewer)
-        .filter(lead_institution__region_id__in={t.region_id for t in targets})
-        .annotate(first_approved=Min("status_changes__at", filter=Q(status_changes__to_status=S.APPROVED)))
-        .filter(first_approved__isnull=False)
-    )
-    counted = {}
+    region_ids = tuple(sorted({t.region_id for t in targets}))
+
+    def first_approvals():
+        # Each visible trial led in a target's region that reached "approved", with the first time it did: filter,
+        # then annotate, so that only the approvals are joined (not every status change, then FILTER).
+        return (
+            Trial.objects.visible_to(viewer)
+            .filter(lead_institution__region_id__in=region_ids, status_changes__to_status=S.APPROVED)
+            .values("pk", "kind", region_id=F("lead_institution__region_id"))
+            .annotate(first_approved=Min("status_changes__at"))
+            .order_by()
+            .query.sql_with_params()
+        )
+
+    trials_sql, trials_params = compiled_sql(("policy_targets", viewer_key(viewer), region_ids), first_approvals)
+    counts, params = [], []
+    adapt = connection.ops.adapt_datetimefield_value
     for target in targets:
         start, end = target_period(target)
-        counted[f"target_{target.pk}"] = Count(
-            "pk",
-            filter=Q(
-                lead_institution__region_id=target.region_id,
-                kind__in=TARGET_TRIAL_KINDS[target.metric],
-                first_approved__gte=start_of_day(start),
-                first_approved__lt=start_of_day(end + datetime.timedelta(days=1)),
-            ),
+        kinds = TARGET_TRIAL_KINDS[target.metric]
+        counts.append(
+            f"COUNT(*) FILTER (WHERE region_id = %s AND kind IN ({', '.join(['%s'] * len(kinds))}) "
+            f'AND first_approved >= %s AND first_approved < %s) AS "target_{target.pk}"'
         )
-    achieved = trials.aggregate(**counted)
+        params += [target.region_id, *kinds, adapt(start_of_day(start))]
+        params.append(adapt(start_of_day(end + datetime.timedelta(days=1))))
+    (achieved,) = fetch_dicts(f"SELECT {', '.join(counts)} FROM ({trials_sql}) approvals", (*params, *trials_params))
     rows = []
     for target in targets:
         start, end = target_period(target)

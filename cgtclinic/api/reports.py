@@ -13,22 +13,27 @@ Every request is throttled (scope ``reports``) and leaves a ``cgtclinic.ReportRe
 import csv
 import datetime
 import io
+import json
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import Aggregate, Count, DateField, FloatField, Func, Q, QuerySet, Window
 from django.http import Http404
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
+from drf_spectacular.drainage import set_override
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import serializers
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.permissions import BasePermission
 from rest_framework.renderers import BaseRenderer, JSONRenderer
@@ -140,6 +145,121 @@ def fetch_dicts(sql: str, params) -> list[dict]:
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
+def groups_and_total(rows: QuerySet) -> tuple[list[dict], dict] | None:
+    """The groups of a grouped QuerySet of dicts and their grand total over the same rows, in one statement
+    (``GROUP BY GROUPING SETS ((keys), ())``), with the values converted as the QuerySet would. The total is the
+    row whose plain-column keys are all null, so at least one of them must be non-null in every group. None on a
+    database without grouping sets (SQLite) or without such keys: the caller then aggregates the total apart."""
+    # The keys must be plain columns (values("review_type")), which tell the total row apart.
+    if connection.vendor != "postgresql" or not rows.query.values_select:
+        return None
+    compiler = rows.query.get_compiler(using=rows.db)
+    sql, params = compiler.as_sql()
+    head, grouped, tail = sql.rpartition(" GROUP BY ")
+    if not grouped:
+        return None
+    ends = [tail.find(word) for word in (" HAVING ", " ORDER BY ") if tail.find(word) >= 0]
+    keys, rest = (tail[: min(ends)], tail[min(ends) :]) if ends else (tail, "")
+    with connection.cursor() as cursor:
+        cursor.execute(f"{head} GROUP BY GROUPING SETS (({keys}), ()){rest}", params)
+        found = cursor.fetchall()
+    fields = [column for column, _sql, _alias in compiler.select[: compiler.col_count]]
+    converters = compiler.get_converters(fields)
+    if converters:
+        found = compiler.apply_converters(found, converters)
+    names = [*rows.query.extra_select, *rows.query.values_select, *rows.query.annotation_select]
+    groups, total = [], None
+    for values in found:
+        row = dict(zip(names, values, strict=True))
+        if all(row[name] is None for name in rows.query.values_select):
+            total = row
+        else:
+            groups.append(row)
+    return groups, total
+
+
+# Compiled SQL of report statements, per worker process: building and compiling a grouped QuerySet costs about as
+# much as running it on a small region. Only SQL text and parameters are kept, never results.
+_COMPILED: OrderedDict[tuple, tuple[str, tuple]] = OrderedDict()
+_COMPILED_MAX = 512
+_COMPILED_LOCK = threading.Lock()
+
+
+def compiled_sql(key: tuple, build: Callable[[], tuple[str, tuple]]) -> tuple[str, tuple]:
+    """The SQL and parameters ``build()`` returns, compiled once per worker for the same ``key``.
+
+    The key must hold everything the SQL depends on: the viewer (``viewer_key``), the filters, and any value read
+    from the database that the SQL embeds as a literal."""
+    key = (connection.vendor, *key)
+    with _COMPILED_LOCK:
+        found = _COMPILED.get(key)
+        if found is not None:
+            _COMPILED.move_to_end(key)
+            return found
+    found = build()
+    with _COMPILED_LOCK:
+        _COMPILED[key] = found
+        while len(_COMPILED) > _COMPILED_MAX:
+            _COMPILED.popitem(last=False)
+    return found
+
+
+def viewer_key(user: User) -> tuple:
+    """What the models' ``visible_to(user)`` reads of a user (a stand-in regulator has no primary key)."""
+    return (user.pk, user.is_superuser, user.is_active, user.role, user.region_id, user.institution_id)
+
+
+def page_with_totals(
+    data: "ReportData",
+    rows: Callable[[], QuerySet],
+    totals: dict[str, str],
+    *,
+    empty: dict,
+    key: tuple | None = None,
+) -> Callable:
+    """The page function of a grouped report whose summary is computed over its rows in the same statement.
+
+    ``rows()`` returns an ordered QuerySet of dicts, named ``q`` in the statement; ``totals`` maps each summary
+    field to an expression over all its rows, evaluated before the page is cut: a window aggregate (``SUM(amount)
+    OVER ()``) or a scalar subquery over ``q`` (for what a window cannot do, such as a distinct count). The function
+    returns the page and fills in ``data.count`` and ``data.summary`` (``empty`` when there are no rows), so the
+    grouping runs once. With a ``key`` (see ``compiled_sql``), the statement is compiled once per worker for the
+    same inputs."""
+
+    def build() -> tuple[str, tuple]:
+        queryset = rows()
+        ordering = []
+        for name in queryset.query.order_by:
+            descending = name.startswith("-")
+            ordering.append(f'q."{name.lstrip("-")}"' + (" DESC" if descending else ""))
+        sql, params = queryset.order_by().query.sql_with_params()
+        windows = ", ".join(f'{expression} AS "_total_{name}"' for name, expression in totals.items())
+        statement = (
+            f'WITH q AS ({sql}) SELECT q.*, COUNT(*) OVER () AS "_rows_in_all", {windows} FROM q '
+            f"ORDER BY {', '.join(ordering)} LIMIT %s OFFSET %s"
+        )
+        return statement, tuple(params)
+
+    statement, params = compiled_sql(("page_with_totals", *key), build) if key is not None else build()
+
+    def page(offset: int, limit: int) -> list[dict]:
+        found = fetch_dicts(statement, (*params, limit, offset))
+        # A page past the end carries no totals: read them from the first row (a second statement only then).
+        first = found or (fetch_dicts(statement, (*params, 1, 0)) if offset else [])
+        if first:
+            data.count = first[0]["_rows_in_all"]
+            data.summary = {name: first[0][f"_total_{name}"] for name in totals}
+        else:
+            data.count, data.summary = 0, dict(empty)
+        for row in found:
+            del row["_rows_in_all"]
+            for name in totals:
+                del row[f"_total_{name}"]
+        return found
+
+    return page
+
+
 class MonthStart(Func):
     """The first day of a date's month, as a date (no time zone arithmetic on the way)."""
 
@@ -244,6 +364,24 @@ class ReportPermission(BasePermission):
         if not (user and user.is_authenticated and user.is_active):
             return False
         return user.is_superuser or user.role == Role.REGULATOR
+
+
+class ReportTokenAuthentication(TokenAuthentication):
+    """DRF's token authentication reading the token, its user and the user's region in one query."""
+
+    def authenticate_credentials(self, key):
+        model = self.get_model()
+        try:
+            token = model.objects.select_related("user__region").get(key=key)
+        except model.DoesNotExist:
+            return super().authenticate_credentials(key)
+        if not token.user.is_active:
+            return super().authenticate_credentials(key)
+        return token.user, token
+
+
+# The same "tokenAuth" scheme in the OpenAPI schema as DRF's TokenAuthentication (same header, same prefix).
+set_override(ReportTokenAuthentication, "suppress_collision_warning", True)
 
 
 class ReportRateThrottle(ScopedRateThrottle):
@@ -479,6 +617,7 @@ class ReportView(APIView):
     bench_sql: str = ""
 
     http_method_names = ["get", "head", "options"]
+    authentication_classes = [ReportTokenAuthentication, SessionAuthentication]
     permission_classes = [ReportPermission]
     throttle_classes = [ReportRateThrottle]
     throttle_scope = "reports"
@@ -510,8 +649,9 @@ class ReportView(APIView):
         )
         offset = (page - 1) * page_size
         if callable(data.rows):
-            count = data.count
             page_rows = data.rows(offset, page_size)
+            # Read after the page: a page function may compute the count and summary with it.
+            count = data.count
         elif isinstance(data.rows, list):
             count = len(data.rows) if data.count is None else data.count
             page_rows = data.rows[offset : offset + page_size]
@@ -604,12 +744,23 @@ class ReportView(APIView):
             duration_ms=duration_ms,
             rows=self.rows_returned,
         )
-        with transaction.atomic():
-            if connection.vendor == "postgresql":
-                # A log row need not wait for the disk: a crash may lose the last few, never other data.
-                with connection.cursor() as cursor:
-                    cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        if connection.vendor != "postgresql" or connection.in_atomic_block:
             row.save()
+            return
+        # One statement in autocommit: a log row need not wait for the disk (set_config(..., true) lasts for this
+        # statement's own transaction only), so a crash may lose the last few log rows, never other data.
+        with connection.cursor() as cursor:
+            cursor.execute(LOG_INSERT, {**vars(row), "filters": json.dumps(row.filters)})
+
+
+LOG_INSERT = f"""
+    WITH durability AS (SELECT set_config('synchronous_commit', 'off', true))
+    INSERT INTO {ReportRequest._meta.db_table}
+        ("user_id", "report", "format", "filters", "status_code", "duration_ms", "rows", "requested_at")
+    SELECT %(user_id)s, %(report)s, %(format)s, %(filters)s::jsonb, %(status_code)s, %(duration_ms)s, %(rows)s,
+           %(requested_at)s
+    FROM durability
+"""
 
 
 def report_schema(view: type[ReportView]):

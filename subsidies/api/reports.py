@@ -5,7 +5,15 @@ from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
-from cgtclinic.api.reports import Column, ReportData, ReportFilterSerializer, ReportView, choice_list
+from cgtclinic.api.reports import (
+    Column,
+    ReportData,
+    ReportFilterSerializer,
+    ReportView,
+    choice_list,
+    page_with_totals,
+    viewer_key,
+)
 from subsidies import reports
 from subsidies.models import Claim
 
@@ -75,7 +83,8 @@ class SubsidyClaimsReport(ReportView):
                    COALESCE(SUM(c.amount_approved), 0) AS amount_approved,
                    COALESCE(SUM(c.amount_paid), 0) AS amount_paid,
                    COALESCE(SUM(COALESCE(c.amount_approved, c.amount_claimed))
-                            FILTER (WHERE c.status <> 'rejected'), 0) AS counted_toward_cap
+                            FILTER (WHERE c.status <> 'rejected'), 0) AS counted_toward_cap,
+                   COUNT(DISTINCT c.institution_id) AS institutions, COUNT(DISTINCT c.program_id) AS programs
             FROM subsidies_claim c
             JOIN subsidies_subsidyprogram p ON p.id = c.program_id
             WHERE p.region_id = %(region_id)s AND c.status <> 'draft'
@@ -99,18 +108,28 @@ class SubsidyClaimsReport(ReportView):
     """
 
     def compute(self, scope, filters):
-        claims = reports.claims_in_scope(
-            viewer=scope.viewer,
-            program_id=filters.get("program"),
-            institution_id=filters.get("institution"),
-            year=filters.get("year"),
-        )
-        statuses = filters.get("status", ())
+        chosen = {name: filters.get(name) for name in ("program", "institution", "year")}
+        statuses = tuple(filters.get("status", ()))
+
+        def rows():
+            claims = reports.claims_in_scope(
+                viewer=scope.viewer,
+                program_id=chosen["program"],
+                institution_id=chosen["institution"],
+                year=chosen["year"],
+            )
+            return reports.claim_rows(claims=claims, statuses=statuses)
+
         self.caps = reports.cap_values(viewer=scope.viewer, field="institution_year_cap_parameter")
-        return ReportData(
-            rows=reports.claim_rows(claims=claims, statuses=statuses),
-            summary=reports.claim_summary(claims=claims, statuses=statuses),
+        data = ReportData(rows=None, summary={})
+        data.rows = page_with_totals(
+            data,
+            rows,
+            reports.CLAIM_TOTALS,
+            empty=reports.CLAIM_EMPTY,
+            key=(self.name, viewer_key(scope.viewer), *chosen.values(), statuses),
         )
+        return data
 
     def present(self, rows, scope, filters):
         today = timezone.localdate(scope.now)
@@ -164,6 +183,12 @@ class SubsidyProjectsReport(ReportView):
               AND c.status IN ('submitted', 'under_review', 'approved', 'partially_approved', 'paid')
             GROUP BY c.program_id, c.institution_id, l.trial_id
         )
+        SELECT *, COUNT(*) OVER () AS projects, SUM(patients_claimed) OVER () AS total_patients_claimed,
+               SUM(amount_counted) OVER () AS total_amount_counted,
+               COUNT(*) FILTER (WHERE project_cap IS NOT NULL) OVER () AS projects_with_cap,
+               COUNT(*) FILTER (WHERE room_under_project_cap <= 0) OVER () AS projects_at_cap,
+               COALESCE(SUM(room_under_project_cap) OVER (), 0) AS room_under_project_caps
+        FROM (
         SELECT g.*, p.code AS program_code, i.name_zh AS institution_name, t.protocol_number,
                cap.value AS project_cap, GREATEST(cap.value - g.amount_counted, 0) AS room_under_project_cap
         FROM projects g
@@ -177,7 +202,9 @@ class SubsidyProjectsReport(ReportView):
               AND (v.region_id = p.region_id OR v.region_id IS NULL)
             ORDER BY v.region_id NULLS LAST, v.effective_from DESC LIMIT 1
         ) cap ON TRUE
-        ORDER BY p.code, i.name_zh, t.protocol_number, g.trial_id
+        ) q
+        ORDER BY program_code, institution_name, protocol_number, trial_id
+        LIMIT 100
     """
 
     def compute(self, scope, filters):
@@ -187,8 +214,9 @@ class SubsidyProjectsReport(ReportView):
             program_id=filters.get("program"),
             institution_id=filters.get("institution"),
         )
-        summary = reports.project_summary(rows)
-        return ReportData(rows=rows, summary=summary, count=summary["projects"])
+        data = ReportData(rows=None, summary={})
+        data.rows = page_with_totals(data, lambda: rows, reports.PROJECT_TOTALS, empty=reports.PROJECT_EMPTY)
+        return data
 
     def present(self, rows, scope, filters):
         for row in rows:

@@ -296,26 +296,27 @@ def test_schema_documents_every_report(tmp_path):
         assert f"{field}:" in schema
 
 
+# Per case: the queries of one request. One for the token, its user and the user's region, the report's own
+# statements, and one for the log row. Subsidies and subsidy projects: the cap policy values and one statement for
+# the page, its count and the summary; ethics-turnaround: the groups and their total (GROUPING SETS);
+# recognition-overdue: the summary (a percentile) and the page.
 QUERY_COUNT_CASES = [
-    ("pipeline", {}),
-    ("pipeline", {"group_by": "institution,status"}),
-    ("startup", {}),
-    ("enrolment", {}),
-    ("enrolment", {"group_by": "site", "occurred_from": "2024-01-01"}),
-    ("enrolment", {"group_by": "institution", "occurred_from": "2024-01-01"}),
-    ("enrolment", {"group_by": "month"}),
-    ("policy-targets", {}),
-    ("recognition-timeliness", {}),
-    ("recognition-overdue", {}),
-    ("ethics-turnaround", {"group_by": "kind,institution"}),
-    ("subsidies", {}),
-    ("subsidy-projects", {}),
-    ("startup", {"format": "csv"}),
-    ("subsidies", {"format": "xlsx"}),
+    ("pipeline", {}, 4),
+    ("pipeline", {"group_by": "institution,status"}, 4),
+    ("startup", {}, 5),
+    ("enrolment", {}, 4),
+    ("enrolment", {"group_by": "site", "occurred_from": "2024-01-01"}, 6),
+    ("enrolment", {"group_by": "institution", "occurred_from": "2024-01-01"}, 5),
+    ("enrolment", {"group_by": "month"}, 4),
+    ("policy-targets", {}, 4),
+    ("recognition-timeliness", {}, 4),
+    ("recognition-overdue", {}, 4),
+    ("ethics-turnaround", {"group_by": "kind,institution"}, 3),
+    ("subsidies", {}, 4),
+    ("subsidy-projects", {}, 4),
+    ("startup", {"format": "csv"}, 5),
+    ("subsidies", {"format": "xlsx"}, 4),
 ]
-# The token and the regulator's region, the report's own queries (at most four), and the log row (BEGIN, SET,
-# INSERT, COMMIT).
-MAX_QUERIES = 10
 
 
 def test_queries_per_report_do_not_grow_with_the_data(region, django_assert_max_num_queries):
@@ -328,8 +329,8 @@ def test_queries_per_report_do_not_grow_with_the_data(region, django_assert_max_
         world = RegionWorld(region)
         for size in (2, 6):
             world.grow(size)
-            for name, params in QUERY_COUNT_CASES:
-                with django_assert_max_num_queries(MAX_QUERIES), CaptureQueriesContext(connection) as queries:
+            for name, params, most in QUERY_COUNT_CASES:
+                with django_assert_max_num_queries(most), CaptureQueriesContext(connection) as queries:
                     response = client.get(f"/api/v1/reports/{name}/", params)
                 assert response.status_code == 200, response.content
                 rows = response.json()["rows"] if params.get("format") is None else response.content
