@@ -332,7 +332,7 @@ class PolicyParameter(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.code} = {self.value.normalize()} {self.get_unit_display()}"
+        return f"{self.code} = {self.value.normalize():f} {self.get_unit_display()}"
 
     @classmethod
     def value_for(cls, code: str, *, region: Region | None = None, on=None) -> Decimal:
