@@ -1,5 +1,6 @@
-"""Writes to the registry: the rule on who may record which person with which role."""
+"""Writes to the registry: who may record which person with which role, and a person's own language."""
 
+from django.conf import settings
 from django.utils.translation import gettext as _
 
 from cgtclinic.errors import DomainError
@@ -25,3 +26,14 @@ def check_person_fields(*, actor: User, person: User | None, data: dict) -> None
         raise DomainError(_("You can only record people of your own institution."), field="institution")
     if data.get("is_superuser"):
         raise DomainError(_("Only a system administrator can grant administrator rights."), field="is_superuser")
+
+
+def person_set_language(*, person: User, language: str) -> bool:
+    """Remember the interface language a person chose, so their notifications (e-mail, in-app, chat) use it too.
+    Returns whether it changed; an unknown language changes nothing."""
+    if language not in dict(settings.LANGUAGES) or person.language == language:
+        return False
+    person.language = language
+    person._history_user = person
+    person.save(update_fields=["language"])
+    return True

@@ -3,15 +3,15 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from cgtclinic.views import health
+from cgtclinic import views
 
 admin.site.site_header = admin.site.site_title = "cgtclinic"
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     path("admin/", admin.site.urls),
-    path("i18n/", include("django.conf.urls.i18n")),
-    path("health/", health, name="health"),
+    path("i18n/setlang/", views.set_language, name="set_language"),
+    path("health/", views.health, name="health"),
     path("pi/", include("ethics.portal.urls")),
     path("api/v1/", include("trials.api.urls")),
     path("api/v1/", include("subsidies.api.urls")),

@@ -1,6 +1,9 @@
 from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
+from django.views.i18n import set_language as django_set_language
+
+from cgtclinic.services import person_set_language
 
 
 @never_cache
@@ -9,3 +12,12 @@ def health(request):
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     return JsonResponse({"status": "ok"})
+
+
+def set_language(request):
+    """Django's language switch (session cookie, redirect back), which also remembers the choice on the signed-in
+    person, so the messages sent to them follow the language they use on screen."""
+    response = django_set_language(request)
+    if request.method == "POST" and request.user.is_authenticated:
+        person_set_language(person=request.user, language=request.POST.get("language", ""))
+    return response
