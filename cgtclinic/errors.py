@@ -11,7 +11,11 @@ class DomainError(Exception):
         return str(self.message)
 
 
-class TransitionNotAllowed(DomainError):
+class Conflict(DomainError):
+    """The request is well formed but clashes with what is already recorded (the API answers 409)."""
+
+
+class TransitionNotAllowed(Conflict):
     """A state change was asked for from a state that does not allow it."""
 
     def __init__(self, message):

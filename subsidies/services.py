@@ -17,7 +17,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from cgtclinic.errors import DomainError, TransitionNotAllowed
+from cgtclinic.errors import Conflict, DomainError, TransitionNotAllowed
 from cgtclinic.models import PolicyParameter, User
 from cgtclinic.roles import Role
 from subsidies import eligibility, rules
@@ -190,7 +190,7 @@ def claim_open(*, actor: User, program: SubsidyProgram, year: int, institution=N
             with transaction.atomic():
                 claim.save()
         except IntegrityError as exc:
-            raise DomainError(
+            raise Conflict(
                 _("%(hospital)s already has an open claim under this program; finish or discard it first.")
                 % {"hospital": institution},
                 code="claim_open_exists",

@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from cgtclinic.errors import DomainError
+from cgtclinic.errors import Conflict, DomainError
 from cgtclinic.models import PolicyParameter, User
 from cgtclinic.roles import Role
 from trials.models import EnrolmentEntry, EnrolmentSubject, SiteEnrolment, Trial, TrialSite, TrialStatusChange
@@ -291,7 +291,7 @@ def enrolment_reverse(*, entry: EnrolmentEntry, actor: User, reason: str) -> Enr
         if original.reverses_id is not None:
             raise DomainError(_("A correction cannot itself be reversed; report the event again instead."))
         if EnrolmentEntry.objects.filter(reverses=original).exists():
-            raise DomainError(_("This entry has already been reversed."), code="already_reversed")
+            raise Conflict(_("This entry has already been reversed."), code="already_reversed")
         if original.subject_id:
             subject = EnrolmentSubject.objects.select_for_update().get(pk=original.subject_id)
             state = _ledger_totals(subject.entries.all())

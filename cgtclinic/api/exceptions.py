@@ -2,13 +2,14 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from cgtclinic.errors import DomainError, TransitionNotAllowed
+from cgtclinic.errors import Conflict, DomainError
 
 
 def exception_handler(exc, context):
-    """Domain errors become 400 (bad input), 403 (not allowed) or 409 (wrong state), with a translated message."""
+    """Domain errors become 400 (bad input), 403 (not allowed) or 409 (clashes with the record's state), with a
+    translated message."""
     if isinstance(exc, DomainError):
-        if isinstance(exc, TransitionNotAllowed):
+        if isinstance(exc, Conflict):
             code = status.HTTP_409_CONFLICT
         elif exc.code == "permission_denied":
             code = status.HTTP_403_FORBIDDEN

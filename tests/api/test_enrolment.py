@@ -126,7 +126,7 @@ def test_reversing_an_entry_adds_a_correction_once(own, pi, research_office):
         "重复录入",
     )
     again = as_user(pi).post(url, {"reason": "再次"}, format="json")
-    assert (again.status_code, again.data["code"]) == (400, "already_reversed")
+    assert (again.status_code, again.data["code"]) == (409, "already_reversed")
     original = as_user(pi).get(f"{ENTRIES}{entry.pk}/").data
     assert original["reversed_by"] == response.data["id"]
     correction = f"{ENTRIES}{response.data['id']}/reverse/"

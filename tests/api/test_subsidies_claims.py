@@ -177,7 +177,7 @@ def test_open_refuses_what_the_service_refuses(api_client, research_office, prog
     assert (response.status_code, response.data["field"]) == (400, "year")
     assert client.post("/api/v1/claims/", {"program": program.pk, "year": YEAR}, format="json").status_code == 201
     response = client.post("/api/v1/claims/", {"program": program.pk, "year": YEAR}, format="json")
-    assert (response.status_code, response.data["code"]) == (400, "claim_open_exists")
+    assert (response.status_code, response.data["code"]) == (409, "claim_open_exists")
     assert Claim.objects.count() == 1
 
 
