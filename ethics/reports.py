@@ -1,4 +1,4 @@
-"""Regulator reports over ethics review: mutual-recognition timeliness, overdue requests, review turnaround.
+"""Regulator reports over ethics review: mutual-recognition timeliness (with the overdue requests), review turnaround.
 
 Recognition requests are scoped by ``RecognitionRequest.visible_to`` (a regulator: requests to committees of
 the region). Submissions have no regulator scope (regulators never see one), so the turnaround report filters
@@ -7,11 +7,12 @@ them by the committee's region here, and returns only aggregates.
 
 import datetime
 
-from django.db.models import Avg, Count, DateTimeField, F, Max, Q, Value
+from django.db.models import Avg, Count, F, Max, Q, Window
+from django.utils import timezone
 
-from cgtclinic.api.reports import DaysBetweenTimes, PercentileCont, day_range, rounded, share
+from cgtclinic.api.reports import DaysBetweenTimes, PercentileCont, day_range, groups_and_total, rounded, share
 from ethics.models import RecognitionRequest, Submission
-from ethics.selectors import ANSWERED, R, recognition_timeliness
+from ethics.selectors import ANSWERED, R, recognition_timeliness_groups, timeliness_group
 
 COUNTED = Q(status__in=[*ANSWERED, R.OPEN])
 
@@ -34,18 +35,30 @@ def recognition_requests(
     return requests
 
 
-def timeliness_rows(*, requests, by: str, now: datetime.datetime) -> list[dict]:
-    """Per alliance or per (participating) institution; see ``ethics.selectors.recognition_timeliness``."""
-    rows = recognition_timeliness(requests=requests, by=by, now=now)
-    for row in rows:
+TOTAL_FIGURES = ("received", "answered_on_time", "answered_late", "open", "overdue")
+
+
+def timeliness(*, requests, by: str, now: datetime.datetime) -> tuple[list[dict], dict]:
+    """The groups (per alliance or per participating institution, see ``ethics.selectors.recognition_timeliness``)
+    and the same figures over every request in scope, in one statement where the database has GROUPING SETS."""
+    grouped = recognition_timeliness_groups(requests=requests, by=by, now=now)
+    together = groups_and_total(grouped)
+    if together is None:
+        groups, total = list(grouped), timeliness_summary(requests=requests, now=now)
+    else:
+        groups, total = together
+        total = summary_of(total or dict.fromkeys(TOTAL_FIGURES, 0))
+    rows = []
+    for row in groups:
+        row = timeliness_group(row, by)
         row["group"] = by
-        answered = row["answered_on_time"] + row["answered_late"]
-        row["on_time_share"] = share(row["answered_on_time"], answered)
-    return rows
+        row["on_time_share"] = share(row["answered_on_time"], row["answered_on_time"] + row["answered_late"])
+        rows.append(row)
+    return rows, total
 
 
 def timeliness_summary(*, requests, now: datetime.datetime) -> dict:
-    """The same figures over every request in scope (withdrawn and superseded requests do not count)."""
+    """The figures over every request in scope (withdrawn and superseded requests do not count), on its own."""
     answered = Q(status__in=ANSWERED)
     totals = requests.filter(COUNTED).aggregate(
         received=Count("pk"),
@@ -56,10 +69,17 @@ def timeliness_summary(*, requests, now: datetime.datetime) -> dict:
         median_working_hours=PercentileCont("response_working_hours", 0.5, filter=answered),
         p90_working_hours=PercentileCont("response_working_hours", 0.9, filter=answered),
     )
-    totals["median_working_hours"] = rounded(totals["median_working_hours"], 2)
-    totals["p90_working_hours"] = rounded(totals["p90_working_hours"], 2)
-    totals["on_time_share"] = share(totals["answered_on_time"], totals["answered_on_time"] + totals["answered_late"])
-    return totals
+    return summary_of(totals)
+
+
+def summary_of(totals: dict) -> dict:
+    summary = {name: totals[name] for name in TOTAL_FIGURES}
+    summary["on_time_share"] = share(
+        summary["answered_on_time"], summary["answered_on_time"] + summary["answered_late"]
+    )
+    summary["median_working_hours"] = rounded(totals.get("median_working_hours"), 2)
+    summary["p90_working_hours"] = rounded(totals.get("p90_working_hours"), 2)
+    return summary
 
 
 def overdue_requests(*, requests, now: datetime.datetime):
@@ -87,21 +107,19 @@ def overdue_requests(*, requests, now: datetime.datetime):
     )
 
 
-def overdue_summary(*, requests, now: datetime.datetime) -> dict:
-    overdue = requests.filter(status=R.OPEN, due_at__lte=now)
-    totals = overdue.aggregate(
-        overdue=Count("pk"),
-        institutions=Count("committee__institution_id", distinct=True),
-        median_overdue_days=PercentileCont(DaysBetweenTimes(_now(now), F("due_at")), 0.5),
-        max_overdue_days=Max(DaysBetweenTimes(_now(now), F("due_at"))),
-    )
-    totals["median_overdue_days"] = rounded(totals["median_overdue_days"])
-    totals["max_overdue_days"] = rounded(totals["max_overdue_days"])
-    return totals
-
-
-def _now(now: datetime.datetime):
-    return Value(now, output_field=DateTimeField())
+def overdue_page(*, requests, now: datetime.datetime, offset: int, limit: int) -> tuple[int, list[dict]]:
+    """How many requests are overdue in all, and one page of them (longest overdue first), in one statement."""
+    listed = overdue_requests(requests=requests, now=now).annotate(_in_all=Window(Count("*")))
+    page = list(listed[offset : offset + limit])
+    # Past the end only, the count takes a statement of its own (an empty first page: nothing is overdue).
+    count = page[0]["_in_all"] if page else (overdue_requests(requests=requests, now=now).count() if offset else 0)
+    for row in page:
+        del row["_in_all"]
+        row["overdue_days"] = round((now - row["due_at"]).total_seconds() / 86400, 1)
+        for name in ("received_at", "due_at", "escalated_at"):
+            if row[name] is not None:
+                row[name] = timezone.localtime(row[name])
+    return count, page
 
 
 # --- ethics review turnaround -----------------------------------------------------------------------------------

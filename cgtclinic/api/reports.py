@@ -385,10 +385,38 @@ set_override(ReportTokenAuthentication, "suppress_collision_warning", True)
 
 
 class ReportRateThrottle(ScopedRateThrottle):
-    """ScopedRateThrottle reading the rate from the settings at request time (so a changed rate applies)."""
+    """Per user and scope, a fixed-window counter in the cache (Redis): one atomic increment per request.
+
+    DRF's own throttle keeps the time of every request in the window and re-pickles that list on each request, so
+    its cost grows with the rate; a counter costs the same at 60 a minute as at a million an hour. The rate is read
+    from the settings at request time (so a changed rate applies at once)."""
 
     def get_rate(self):
         return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+
+    def allow_request(self, request, view):
+        self.scope = getattr(view, self.scope_attr, None)
+        self.rate = self.get_rate() if self.scope else None
+        if self.rate is None:
+            return True
+        self.num_requests, self.duration = self.parse_rate(self.rate)
+        self.key = self.get_cache_key(request, view)
+        if self.key is None:
+            return True
+        self.now = self.timer()
+        window = int(self.now // self.duration)
+        self.window_ends = (window + 1) * self.duration
+        key = f"{self.key}:{window}"
+        self.cache.add(key, 0, self.duration + 1)
+        try:
+            count = self.cache.incr(key)
+        except ValueError:  # the window's counter expired between add and incr
+            self.cache.set(key, 1, self.duration + 1)
+            count = 1
+        return count <= self.num_requests
+
+    def wait(self):
+        return max(0.0, self.window_ends - self.now)
 
 
 # --- columns and filters ----------------------------------------------------------------------------------------
@@ -532,6 +560,14 @@ class ReportXLSXRenderer(BaseRenderer):
         sheet.append(names)
         for row in data["rows"]:
             sheet.append([self._cell(row.get(name), sheet) for name in names])
+        # A list a report carries besides its rows (``ReportData.extra``) gets a sheet of its own.
+        for key, value in data.items():
+            if isinstance(value, dict) and {"columns", "rows"} <= value.keys():
+                extra = workbook.create_sheet(key[:31])
+                extra_names = [column["name"] for column in value["columns"]]
+                extra.append(extra_names)
+                for row in value["rows"]:
+                    extra.append([self._cell(row.get(name), extra) for name in extra_names])
         about = workbook.create_sheet("about")
         about.append(["report", data["report"]])
         about.append(["title", str(data["title"])])
@@ -570,13 +606,18 @@ class ReportXLSXRenderer(BaseRenderer):
 @dataclass
 class ReportData:
     """What a report computes: its rows (an ordered QuerySet of dicts, a list, or a function of offset and limit
-    returning one page), its summary, and how many rows there are in all (None: the frame counts them)."""
+    returning one page), its summary, and how many rows there are in all (None: the frame counts them).
+
+    ``columns``: the rows' columns when a filter chose other rows than the view's ``columns``. ``extra``: more
+    top-level keys of the JSON body (documented in the view's ``extra_schema``); a value with ``columns`` and
+    ``rows`` also becomes a sheet of the Excel workbook."""
 
     rows: object
     summary: dict
     count: int | None = None
     data_as_of: datetime.datetime | None = None
     extra: dict = field(default_factory=dict)
+    columns: tuple | None = None
 
 
 class ReportErrorSerializer(serializers.Serializer):
@@ -615,6 +656,8 @@ class ReportView(APIView):
     # A bare SQL string (psycopg named parameters, at least %(region_id)s) computing the aggregate the JSON report
     # returns for a regulator of that region, with the default filters: the benchmark's yardstick.
     bench_sql: str = ""
+    # Serializer fields documenting the keys a report adds to the JSON body (``ReportData.extra``).
+    extra_schema: dict = {}
 
     http_method_names = ["get", "head", "options"]
     authentication_classes = [ReportTokenAuthentication, SessionAuthentication]
@@ -675,10 +718,13 @@ class ReportView(APIView):
                 "computed_at": started,
                 "data_as_of": data.data_as_of or started,
                 "filters": echo,
-                "columns": [{"name": c.name, "label": str(c.label), "type": c.kind} for c in self.columns],
+                "columns": [
+                    {"name": c.name, "label": str(c.label), "type": c.kind} for c in data.columns or self.columns
+                ],
                 "rows": rows,
                 "summary": data.summary,
                 "pagination": {"page": page, "page_size": page_size, "count": count},
+                **data.extra,
             }
         )
 
@@ -794,6 +840,7 @@ def report_schema(view: type[ReportView]):
             "rows": row(many=True),
             "summary": summary(),
             "pagination": PaginationSerializer(),
+            **view.extra_schema,
         },
     )
     formats = OpenApiParameter(

@@ -5,6 +5,5 @@ from ethics.api import reports
 
 urlpatterns = [
     report_path(reports.RecognitionTimelinessReport),
-    report_path(reports.RecognitionOverdueReport),
     report_path(reports.EthicsTurnaroundReport),
 ]

@@ -1,11 +1,12 @@
-"""Regulator reports over ethics review: recognition timeliness, overdue recognition requests, review turnaround."""
+"""Regulator reports over ethics review: recognition timeliness (with the overdue requests), review turnaround."""
 
-from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
 from cgtclinic.api.reports import (
+    EXPORT_PAGE_SIZE,
     Column,
+    ColumnSerializer,
     ListParameter,
     ReportData,
     ReportFilterSerializer,
@@ -34,6 +35,15 @@ class TimelinessFilters(RecognitionFilters):
         default="alliance",
         help_text=_("One row per alliance (default) or per participating institution."),
     )
+    rows = serializers.ChoiceField(
+        choices=["groups", "overdue"],
+        required=False,
+        default="groups",
+        help_text=_(
+            "The rows: the groups (default), or the overdue requests, longest overdue first (to export the whole "
+            "list as CSV or Excel, or to page through it)."
+        ),
+    )
 
 
 def _recognition_requests(scope, filters):
@@ -47,6 +57,52 @@ def _recognition_requests(scope, filters):
 
 
 HOURS_HELP = _("Working hours from receipt to the answer, over answered requests.")
+# The overdue list in the JSON body (the rest with ?rows=overdue); the Excel workbook has it all on a sheet.
+OVERDUE_IN_JSON = 100
+
+OVERDUE_COLUMNS = (
+    Column("request_id", "integer", _("request id")),
+    Column("trial_id", "integer", _("trial id")),
+    Column("protocol_number", "string", _("protocol number")),
+    Column("trial_title", "string", _("trial")),
+    Column("site_id", "integer", _("site id")),
+    Column("institution_id", "integer", _("institution id")),
+    Column("institution_name", "string", _("participating institution")),
+    Column("committee_name", "string", _("participating committee")),
+    Column("alliance_id", "integer", _("alliance id")),
+    Column("alliance_name", "string", _("alliance")),
+    Column("subject", "string", _("what is to be recognised"), _("initial or amendment.")),
+    Column("received_at", "datetime", _("received at")),
+    Column("due_at", "datetime", _("due at")),
+    Column("overdue_days", "number", _("days overdue"), _("Calendar days since the deadline.")),
+    Column("escalated_at", "datetime", _("escalated at")),
+    Column("provisional", "boolean", _("provisional deadline")),
+)
+
+
+def _columns(columns) -> list[dict]:
+    return [{"name": c.name, "label": str(c.label), "type": c.kind} for c in columns]
+
+
+OverdueRequestSerializer = type(
+    "RecognitionOverdueRequestSerializer",
+    (serializers.Serializer,),
+    {column.name: column.serializer_field() for column in OVERDUE_COLUMNS},
+)
+
+
+class OverdueRequestsSerializer(serializers.Serializer):
+    """The overdue requests the JSON body carries besides the groups."""
+
+    count = serializers.IntegerField(help_text=_("Overdue requests in all (the same as summary.overdue)."))
+    columns = ColumnSerializer(many=True)
+    rows = OverdueRequestSerializer(
+        many=True,
+        help_text=_(
+            "The first 100 overdue requests, longest overdue first (all of them, up to 20000, on the Excel "
+            "workbook's overdue_requests sheet; page through them with ?rows=overdue)."
+        ),
+    )
 
 
 class RecognitionTimelinessReport(ReportView):
@@ -56,8 +112,10 @@ class RecognitionTimelinessReport(ReportView):
         "Ethics mutual-recognition requests to the region's committees, per alliance or per participating "
         "institution: received, answered within the alliance's deadline, answered late, open within the deadline, "
         "open past it (overdue), and the median and 90th percentile of the response time in working hours. "
-        "Withdrawn and superseded requests are not counted. The overdue requests themselves are listed by the "
-        "recognition-overdue report."
+        "Withdrawn and superseded requests are not counted. The JSON body also lists the overdue requests, the "
+        "longest overdue first, with the days since the deadline and when the request was escalated "
+        "(overdue_requests: the count and the first 100); the Excel workbook has all of them on a sheet of their "
+        "own. With ?rows=overdue the rows are the overdue requests instead of the groups (CSV, Excel, JSON pages)."
     )
     filter_serializer_class = TimelinessFilters
     columns = (
@@ -83,6 +141,8 @@ class RecognitionTimelinessReport(ReportView):
         Column("median_working_hours", "number", _("median response (working hours)")),
         Column("p90_working_hours", "number", _("90th percentile of response (working hours)")),
     )
+    extra_schema = {"overdue_requests": OverdueRequestsSerializer(required=False)}
+    # The groups and their total (GROUPING SETS), then the first page of overdue requests with their count.
     bench_sql = """
         SELECT r.alliance_id AS group_id, a.name_zh AS group_name, COUNT(*) AS received,
                COUNT(*) FILTER (WHERE r.status IN ('recognised', 'recognised_with_conditions', 'declined')
@@ -103,50 +163,7 @@ class RecognitionTimelinessReport(ReportView):
         JOIN cgtclinic_institution i ON i.id = c.institution_id
         WHERE i.region_id = %(region_id)s AND r.status NOT IN ('withdrawn', 'superseded')
         GROUP BY GROUPING SETS ((r.alliance_id, a.name_zh), ())
-        ORDER BY a.name_zh
-    """
-
-    def compute(self, scope, filters):
-        requests = _recognition_requests(scope, filters)
-        return ReportData(
-            rows=reports.timeliness_rows(requests=requests, by=filters["group_by"], now=scope.now),
-            summary=reports.timeliness_summary(requests=requests, now=scope.now),
-        )
-
-
-class RecognitionOverdueReport(ReportView):
-    name = "recognition-overdue"
-    title = _("Overdue mutual-recognition requests")
-    description = _(
-        "Open recognition requests to the region's committees whose feedback deadline has passed, the longest "
-        "overdue first, with the days since the deadline and when the request was escalated."
-    )
-    filter_serializer_class = RecognitionFilters
-    columns = (
-        Column("request_id", "integer", _("request id")),
-        Column("trial_id", "integer", _("trial id")),
-        Column("protocol_number", "string", _("protocol number")),
-        Column("trial_title", "string", _("trial")),
-        Column("site_id", "integer", _("site id")),
-        Column("institution_id", "integer", _("institution id")),
-        Column("institution_name", "string", _("participating institution")),
-        Column("committee_name", "string", _("participating committee")),
-        Column("alliance_id", "integer", _("alliance id")),
-        Column("alliance_name", "string", _("alliance")),
-        Column("subject", "string", _("what is to be recognised"), _("initial or amendment.")),
-        Column("received_at", "datetime", _("received at")),
-        Column("due_at", "datetime", _("due at")),
-        Column("overdue_days", "number", _("days overdue"), _("Calendar days since the deadline.")),
-        Column("escalated_at", "datetime", _("escalated at")),
-        Column("provisional", "boolean", _("provisional deadline")),
-    )
-    summary_fields = (
-        Column("overdue", "integer", _("overdue requests")),
-        Column("institutions", "integer", _("institutions with an overdue request")),
-        Column("median_overdue_days", "number", _("median days overdue")),
-        Column("max_overdue_days", "number", _("most days overdue")),
-    )
-    bench_sql = """
+        ORDER BY a.name_zh;
         SELECT r.id AS request_id, r.trial_id, t.protocol_number, t.title_zh AS trial_title, r.site_id,
                c.institution_id, i.name_zh AS institution_name, c.name_zh AS committee_name, r.alliance_id,
                a.name_zh AS alliance_name, r.subject, r.received_at, r.due_at,
@@ -159,31 +176,29 @@ class RecognitionOverdueReport(ReportView):
         JOIN cgtclinic_institution i ON i.id = c.institution_id
         WHERE i.region_id = %(region_id)s AND r.status = 'open' AND r.due_at <= now()
         ORDER BY r.due_at, r.id
-        LIMIT 100;
-        SELECT COUNT(*) AS overdue, COUNT(DISTINCT c.institution_id) AS institutions,
-               PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM now() - r.due_at) / 86400.0)
-                   AS median_overdue_days,
-               MAX(EXTRACT(EPOCH FROM now() - r.due_at) / 86400.0) AS max_overdue_days
-        FROM ethics_recognitionrequest r
-        JOIN ethics_ethicscommittee c ON c.id = r.committee_id
-        JOIN cgtclinic_institution i ON i.id = c.institution_id
-        WHERE i.region_id = %(region_id)s AND r.status = 'open' AND r.due_at <= now()
+        LIMIT 100
     """
 
     def compute(self, scope, filters):
         requests = _recognition_requests(scope, filters)
-        summary = reports.overdue_summary(requests=requests, now=scope.now)
-        return ReportData(
-            rows=reports.overdue_requests(requests=requests, now=scope.now), summary=summary, count=summary["overdue"]
-        )
+        if filters["rows"] == "overdue":
+            data = ReportData(rows=None, summary=reports.timeliness_summary(requests=requests, now=scope.now))
 
-    def present(self, rows, scope, filters):
-        for row in rows:
-            row["overdue_days"] = round((scope.now - row["due_at"]).total_seconds() / 86400, 1)
-            for name in ("received_at", "due_at", "escalated_at"):
-                if row[name] is not None:
-                    row[name] = timezone.localtime(row[name])
-        return rows
+            def page(offset, limit):
+                data.count, rows = reports.overdue_page(requests=requests, now=scope.now, offset=offset, limit=limit)
+                return rows
+
+            data.rows, data.columns = page, OVERDUE_COLUMNS
+            return data
+        rows, summary = reports.timeliness(requests=requests, by=filters["group_by"], now=scope.now)
+        data = ReportData(rows=rows, summary=summary)
+        export = self.request.accepted_renderer.format
+        if export != "csv":
+            # CSV holds one table (the groups); ?rows=overdue exports the overdue list.
+            limit = OVERDUE_IN_JSON if export == "json" else EXPORT_PAGE_SIZE
+            count, listed = reports.overdue_page(requests=requests, now=scope.now, offset=0, limit=limit)
+            data.extra["overdue_requests"] = {"count": count, "columns": _columns(OVERDUE_COLUMNS), "rows": listed}
+        return data
 
 
 class TurnaroundFilters(ReportFilterSerializer):

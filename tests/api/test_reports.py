@@ -2,6 +2,7 @@
 OpenAPI schema, and a number of queries per report that does not grow with the data."""
 
 import csv
+import datetime
 import io
 
 import openpyxl
@@ -72,7 +73,6 @@ def test_every_report_is_registered_with_its_contract():
         "enrolment",
         "policy-targets",
         "recognition-timeliness",
-        "recognition-overdue",
         "ethics-turnaround",
         "subsidies",
         "subsidy-projects",
@@ -105,7 +105,9 @@ def test_regulators_and_system_administrators_read_every_report(name, regulator,
         response = client_for(user).get(f"/api/v1/reports/{name}/")
         assert response.status_code == 200, response.content
         data = response.json()
-        assert set(data) == {
+        # The timeliness report also lists the overdue requests.
+        assert ("overdue_requests" in data) == (name == "recognition-timeliness")
+        assert set(data) - {"overdue_requests"} == {
             "report",
             "title",
             "computed_at",
@@ -210,7 +212,7 @@ def test_csv_has_the_json_rows_and_states_when_it_was_computed(name, region_worl
         assert row[first] == ("" if json_row[first] is None else str(json_row[first]))
 
 
-@pytest.mark.parametrize("name", ["pipeline", "startup", "recognition-overdue", "subsidies"])
+@pytest.mark.parametrize("name", ["pipeline", "startup", "recognition-timeliness", "subsidies"])
 def test_excel_has_the_rows_and_a_sheet_stating_when_it_was_computed(name, region_world, regulator):
     client = client_for(regulator)
     with time_machine.travel(NOW, tick=False):
@@ -219,7 +221,8 @@ def test_excel_has_the_rows_and_a_sheet_stating_when_it_was_computed(name, regio
     assert response.status_code == 200
     assert response["Content-Type"] == XLSX
     workbook = openpyxl.load_workbook(io.BytesIO(response.content))
-    rows_sheet, about = workbook.worksheets
+    rows_sheet, *extra, about = workbook.worksheets
+    assert [sheet.title for sheet in extra] == [key for key in data if key == "overdue_requests"]
     values = list(rows_sheet.values)
     assert list(values[0]) == [column["name"] for column in data["columns"]]
     assert len(values) - 1 == len(data["rows"])
@@ -230,6 +233,26 @@ def test_excel_has_the_rows_and_a_sheet_stating_when_it_was_computed(name, regio
         assert f"summary.{key}" in facts
         if isinstance(value, int) and not isinstance(value, bool):
             assert facts[f"summary.{key}"] == value
+
+
+def test_timeliness_exports_the_overdue_requests(region_world, regulator):
+    client = client_for(regulator)
+    with time_machine.travel(NOW, tick=False):
+        data = client.get("/api/v1/reports/recognition-timeliness/").json()
+        workbook = client.get("/api/v1/reports/recognition-timeliness/", {"format": "xlsx"})
+        text = client.get("/api/v1/reports/recognition-timeliness/", {"format": "csv", "rows": "overdue"})
+        groups_csv = client.get("/api/v1/reports/recognition-timeliness/", {"format": "csv"})
+    overdue = data["overdue_requests"]
+    assert overdue["rows"], "the world has overdue requests"
+    sheet = openpyxl.load_workbook(io.BytesIO(workbook.content))["overdue_requests"]
+    values = list(sheet.values)
+    assert list(values[0]) == [column["name"] for column in overdue["columns"]]
+    assert [row[0] for row in values[1:]] == [row["request_id"] for row in overdue["rows"]]
+    rows = list(csv.DictReader(io.StringIO(text.content.decode("utf-8-sig"))))
+    assert [int(row["request_id"]) for row in rows] == [row["request_id"] for row in overdue["rows"]]
+    assert [float(row["overdue_days"]) for row in rows] == [row["overdue_days"] for row in overdue["rows"]]
+    header = next(csv.reader(io.StringIO(groups_csv.content.decode("utf-8-sig"))))
+    assert header[:3] == ["group", "group_id", "group_name"]
 
 
 def test_refusals_are_json_whatever_the_format(regulator, other_region):
@@ -253,14 +276,19 @@ def test_requests_are_logged(region_world, regulator):
 def test_requests_are_throttled_per_user(regulator, system_admin, settings):
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"reports": "3/minute"}}
     client = client_for(regulator)
-    statuses = [client.get("/api/v1/reports/policy-targets/").status_code for _ in range(4)]
-    assert statuses == [200, 200, 200, 429]
-    refused = client.get("/api/v1/reports/pipeline/")
-    assert refused.status_code == 429
-    assert int(refused["Retry-After"]) > 0
-    assert ReportRequest.objects.filter(status_code=429).count() == 2
-    # Another user has a budget of their own.
-    assert client_for(system_admin).get("/api/v1/reports/pipeline/").status_code == 200
+    # The budget is counted per minute: the clock stands at 10 s into one.
+    with time_machine.travel(datetime.datetime(2026, 11, 23, 10, 0, 10, tzinfo=datetime.UTC), tick=False) as clock:
+        statuses = [client.get("/api/v1/reports/policy-targets/").status_code for _ in range(4)]
+        assert statuses == [200, 200, 200, 429]
+        refused = client.get("/api/v1/reports/pipeline/")
+        assert refused.status_code == 429
+        assert int(refused["Retry-After"]) == 50
+        assert ReportRequest.objects.filter(status_code=429).count() == 2
+        # Another user has a budget of their own.
+        assert client_for(system_admin).get("/api/v1/reports/pipeline/").status_code == 200
+        # The next minute brings a new budget.
+        clock.shift(datetime.timedelta(seconds=50))
+        assert client.get("/api/v1/reports/pipeline/").status_code == 200
 
 
 def test_the_default_rate_is_in_the_settings(settings):
@@ -299,7 +327,8 @@ def test_schema_documents_every_report(tmp_path):
 # Per case: the queries of one request. One for the token, its user and the user's region, the report's own
 # statements, and one for the log row. Subsidies and subsidy projects: the cap policy values and one statement for
 # the page, its count and the summary; ethics-turnaround: the groups and their total (GROUPING SETS);
-# recognition-overdue: the summary (a percentile) and the page.
+# recognition-timeliness: the groups and their total (GROUPING SETS), then the overdue requests with their count;
+# with ?rows=overdue, the summary and the page of overdue requests with their count.
 QUERY_COUNT_CASES = [
     ("pipeline", {}, 4),
     ("pipeline", {"group_by": "institution,status"}, 4),
@@ -310,7 +339,9 @@ QUERY_COUNT_CASES = [
     ("enrolment", {"group_by": "month"}, 4),
     ("policy-targets", {}, 4),
     ("recognition-timeliness", {}, 4),
-    ("recognition-overdue", {}, 4),
+    ("recognition-timeliness", {"group_by": "institution", "format": "xlsx"}, 4),
+    ("recognition-timeliness", {"rows": "overdue"}, 4),
+    ("recognition-timeliness", {"format": "csv"}, 3),
     ("ethics-turnaround", {"group_by": "kind,institution"}, 3),
     ("subsidies", {}, 4),
     ("subsidy-projects", {}, 4),

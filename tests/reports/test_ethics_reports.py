@@ -1,10 +1,11 @@
-"""Recognition timeliness, overdue requests and ethics turnaround, against figures computed in the test."""
+"""Recognition timeliness (with its overdue requests) and ethics turnaround, against figures computed in the test."""
 
 import datetime
 from decimal import Decimal
 
 import pytest
 import time_machine
+from rest_framework.test import APIClient
 
 from ethics.models import RecognitionRequest, Submission
 from tests.factories.ethics import AllianceFactory, EthicsCommitteeFactory, SubmissionFactory
@@ -113,24 +114,65 @@ def test_timeliness_period_and_alliance_filters(recognition, regulator, region):
 
 
 def test_overdue_requests_longest_first(recognition, regulator, region):
-    data = report(regulator, "recognition-overdue")
+    escalated = recognition["overdue"][0]
+    escalated.escalated_at = NOW - datetime.timedelta(hours=2)
+    escalated.save(update_fields=["escalated_at"])
+    data = report(regulator, "recognition-timeliness")
     wanted = sorted(
         (r for r in in_region(region) if r.status == R.OPEN and r.due_at <= NOW), key=lambda r: (r.due_at, r.pk)
     )
-    assert [row["request_id"] for row in data["rows"]] == [r.pk for r in wanted]
-    assert [row["request_id"] for row in data["rows"]] == [r.pk for r in recognition["overdue"]]
-    first = data["rows"][0]
+    overdue = data["overdue_requests"]
+    assert [column["name"] for column in overdue["columns"]][:2] == ["request_id", "trial_id"]
+    assert [row["request_id"] for row in overdue["rows"]] == [r.pk for r in wanted]
+    assert [row["request_id"] for row in overdue["rows"]] == [r.pk for r in recognition["overdue"]]
+    first = overdue["rows"][0]
     assert first["overdue_days"] == round(50 / 24, 1)
     assert first["due_at"] == wanted[0].due_at.astimezone(SH).isoformat()
+    assert first["escalated_at"] == escalated.escalated_at.astimezone(SH).isoformat()
+    assert overdue["rows"][1]["escalated_at"] is None
     assert first["institution_name"] == wanted[0].committee.institution.name_zh
     days = [(NOW - r.due_at).total_seconds() / 86400 for r in wanted]
-    assert data["summary"] == {
-        "overdue": len(wanted),
-        "institutions": len({r.committee.institution_id for r in wanted}),
-        "median_overdue_days": round(median(days), 1),
-        "max_overdue_days": round(max(days), 1),
-    }
-    assert data["pagination"]["count"] == len(wanted)
+    assert [row["overdue_days"] for row in overdue["rows"]] == [round(d, 1) for d in days]
+    assert {row["institution_id"] for row in overdue["rows"]} == {r.committee.institution_id for r in wanted}
+    assert overdue["count"] == data["summary"]["overdue"] == len(wanted)
+
+    # The same list as the report's rows, in pages, with the timeliness summary.
+    listed = report(regulator, "recognition-timeliness", rows="overdue", page_size=1)
+    assert listed["rows"] == overdue["rows"][:1]
+    assert [column["name"] for column in listed["columns"]] == [column["name"] for column in overdue["columns"]]
+    assert listed["pagination"]["count"] == len(wanted)
+    assert listed["summary"] == data["summary"]
+    assert "overdue_requests" not in listed
+    second = report(regulator, "recognition-timeliness", rows="overdue", page_size=1, page=2)
+    assert second["rows"] == overdue["rows"][1:2]
+    beyond = report(regulator, "recognition-timeliness", rows="overdue", page=9)
+    assert beyond["rows"] == [] and beyond["pagination"]["count"] == len(wanted)
+
+
+def test_overdue_requests_follow_the_filters(recognition, regulator, region):
+    second = recognition["alliances"][1]
+    data = report(regulator, "recognition-timeliness", alliance=second.pk)
+    assert [row["request_id"] for row in data["overdue_requests"]["rows"]] == [recognition["overdue"][0].pk]
+    assert data["overdue_requests"]["count"] == data["summary"]["overdue"] == 1
+    none = report(regulator, "recognition-timeliness", received_from="2030-01-01")
+    assert none["overdue_requests"] == {"count": 0, "columns": none["overdue_requests"]["columns"], "rows": []}
+    assert none["rows"] == [] and none["summary"]["received"] == 0 and none["summary"]["median_working_hours"] is None
+    empty = report(regulator, "recognition-timeliness", rows="overdue", received_from="2030-01-01")
+    assert empty["rows"] == [] and empty["pagination"]["count"] == 0
+
+
+def test_overdue_requests_of_other_regions_are_not_listed(recognition, regulator, region, outsider):
+    data = report(regulator, "recognition-timeliness", group_by="institution")
+    assert outsider.pk not in {row["institution_id"] for row in data["overdue_requests"]["rows"]}
+    assert outsider.pk not in {row["group_id"] for row in data["rows"]}
+
+
+def test_an_unknown_row_set_is_refused(regulator):
+    client = APIClient()
+    client.force_authenticate(regulator)
+    response = client.get("/api/v1/reports/recognition-timeliness/", {"rows": "everything"})
+    assert response.status_code == 400
+    assert "rows" in response.json()
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """The summary computed in the page's statement holds for every page, past the end and with no rows; the request
-log written in one autocommit statement keeps every request."""
+log written in one autocommit statement keeps every request; grouped reports compute their groups and total in one
+statement."""
 
 import pytest
 import time_machine
@@ -148,3 +149,20 @@ def test_turnaround_groups_and_total_come_from_one_statement(world, regulator, d
     nothing = report(regulator, "ethics-turnaround", decided_from="2001-01-01", decided_to="2001-01-02")
     assert nothing["summary"]["decided"] == 0
     assert nothing["summary"]["median_days"] is None
+
+
+@pytest.mark.django_db
+def test_timeliness_groups_and_total_come_from_one_statement(world, regulator, django_assert_num_queries):
+    client = APIClient()
+    client.force_authenticate(regulator)
+    for params in ({}, {"group_by": "institution"}):
+        # The groups with their total, the overdue requests with their count, and the log row.
+        with django_assert_num_queries(3):
+            data = client.get("/api/v1/reports/recognition-timeliness/", params).json()
+        assert data["rows"]
+        for name in ("received", "answered_on_time", "answered_late", "open", "overdue"):
+            assert data["summary"][name] == sum(row[name] for row in data["rows"]), name
+        assert data["summary"]["overdue"] == data["overdue_requests"]["count"]
+    nothing = report(regulator, "recognition-timeliness", received_from="2001-01-01", received_to="2001-01-02")
+    assert nothing["rows"] == [] and nothing["summary"]["received"] == 0
+    assert nothing["summary"]["median_working_hours"] is None and nothing["summary"]["on_time_share"] is None
