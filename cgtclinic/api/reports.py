@@ -16,6 +16,7 @@ import io
 import json
 import threading
 import time
+from abc import ABCMeta, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -644,7 +645,7 @@ def _errors(*codes: int) -> dict:
     }
 
 
-class ReportView(APIView):
+class ReportView(APIView, metaclass=ABCMeta):
     """GET a report as JSON (default), CSV or Excel (``?format=``). Subclasses set the class attributes below."""
 
     name: str = ""
@@ -674,8 +675,9 @@ class ReportView(APIView):
 
     # The steps ----------------------------------------------------------------------------------------------------
 
+    @abstractmethod
     def compute(self, scope: ReportScope, filters: dict) -> ReportData:
-        raise NotImplementedError
+        """The report's figures for the viewer's scope and the validated filters: every report defines it."""
 
     def present(self, rows: list[dict], scope: ReportScope, filters: dict) -> list[dict]:
         """Finish the rows of one page (labels, shares, figures read for that page only)."""
