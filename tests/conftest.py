@@ -1,9 +1,10 @@
 import pytest
+from django.core.cache import cache
 from django.utils import translation
 from rest_framework.test import APIClient
 
 from cgtclinic.roles import Role
-from tests.factories.cgtclinic import InstitutionFactory, RegionFactory, UserFactory
+from tests.factories.cgtclinic import InstitutionFactory, RegionFactory, UserFactory, review_interval_parameter
 
 
 @pytest.fixture(autouse=True)
@@ -25,6 +26,21 @@ def _default_language():
     translation.deactivate()
     yield
     translation.deactivate()
+
+
+@pytest.fixture
+def review_interval(db):
+    """The national continuing-review interval that the enrolment ledger needs (tests of the ledger, claims and
+    reports use it; tests/trials and tests/subsidies switch it on for every test)."""
+    return review_interval_parameter()
+
+
+@pytest.fixture
+def fresh_throttle():
+    """Throttle counts live in the cache; a test that uses it starts and ends with none."""
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture

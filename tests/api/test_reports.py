@@ -22,28 +22,14 @@ from tests.factories.cgtclinic import (
     InstitutionFactory,
     RegionFactory,
     UserFactory,
-    review_interval_parameter,
 )
 from tests.factories.trials import TrialFactory
 from tests.reports.world import NOW, RegionWorld
 from trials.models import TrialSite
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("review_interval", "fresh_throttle")]
 REPORTS = [view.name for view in registered_reports()]
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-
-
-@pytest.fixture(autouse=True)
-def review_interval(db):
-    """The national continuing-review interval the enrolment ledger needs."""
-    return review_interval_parameter()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_throttle():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture

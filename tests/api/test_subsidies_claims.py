@@ -13,27 +13,15 @@ from cgtclinic.models import PolicyParameter
 from cgtclinic.roles import Role
 from subsidies import rules, services
 from subsidies.models import Claim, ClaimLine
-from tests.factories.cgtclinic import InstitutionFactory, PolicyParameterFactory, RegionFactory, UserFactory
+from tests.factories.cgtclinic import InstitutionFactory, RegionFactory, UserFactory
 from tests.factories.subsidies import completed_gene_trial, insurance_program, shanghai_program
 from tests.factories.trials import DocumentVersionFactory
-from trials.enrolment import REVIEW_INTERVAL_CODE
 
 C = Claim.Status
 L = ClaimLine.Status
 YEAR = 2025
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-
-
-@pytest.fixture(autouse=True)
-def review_interval(db):
-    """The national continuing-review interval the enrolment ledger needs."""
-    return PolicyParameterFactory(
-        code=REVIEW_INTERVAL_CODE,
-        region=None,
-        value=12,
-        unit=PolicyParameter.Unit.MONTHS,
-        effective_from=datetime.date(2023, 2, 18),
-    )
+pytestmark = pytest.mark.usefixtures("review_interval")
 
 
 @pytest.fixture

@@ -24,6 +24,8 @@ INSURANCE_VALUES = {
     "insurance_premium_subsidy_cap_rmb": Decimal("500000"),
 }
 PROGRAM_START = datetime.date(2023, 8, 31)
+# The year claims over completed_gene_trial trials are for: it completes its trials in mid-2025.
+CLAIM_YEAR = 2025
 # Beijing's start-up target as the policy seeds hold it: (weeks, in force from, to), tightened twice.
 STARTUP_TARGET_CODE = "startup_target_weeks"
 BEIJING_STARTUP_TARGETS = [
@@ -188,3 +190,8 @@ def completed_gene_trial(
             site=site, actor=actor, kind="enrolled", occurred_on=started + datetime.timedelta(days=10), count=enrolled
         )
     return trial
+
+
+def policy_value(code: str, region):
+    """The value a policy parameter row holds for a region (tests read numbers from the rows, never literals)."""
+    return PolicyParameter.objects.get(code=code, region=region).value

@@ -1,25 +1,14 @@
 import pytest
-from django.core.cache import cache
 
 from tests.factories.cgtclinic import (
     InstitutionFactory,
     RegionFactory,
-    review_interval_parameter,
 )
 
 
 @pytest.fixture(autouse=True)
-def review_interval(db):
-    """The national continuing-review interval the enrolment ledger needs."""
-    return review_interval_parameter()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_throttle():
-    """Throttle counts live in the cache; each test starts with none."""
-    cache.clear()
-    yield
-    cache.clear()
+def _ledger_and_throttle(review_interval, fresh_throttle):
+    """Every report test has the national review interval and starts with no throttle counts."""
 
 
 @pytest.fixture

@@ -8,52 +8,22 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
 
-from cgtclinic.models import PolicyParameter
 from cgtclinic.roles import Role
 from subsidies import exports, rules, services
 from subsidies.models import Claim, ClaimLine
 from tests.factories.cgtclinic import InstitutionFactory, UserFactory
-from tests.factories.subsidies import completed_gene_trial, fixed_program, insurance_program
+from tests.factories.subsidies import CLAIM_YEAR, completed_gene_trial, fixed_program, insurance_program, policy_value
 from trials import enrolment
 from trials.models import Trial
 
 pytestmark = pytest.mark.django_db
-YEAR = 2025  # the example trials complete in mid-2025
+YEAR = CLAIM_YEAR
 
 
 @pytest.fixture(autouse=True)
 def english(client):
     """Refusals are asserted by their English text; the Chinese page is asked for explicitly where it matters."""
     client.defaults["HTTP_ACCEPT_LANGUAGE"] = "en"
-
-
-def policy(code, region):
-    return PolicyParameter.objects.get(code=code, region=region).value
-
-
-@pytest.fixture
-def trials(institution, research_office, program, region):
-    """Three trials at the hospital: a small and a large gene-therapy IIT (the large one over the project cap), and
-    a CAR-T trial the program does not cover."""
-    over_cap = int(policy("subsidy_project_cap_rmb", region) / policy("subsidy_per_patient_rmb", region)) + 2
-    return {
-        "small": completed_gene_trial(institution, enrolled=3, actor=research_office, protocol_number="GT-2024-01"),
-        "large": completed_gene_trial(
-            institution, enrolled=over_cap, actor=research_office, protocol_number="GT-2024-02"
-        ),
-        "cart": completed_gene_trial(
-            institution,
-            enrolled=4,
-            actor=research_office,
-            protocol_number="CT-2024-03",
-            therapy_category=Trial.TherapyCategory.IMMUNE_CELL,
-        ),
-    }
-
-
-@pytest.fixture
-def claim(trials, program, research_office):
-    return services.claim_open(actor=research_office, program=program, year=YEAR)
 
 
 def change_url(claim):
@@ -84,7 +54,7 @@ def test_research_office_opens_a_claim_and_sees_eligible_and_ineligible_lines(
     assert (claim.institution, claim.status, claim.opened_by) == (research_office.institution, "draft", research_office)
 
     page = client.get(change_url(claim), HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
-    rate, cap = policy("subsidy_per_patient_rmb", region), policy("subsidy_project_cap_rmb", region)
+    rate, cap = policy_value("subsidy_per_patient_rmb", region), policy_value("subsidy_project_cap_rmb", region)
     small, large, cart = (line_of(claim, trials[key]) for key in ("small", "large", "cart"))
     assert (small.status, large.status, cart.status) == ("eligible", "eligible", "ineligible")
     assert small.amount_computed == rate * 3 and large.amount_computed == cap
@@ -97,7 +67,7 @@ def test_research_office_opens_a_claim_and_sees_eligible_and_ineligible_lines(
     assert any(step["code"] == "project_cap" for step in large.explanation)
     assert escape(cart.ineligible_reasons[0]["zh-hans"]) in page
     assert exports.rmb(claim.amount_claimed) in page and claim.amount_claimed == rate * 3 + cap
-    year_cap = policy("subsidy_institution_year_cap_rmb", region)
+    year_cap = policy_value("subsidy_institution_year_cap_rmb", region)
     assert exports.rmb(year_cap - claim.amount_claimed) in page
     # Counts are shown, never offered as inputs.
     assert 'name="enrolled_total"' not in page and 'name="_save"' not in page
@@ -160,7 +130,7 @@ def test_exclude_and_include_a_line_go_through_the_services(client, research_off
         "该项目已获其他财政资助",
         research_office,
     )
-    assert claim.amount_claimed == policy("subsidy_project_cap_rmb", region)
+    assert claim.amount_claimed == policy_value("subsidy_project_cap_rmb", region)
     page = client.get(change_url(claim)).content.decode()
     assert "该项目已获其他财政资助" in page
 
@@ -212,7 +182,7 @@ def test_recompute_reads_new_enrolment(client, research_office, claim, trials, r
     assert client.post(step_url(claim, "recompute")).status_code == 302
     small.refresh_from_db()
     assert (small.enrolled_total, small.patients_claimed) == (5, 5)
-    assert small.amount_computed == policy("subsidy_per_patient_rmb", region) * 5
+    assert small.amount_computed == policy_value("subsidy_per_patient_rmb", region) * 5
 
 
 def test_submit_freezes_the_claim_against_later_ledger_changes(client, research_office, claim, trials):
@@ -299,7 +269,7 @@ def test_decided_claim_shows_approved_amounts_reasons_history_and_payment(
     services.claim_submit(claim=claim, actor=research_office)
     services.claim_start_review(claim=claim, actor=regulator_user)
     large = line_of(claim, trials["large"])
-    lowered = large.amount_computed - policy("subsidy_per_patient_rmb", claim.program.region)
+    lowered = large.amount_computed - policy_value("subsidy_per_patient_rmb", claim.program.region)
     services.claim_decide(
         claim=claim,
         actor=regulator_user,
@@ -334,8 +304,8 @@ def test_cost_items_for_a_percentage_program(client, research_office, institutio
     add = reverse("admin:subsidies_claim_cost_item_add", args=[claim.pk])
     assert add in page
 
-    item_cap = policy("insurance_premium_subsidy_cap_rmb", region)
-    percent = policy("insurance_premium_subsidy_percent", region)
+    item_cap = policy_value("insurance_premium_subsidy_cap_rmb", region)
+    percent = policy_value("insurance_premium_subsidy_percent", region)
     premium = (item_cap * 100 / percent + 1000).quantize(rules.FEN)
     response = client.post(
         add, {"trial": trials["small"].pk, "item_reference": "PICC-2024-88", "cost_rmb": str(premium)}
@@ -426,7 +396,7 @@ def test_programs_are_read_only_with_their_values_and_sources(client, research_o
     client.force_login(research_office)
     page = client.get(reverse("admin:subsidies_subsidyprogram_change", args=[program.pk])).content.decode()
     assert program.source_clause in page
-    assert exports.rmb(policy("subsidy_per_patient_rmb", region)) in page
+    assert exports.rmb(policy_value("subsidy_per_patient_rmb", region)) in page
     assert "subsidy_institution_year_cap_rmb" in page
     assert 'name="_save"' not in page
     response = client.post(reverse("admin:subsidies_subsidyprogram_change", args=[program.pk]), {"code": "x"})

@@ -14,45 +14,16 @@ from django.utils.translation import gettext
 from pypdf import PdfReader
 
 from cgtclinic.errors import DomainError
-from cgtclinic.models import PolicyParameter
 from cgtclinic.roles import Role
 from subsidies import exports, rules, services
 from tests.factories.cgtclinic import InstitutionFactory, UserFactory
-from tests.factories.subsidies import completed_gene_trial, insurance_program
+from tests.factories.subsidies import CLAIM_YEAR, insurance_program, policy_value
 from tests.factories.trials import DocumentVersionFactory, TrialDocumentFactory
 from trials import enrolment
-from trials.models import Trial
 
 pytestmark = pytest.mark.django_db
-YEAR = 2025
+YEAR = CLAIM_YEAR
 MONEY = "#,##0.00"
-
-
-def policy(code, region):
-    return PolicyParameter.objects.get(code=code, region=region).value
-
-
-@pytest.fixture
-def trials(institution, research_office, program, region):
-    over_cap = int(policy("subsidy_project_cap_rmb", region) / policy("subsidy_per_patient_rmb", region)) + 2
-    return {
-        "small": completed_gene_trial(institution, enrolled=3, actor=research_office, protocol_number="GT-2024-01"),
-        "large": completed_gene_trial(
-            institution, enrolled=over_cap, actor=research_office, protocol_number="GT-2024-02"
-        ),
-        "cart": completed_gene_trial(
-            institution,
-            enrolled=4,
-            actor=research_office,
-            protocol_number="CT-2024-03",
-            therapy_category=Trial.TherapyCategory.IMMUNE_CELL,
-        ),
-    }
-
-
-@pytest.fixture
-def claim(trials, program, research_office):
-    return services.claim_open(actor=research_office, program=program, year=YEAR)
 
 
 def workbook(data: bytes):
@@ -91,9 +62,9 @@ def test_workbook_cells_are_the_claims_stored_figures(claim, region):
 
         assert book.worksheets[1].freeze_panes == "A2"
         assert money(head["Amount claimed (RMB)"]) == claim.amount_claimed
-        assert money(head["Amount per patient (RMB)"]) == policy("subsidy_per_patient_rmb", region)
-        assert money(head["Cap per project (RMB)"]) == policy("subsidy_project_cap_rmb", region)
-        year_cap = policy("subsidy_institution_year_cap_rmb", region)
+        assert money(head["Amount per patient (RMB)"]) == policy_value("subsidy_per_patient_rmb", region)
+        assert money(head["Cap per project (RMB)"]) == policy_value("subsidy_project_cap_rmb", region)
+        year_cap = policy_value("subsidy_institution_year_cap_rmb", region)
         assert money(head["Cap per institution per year (RMB)"]) == year_cap
         assert money(head["Room left under the yearly cap (RMB)"]) == year_cap - claim.amount_claimed
         assert head["Source clause"].value == claim.program.source_clause
@@ -140,7 +111,7 @@ def test_submitted_workbook_keeps_the_snapshot_lists_documents_and_the_decision(
     )
     services.claim_start_review(claim=claim, actor=regulator_user)
     large = claim.lines.get(trial=trials["large"])
-    lowered = large.amount_computed - policy("subsidy_per_patient_rmb", claim.program.region)
+    lowered = large.amount_computed - policy_value("subsidy_per_patient_rmb", claim.program.region)
     services.claim_decide(
         claim=claim,
         actor=regulator_user,
@@ -172,8 +143,8 @@ def test_submitted_workbook_keeps_the_snapshot_lists_documents_and_the_decision(
 
 def test_workbook_of_a_percentage_program_lists_the_cost_items(research_office, region, trials):
     claim = services.claim_open(actor=research_office, program=insurance_program(region), year=YEAR)
-    item_cap = policy("insurance_premium_subsidy_cap_rmb", region)
-    premium = (item_cap * 100 / policy("insurance_premium_subsidy_percent", region) + 1000).quantize(rules.FEN)
+    item_cap = policy_value("insurance_premium_subsidy_cap_rmb", region)
+    premium = (item_cap * 100 / policy_value("insurance_premium_subsidy_percent", region) + 1000).quantize(rules.FEN)
     services.cost_item_add(
         claim=claim, actor=research_office, trial=trials["small"], item_reference="PICC-2024-88", cost_rmb=premium
     )

@@ -1,8 +1,6 @@
 import pytest
 
-from tests.factories.cgtclinic import review_interval_parameter
-
 
 @pytest.fixture(autouse=True)
-def review_interval(db):
-    return review_interval_parameter()
+def _review_interval(review_interval):
+    return review_interval
