@@ -15,6 +15,7 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from cgtclinic.errors import DomainError
+from cgtclinic.spreadsheets import MONEY_FORMAT, append_row, put_cell
 from subsidies import rules, services
 from subsidies.models import Claim, ClaimLine, SubsidyProgram
 from trials.models import Trial, TrialDocument, TrialSite
@@ -22,7 +23,6 @@ from trials.models import Trial, TrialDocument, TrialSite
 L = ClaimLine.Status
 LANGUAGES = ("zh-hans", "en")
 DEFAULT_LANGUAGE = "zh-hans"
-MONEY_FORMAT = "#,##0.00"
 DATE_FORMAT = "yyyy-mm-dd"
 # Lines that count first, then those the hospital left out, then those that do not qualify.
 STATUS_ORDER = {L.ELIGIBLE: 0, L.EXCLUDED: 1, L.INELIGIBLE: 2}
@@ -422,9 +422,7 @@ def _style_header(sheet, width_by_column: list[int]) -> None:
 def _put(sheet, row: int, column: int, value, number_format: str | None):
     from openpyxl.styles import Alignment
 
-    cell = sheet.cell(row=row, column=column, value=value)
-    if number_format and value is not None:
-        cell.number_format = number_format
+    cell = put_cell(sheet, row, column, value, number_format)
     if isinstance(value, str) and "\n" in value:
         cell.alignment = Alignment(wrap_text=True, vertical="top")
     return cell
@@ -445,7 +443,7 @@ def claim_workbook(claim: Claim, language: str = DEFAULT_LANGUAGE) -> bytes:
 
         summary = workbook.active
         summary.title = _("Summary")[:31]
-        summary.append([_("Item"), _("Value")])
+        append_row(summary, [_("Item"), _("Value")])
         for row, (label, value, number_format) in enumerate(_summary_rows(figures), start=2):
             _put(summary, row, 1, label, None)
             _put(summary, row, 2, value, number_format)
@@ -453,7 +451,7 @@ def claim_workbook(claim: Claim, language: str = DEFAULT_LANGUAGE) -> bytes:
 
         lines_sheet = workbook.create_sheet(_("Lines")[:31])
         columns = _line_columns(figures)
-        lines_sheet.append([header for _key, header, _width, _value, _format in columns])
+        append_row(lines_sheet, [header for _key, header, _width, _value, _format in columns])
         row = 1
         for row, line in enumerate(figures.lines, start=2):
             for column, (_key, _header, _width, value, number_format) in enumerate(columns, start=1):
@@ -472,21 +470,22 @@ def claim_workbook(claim: Claim, language: str = DEFAULT_LANGUAGE) -> bytes:
         _style_header(lines_sheet, [width for _key, _header, width, _value, _format in columns])
 
         documents = workbook.create_sheet(_("Documents")[:31])
-        documents.append([_("Protocol number"), _("Document kind"), _("Title"), _("Version"), _("SHA-256")])
+        append_row(documents, [_("Protocol number"), _("Document kind"), _("Title"), _("Version"), _("SHA-256")])
         if figures.frozen:
             for line in figures.eligible:
                 for doc in line.documents:
-                    documents.append(
+                    append_row(
+                        documents,
                         [
                             line.protocol_number,
                             doc["kind_label"],
                             doc.get("title", ""),
                             doc.get("version_label") or doc.get("version"),
                             doc.get("sha256", ""),
-                        ]
+                        ],
                     )
         else:
-            documents.append([_("The documents are recorded when the claim is submitted.")])
+            append_row(documents, [_("The documents are recorded when the claim is submitted.")])
         _style_header(documents, [18, 22, 40, 12, 70])
 
         out = io.BytesIO()

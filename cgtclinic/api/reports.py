@@ -14,15 +14,17 @@ import csv
 import datetime
 import io
 import json
+import logging
 import threading
 import time
 from abc import ABCMeta, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator
 from django.db import connection
 from django.db.models import Aggregate, Count, DateField, FloatField, Func, Q, QuerySet, Window
 from django.http import Http404
@@ -45,12 +47,20 @@ from rest_framework.views import APIView
 
 from cgtclinic.models import PolicyParameter, Region, ReportRequest, User
 from cgtclinic.roles import Role
+from cgtclinic.spreadsheets import MONEY_FORMAT, csv_text, write_only_cell
+
+logger = logging.getLogger(__name__)
 
 XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 FORMATS = ("json", "csv", "xlsx")
 # JSON pages are for screens and scripts; CSV and Excel are exports and hold everything up to the maximum.
 DEFAULT_PAGE_SIZE = 100
 EXPORT_PAGE_SIZE = MAX_PAGE_SIZE = 20000
+# PostgreSQL's integer: the largest id or page number a parameter may give.
+INTEGER_MAX = 2**31 - 1
+# What the request log keeps of a query: enough to see what was asked, never unbounded.
+LOG_MAX_PARAMETERS = 30
+LOG_MAX_VALUE = 200
 
 
 # --- SQL helpers -------------------------------------------------------------------------------------------------
@@ -407,14 +417,21 @@ class ReportRateThrottle(ScopedRateThrottle):
         self.now = self.timer()
         window = int(self.now // self.duration)
         self.window_ends = (window + 1) * self.duration
-        key = f"{self.key}:{window}"
+        try:
+            count = self._count(f"{self.key}:{window}")
+        except Exception:
+            # The counter lives in Redis: while Redis is down, reports go on unthrottled rather than failing.
+            logger.warning("report throttle unavailable (cache error); request allowed", exc_info=True)
+            return True
+        return count <= self.num_requests
+
+    def _count(self, key: str) -> int:
         self.cache.add(key, 0, self.duration + 1)
         try:
-            count = self.cache.incr(key)
+            return self.cache.incr(key)
         except ValueError:  # the window's counter expired between add and incr
             self.cache.set(key, 1, self.duration + 1)
-            count = 1
-        return count <= self.num_requests
+            return 1
 
     def wait(self):
         return max(0.0, self.window_ends - self.now)
@@ -428,7 +445,7 @@ class Column:
     """One output field: its stable name, type, and a label people read (CSV and Excel headers stay ``name``)."""
 
     name: str
-    kind: str  # string | integer | number | date | datetime | boolean
+    kind: str  # string | integer | number | money | date | datetime | boolean
     label: str
     help: str = ""
 
@@ -436,6 +453,8 @@ class Column:
         options = {"allow_null": True, "label": self.label, "help_text": self.help or None}
         if self.kind == "integer":
             return serializers.IntegerField(**options)
+        if self.kind == "money":
+            return serializers.DecimalField(max_digits=16, decimal_places=2, coerce_to_string=True, **options)
         if self.kind == "number":
             return serializers.FloatField(**options)
         if self.kind == "date":
@@ -479,6 +498,19 @@ class ReportFilterSerializer(serializers.Serializer):
         help_text=gettext_lazy("Rows per page: by default 100 in JSON, and 20000 (everything) in CSV and Excel."),
     )
 
+    def get_fields(self):
+        fields = super().get_fields()
+        # Ids and page numbers fit the database's integer; a larger number is a 400, never an overflow.
+        for field_ in fields.values():
+            if isinstance(field_, serializers.IntegerField) and field_.max_value is None:
+                field_.max_value = INTEGER_MAX
+                field_.validators.append(
+                    MaxValueValidator(
+                        INTEGER_MAX, message=field_.error_messages["max_value"].format(max_value=INTEGER_MAX)
+                    )
+                )
+        return fields
+
     def validate(self, attrs):
         for start, end in getattr(self, "date_ranges", ()):
             if attrs.get(start) and attrs.get(end) and attrs[start] > attrs[end]:
@@ -489,26 +521,32 @@ class ReportFilterSerializer(serializers.Serializer):
 # --- formats -----------------------------------------------------------------------------------------------------
 
 
+CENT = Decimal("0.01")
+
+
+def moneycsv_text(value) -> str | None:
+    """An amount of RMB as the reports give it everywhere: a decimal string with two places, never a float."""
+    if value is None:
+        return None
+    return str(Decimal(str(value)).quantize(CENT, rounding=ROUND_HALF_UP))
+
+
+def typed(values: dict, columns) -> dict:
+    """Values as their columns declare them: whole numbers as integers (a database SUM is a decimal), money as
+    two-place strings."""
+    for column in columns:
+        value = values.get(column.name)
+        if value is None or isinstance(value, bool):
+            continue
+        if column.kind == "integer":
+            values[column.name] = int(value)
+        elif column.kind == "money":
+            values[column.name] = moneycsv_text(value)
+    return values
+
+
 def _local(value: datetime.datetime) -> datetime.datetime:
     return timezone.localtime(value) if timezone.is_aware(value) else value
-
-
-# Text a spreadsheet would take for a formula (names and titles are typed in by hospital staff).
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _text(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, datetime.datetime):
-        return _local(value).isoformat()
-    if isinstance(value, datetime.date):
-        return value.isoformat()
-    if isinstance(value, str) and value.startswith(FORMULA_START):
-        return f"'{value}"
-    return str(value)
 
 
 def _filename(data: dict, suffix: str) -> str:
@@ -530,14 +568,14 @@ class ReportCSVRenderer(BaseRenderer):
 
     def render(self, data, accepted_media_type=None, renderer_context=None):
         names = [column["name"] for column in data["columns"]]
-        stamps = [_text(data["computed_at"]), _text(data["data_as_of"])]
+        stamps = [csv_text(data["computed_at"]), csv_text(data["data_as_of"])]
         buffer = io.StringIO()
         # A byte-order mark, so that Excel reads the Chinese names as UTF-8.
         buffer.write("\ufeff")
         writer = csv.writer(buffer, lineterminator="\r\n")
         writer.writerow([*names, "computed_at", "data_as_of"])
         for row in data["rows"]:
-            writer.writerow([*(_text(row.get(name)) for name in names), *stamps])
+            writer.writerow([*(csv_text(row.get(name)) for name in names), *stamps])
         response = (renderer_context or {}).get("response")
         if response is not None:
             response["Content-Disposition"] = f'attachment; filename="{_filename(data, "csv")}"'
@@ -556,28 +594,26 @@ class ReportXLSXRenderer(BaseRenderer):
         from openpyxl import Workbook
 
         workbook = Workbook(write_only=True)
-        sheet = workbook.create_sheet(data["report"][:31])
-        names = [column["name"] for column in data["columns"]]
-        sheet.append(names)
-        for row in data["rows"]:
-            sheet.append([self._cell(row.get(name), sheet) for name in names])
+        self._table(workbook.create_sheet(data["report"][:31]), data["columns"], data["rows"])
         # A list a report carries besides its rows (``ReportData.extra``) gets a sheet of its own.
         for key, value in data.items():
             if isinstance(value, dict) and {"columns", "rows"} <= value.keys():
-                extra = workbook.create_sheet(key[:31])
-                extra_names = [column["name"] for column in value["columns"]]
-                extra.append(extra_names)
-                for row in value["rows"]:
-                    extra.append([self._cell(row.get(name), extra) for name in extra_names])
+                self._table(workbook.create_sheet(key[:31]), value["columns"], value["rows"])
         about = workbook.create_sheet("about")
-        about.append(["report", data["report"]])
-        about.append(["title", str(data["title"])])
-        about.append(["computed_at", _text(data["computed_at"])])
-        about.append(["data_as_of", _text(data["data_as_of"])])
+        about.append(["report", write_only_cell(about, data["report"])])
+        about.append(["title", write_only_cell(about, str(data["title"]))])
+        about.append(["computed_at", csv_text(data["computed_at"])])
+        about.append(["data_as_of", csv_text(data["data_as_of"])])
         for name, value in data["filters"].items():
-            about.append([f"filter.{name}", _text(value) if not isinstance(value, list) else ",".join(value)])
+            text = csv_text(value) if not isinstance(value, list) else ",".join(value)
+            about.append([f"filter.{name}", write_only_cell(about, text)])
+        view = (renderer_context or {}).get("view")
+        summary_columns = {column.name: column for column in getattr(view, "summary_fields", ())}
         for name, value in data["summary"].items():
-            about.append([f"summary.{name}", self._cell(value, about)])
+            column = summary_columns.get(name)
+            kind = column.kind if column else None
+            label = str(column.label) if column else name
+            about.append([f"summary.{name}", self._value(about, value, kind), write_only_cell(about, label)])
         pagination = data["pagination"]
         about.append(["pagination.page", pagination["page"]])
         about.append(["pagination.count", pagination["count"]])
@@ -588,17 +624,18 @@ class ReportXLSXRenderer(BaseRenderer):
             response["Content-Disposition"] = f'attachment; filename="{_filename(data, "xlsx")}"'
         return buffer.getvalue()
 
-    @staticmethod
-    def _cell(value, sheet):
-        from openpyxl.cell import WriteOnlyCell
+    @classmethod
+    def _table(cls, sheet, columns: list[dict], rows: list[dict]) -> None:
+        """A header of the columns' labels in the reader's language, then the rows, money as numbers in RMB."""
+        sheet.append([write_only_cell(sheet, str(column["label"])) for column in columns])
+        for row in rows:
+            sheet.append([cls._value(sheet, row.get(column["name"]), column["type"]) for column in columns])
 
-        if isinstance(value, datetime.datetime):
-            return _local(value).replace(tzinfo=None)
-        if isinstance(value, str) and value.startswith("="):
-            cell = WriteOnlyCell(sheet, value=value)
-            cell.data_type = "s"  # text, never a formula
-            return cell
-        return value
+    @staticmethod
+    def _value(sheet, value, kind):
+        if kind == "money" and value is not None:
+            return write_only_cell(sheet, Decimal(str(value)), MONEY_FORMAT)
+        return write_only_cell(sheet, value)
 
 
 # --- the view ----------------------------------------------------------------------------------------------------
@@ -709,7 +746,9 @@ class ReportView(APIView, metaclass=ABCMeta):
             count = page_rows[0]["_rows_in_all"] if page_rows else (data.rows.count() if offset else 0)
             for row in page_rows:
                 del row["_rows_in_all"]
-        rows = self.present(page_rows, scope, filters)
+        columns = data.columns or self.columns
+        rows = [typed(row, columns) for row in self.present(page_rows, scope, filters)]
+        summary = typed(dict(data.summary), self.summary_fields)
         self.rows_returned = len(rows)
         echo = {key: value for key, value in filters.items() if key not in ("page", "page_size")}
         echo["region"] = scope.region.code if scope.region else None
@@ -720,17 +759,18 @@ class ReportView(APIView, metaclass=ABCMeta):
                 "computed_at": started,
                 "data_as_of": data.data_as_of or started,
                 "filters": echo,
-                "columns": [
-                    {"name": c.name, "label": str(c.label), "type": c.kind} for c in data.columns or self.columns
-                ],
+                "columns": [{"name": c.name, "label": str(c.label), "type": c.kind} for c in columns],
                 "rows": rows,
-                "summary": data.summary,
+                "summary": summary,
                 "pagination": {"page": page, "page_size": page_size, "count": count},
                 **data.extra,
             }
         )
 
     def _filters(self, request) -> dict:
+        for key, values in request.query_params.lists():
+            if "\x00" in key or any("\x00" in value for value in values):
+                raise ValidationError({_printable(key): [_("A parameter may not contain a NUL character.")]})
         serializer = self.filter_serializer_class(data=request.query_params)
         serializer.is_valid(raise_exception=True)
         return dict(serializer.validated_data)
@@ -782,12 +822,12 @@ class ReportView(APIView, metaclass=ABCMeta):
         if not (user and user.is_authenticated):
             return
         renderer = getattr(request, "accepted_renderer", None)
-        query = {key: request.GET.getlist(key) for key in request.GET}
+        asked_format = _printable(request.GET.get("format") or getattr(renderer, "format", None) or "json")
         row = ReportRequest(
             user=user,
             report=self.name,
-            format=request.GET.get("format") or getattr(renderer, "format", None) or "json",
-            filters={key: values[0] if len(values) == 1 else values for key, values in query.items()},
+            format=asked_format[: ReportRequest._meta.get_field("format").max_length],
+            filters=_logged_query(request.GET),
             status_code=response.status_code,
             duration_ms=duration_ms,
             rows=self.rows_returned,
@@ -799,6 +839,21 @@ class ReportView(APIView, metaclass=ABCMeta):
         # statement's own transaction only), so a crash may lose the last few log rows, never other data.
         with connection.cursor() as cursor:
             cursor.execute(LOG_INSERT, {**vars(row), "filters": json.dumps(row.filters)})
+
+
+def _printable(text: str, limit: int = LOG_MAX_VALUE) -> str:
+    """Text as the log can store it: no NUL (PostgreSQL text refuses it), cut to a length."""
+    text = str(text).replace("\x00", "\ufffd")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _logged_query(query) -> dict:
+    """The request's query parameters as the log keeps them: any input, bounded in size."""
+    logged = {}
+    for key in list(query)[:LOG_MAX_PARAMETERS]:
+        values = [_printable(value) for value in query.getlist(key)[:LOG_MAX_PARAMETERS]]
+        logged[_printable(key, 60)] = values[0] if len(values) == 1 else values
+    return logged
 
 
 LOG_INSERT = f"""
@@ -872,7 +927,7 @@ class ColumnSerializer(serializers.Serializer):
     name = serializers.CharField(help_text=gettext_lazy("Stable field name of the rows."))
     label = serializers.CharField(help_text=gettext_lazy("The column's title in the caller's language."))
     type = serializers.ChoiceField(
-        choices=["string", "integer", "number", "date", "datetime", "boolean"],
+        choices=["string", "integer", "number", "money", "date", "datetime", "boolean"],
         help_text=gettext_lazy("The values' type."),
     )
 

@@ -54,19 +54,19 @@ class SubsidyClaimsReport(ReportView):
         Column("year", "integer", _("claim year")),
         Column("claims", "integer", _("claims")),
         *STATUS_COLUMNS,
-        Column("amount_claimed", "number", _("amount claimed (RMB)")),
-        Column("amount_approved", "number", _("amount approved (RMB)")),
-        Column("amount_paid", "number", _("amount paid (RMB)")),
-        Column("institution_year_cap", "number", _("cap per institution per year (RMB)"), _("Null: no such cap.")),
-        Column("counted_toward_cap", "number", _("taken from the yearly cap (RMB)")),
-        Column("room_under_institution_year_cap", "number", _("room left under the yearly cap (RMB)")),
+        Column("amount_claimed", "money", _("amount claimed (RMB)")),
+        Column("amount_approved", "money", _("amount approved (RMB)")),
+        Column("amount_paid", "money", _("amount paid (RMB)")),
+        Column("institution_year_cap", "money", _("cap per institution per year (RMB)"), _("Null: no such cap.")),
+        Column("counted_toward_cap", "money", _("taken from the yearly cap (RMB)")),
+        Column("room_under_institution_year_cap", "money", _("room left under the yearly cap (RMB)")),
     )
     summary_fields = (
         Column("claims", "integer", _("claims")),
         *STATUS_COLUMNS,
-        Column("amount_claimed", "number", _("amount claimed (RMB)")),
-        Column("amount_approved", "number", _("amount approved (RMB)")),
-        Column("amount_paid", "number", _("amount paid (RMB)")),
+        Column("amount_claimed", "money", _("amount claimed (RMB)")),
+        Column("amount_approved", "money", _("amount approved (RMB)")),
+        Column("amount_paid", "money", _("amount paid (RMB)")),
         Column("institutions", "integer", _("institutions")),
         Column("programs", "integer", _("programs")),
     )
@@ -159,17 +159,17 @@ class SubsidyProjectsReport(ReportView):
         Column("protocol_number", "string", _("protocol number")),
         Column("claims", "integer", _("claims")),
         Column("patients_claimed", "integer", _("patients claimed")),
-        Column("amount_counted", "number", _("amount taken (RMB)")),
-        Column("project_cap", "number", _("cap per project (RMB)"), _("Null: the program has no cap per project.")),
-        Column("room_under_project_cap", "number", _("room left under the project cap (RMB)")),
+        Column("amount_counted", "money", _("amount taken (RMB)")),
+        Column("project_cap", "money", _("cap per project (RMB)"), _("Null: the program has no cap per project.")),
+        Column("room_under_project_cap", "money", _("room left under the project cap (RMB)")),
     )
     summary_fields = (
         Column("projects", "integer", _("projects")),
         Column("patients_claimed", "integer", _("patients claimed")),
-        Column("amount_counted", "number", _("amount taken (RMB)")),
+        Column("amount_counted", "money", _("amount taken (RMB)")),
         Column("projects_with_cap", "integer", _("projects with a cap")),
         Column("projects_at_cap", "integer", _("projects at their cap")),
-        Column("room_under_project_caps", "number", _("room left under the project caps (RMB)")),
+        Column("room_under_project_caps", "money", _("room left under the project caps (RMB)")),
     )
     bench_sql = """
         WITH projects AS (

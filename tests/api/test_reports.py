@@ -210,7 +210,8 @@ def test_excel_has_the_rows_and_a_sheet_stating_when_it_was_computed(name, regio
     rows_sheet, *extra, about = workbook.worksheets
     assert [sheet.title for sheet in extra] == [key for key in data if key == "overdue_requests"]
     values = list(rows_sheet.values)
-    assert list(values[0]) == [column["name"] for column in data["columns"]]
+    # Headers people read, in the caller's language; the stable names are the JSON's and the CSV's.
+    assert list(values[0]) == [column["label"] for column in data["columns"]]
     assert len(values) - 1 == len(data["rows"])
     facts = {row[0]: row[1] for row in about.values}
     assert facts["report"] == name
@@ -232,7 +233,7 @@ def test_timeliness_exports_the_overdue_requests(region_world, regulator):
     assert overdue["rows"], "the world has overdue requests"
     sheet = openpyxl.load_workbook(io.BytesIO(workbook.content))["overdue_requests"]
     values = list(sheet.values)
-    assert list(values[0]) == [column["name"] for column in overdue["columns"]]
+    assert list(values[0]) == [column["label"] for column in overdue["columns"]]
     assert [row[0] for row in values[1:]] == [row["request_id"] for row in overdue["rows"]]
     rows = list(csv.DictReader(io.StringIO(text.content.decode("utf-8-sig"))))
     assert [int(row["request_id"]) for row in rows] == [row["request_id"] for row in overdue["rows"]]

@@ -237,3 +237,15 @@ def test_downloads_are_scoped(client, claim, ethics_office):
         client.force_login(user)
         for name in ("admin:subsidies_claim_workbook", "admin:subsidies_claim_cover_letter"):
             assert client.get(reverse(name, args=[claim.pk])).status_code == status, (user.role, name)
+
+
+def test_a_trial_title_like_a_formula_stays_text_in_the_workbook(claim, trials, research_office):
+    """Issue 11: a trial titled =HYPERLINK(...) was a live formula in cell B2 of the regulator's claim workbook."""
+    formula = '=HYPERLINK("http://evil.example/x","点击")'
+    trials["small"].title_zh = formula
+    trials["small"].save(update_fields=["title_zh"])
+    services.claim_recompute(claim=claim, actor=research_office)
+    book = workbook(exports.claim_workbook(claim))
+    cells = [cell for row in book.worksheets[1].iter_rows() for cell in row if cell.value == formula]
+    assert cells, "the title is in the workbook"
+    assert all(cell.data_type == "s" for cell in cells)

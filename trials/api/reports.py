@@ -382,7 +382,8 @@ class EnrolmentReport(ReportView):
         self.entries = reports.enrolment_entries(
             sites=sites, occurred_from=filters.get("occurred_from"), occurred_to=filters.get("occurred_to")
         )
-        summary = reports.enrolment_targets(sites=sites)
+        # Zero counts first: a period without events adds nothing to the summary.
+        summary = reports.add_counts(reports.enrolment_targets(sites=sites), {})
         if group_by == "month":
             months = reports.enrolment_months(entries=self.entries)
             cumulative = 0
