@@ -110,6 +110,16 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+# make run's embedded SQLite is written by web, worker and beat at once. WAL lets readers go on while one writes; a
+# write transaction takes its lock when it begins (IMMEDIATE), so two read-then-write transactions queue behind the
+# busy timeout instead of failing with "database is locked" when both try to upgrade their read locks.
+SQLITE_OPTIONS = {
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 30,
+}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    DATABASES["default"].setdefault("OPTIONS", {}).update(SQLITE_OPTIONS)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "cgtclinic.User"

@@ -7,6 +7,17 @@ from cgtclinic.roles import Role
 from tests.factories.cgtclinic import InstitutionFactory, RegionFactory, UserFactory, review_interval_parameter
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    """The suite's own connections may empty the ledger: transactional tests end with a flush, which TRUNCATEs
+    every table, and the ledger's trigger refuses that to any other session (trials migration 0004)."""
+    from django.conf import settings
+
+    for database in settings.DATABASES.values():
+        if database["ENGINE"].endswith("postgresql"):
+            database.setdefault("OPTIONS", {})["options"] = "-c cgtclinic.allow_ledger_truncate=on"
+
+
 @pytest.fixture(autouse=True)
 def _test_settings(settings, tmp_path):
     """Uploaded files go to a per-test directory; passwords hash fast (PBKDF2 would dominate run time)."""

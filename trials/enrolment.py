@@ -31,6 +31,9 @@ NEEDS_OPEN_TRIAL = frozenset({K.SCREENED, K.ENROLLED, K.SCREEN_FAILED})
 # Exits are reported for subjects already enrolled, also after enrolment closed or during a suspension.
 EXIT_STATUSES = frozenset({S.ACTIVE, S.ENROLMENT_CLOSED, S.SUSPENDED, S.COMPLETED, S.TERMINATED})
 COUNT_FIELDS = tuple(K.values)
+# A plausibility bound, not a policy value: no single event of a CGT trial concerns more subjects than this, and
+# anything larger is a typing error (or an attempt to overflow the database's integer).
+MAX_SUBJECTS_PER_ENTRY = 10_000
 # Subject codes are pseudonyms: resident ID-card numbers (15 or 18 characters) and mobile numbers are refused.
 PERSONAL_IDENTIFIER = re.compile(r"^(\d{15}|\d{17}[\dXx]|1[3-9]\d{9})$")
 
@@ -215,6 +218,12 @@ def enrolment_report(
         raise DomainError(_("Choose an event."), field="kind")
     if not isinstance(count, int) or count < 1:
         raise DomainError(_("The number of subjects must be a whole number of at least 1."), field="count")
+    if count > MAX_SUBJECTS_PER_ENTRY:
+        raise DomainError(
+            _("One entry counts at most %(max)s subjects; report larger numbers as several entries.")
+            % {"max": MAX_SUBJECTS_PER_ENTRY},
+            field="count",
+        )
     subject_code = (subject_code or "").strip()
     if subject_code and count != 1:
         raise DomainError(_("An entry for one subject code counts exactly one subject."), field="count")

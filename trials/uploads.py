@@ -31,6 +31,11 @@ ALLOWED_TYPES: dict[str, tuple[str, frozenset[str]]] = {
 _OLE_SIGNATURE = bytes.fromhex("d0cf11e0a1b11ae1")
 # Office Open XML parts that tell a Word document from a workbook.
 _OOXML_MARKERS = {"docx": "word/document.xml", "xlsx": "xl/workbook.xml"}
+# An Office document is a zip archive: bound what it inflates to, so that a small upload cannot fill memory or disk
+# when it is opened (a "zip bomb"). Real documents inflate a few times over; bombs, a thousand times and more.
+OOXML_MAX_INFLATED_BYTES = 256 * 1024 * 1024
+OOXML_MAX_RATIO = 100
+OOXML_MAX_MEMBERS = 10_000
 
 
 class CheckedUpload:
@@ -52,14 +57,47 @@ def _detect(extension: str, uploaded) -> str | None:
     if extension in _OOXML_MARKERS:
         try:
             with zipfile.ZipFile(uploaded) as archive:
-                names = set(archive.namelist())
-        except zipfile.BadZipFile:
+                members = archive.infolist()
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError):
             return None
         finally:
             uploaded.seek(0)
+        _check_inflated_size(members, uploaded)
+        names = {member.filename for member in members}
         return ALLOWED_TYPES[extension][0] if _OOXML_MARKERS[extension] in names else None
     kind = filetype.guess(head)
+    if kind and kind.mime == "application/pdf" and not _pdf_opens(uploaded):
+        return None
     return kind.mime if kind else None
+
+
+def _check_inflated_size(members: list[zipfile.ZipInfo], uploaded) -> None:
+    inflated = sum(member.file_size for member in members)
+    compressed = max(sum(member.compress_size for member in members), 1)
+    if (
+        len(members) > OOXML_MAX_MEMBERS
+        or inflated > OOXML_MAX_INFLATED_BYTES
+        or inflated / compressed > OOXML_MAX_RATIO
+    ):
+        raise DomainError(
+            _("“%(name)s” unpacks to %(size)s, far more than a real document: it is refused.")
+            % {"name": uploaded.name, "size": filesizeformat(inflated)},
+            code="file_content_mismatch",
+            field="file",
+        )
+
+
+def _pdf_opens(uploaded) -> bool:
+    """Whether the bytes parse as a PDF with at least one page (a PDF header on anything else is not enough)."""
+    from pypdf import PdfReader
+
+    uploaded.seek(0)
+    try:
+        return len(PdfReader(uploaded, strict=False).pages) > 0
+    except Exception:  # a malformed file may fail anywhere in the parser; every failure means "not a PDF"
+        return False
+    finally:
+        uploaded.seek(0)
 
 
 def check_upload(uploaded) -> CheckedUpload:

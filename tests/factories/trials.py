@@ -1,16 +1,27 @@
 import datetime
 import hashlib
+import io
 
 import factory
 from django.core.files.base import ContentFile
 from django.utils import timezone
+from pypdf import PdfWriter
 
 from cgtclinic.roles import Role
 from tests.factories.cgtclinic import InstitutionFactory, SponsorFactory, UserFactory
 from trials.models import DocumentVersion, Trial, TrialDocument, TrialSite, TrialStatusChange
 
-# A minimal, valid PDF: what an upload of a real document starts with.
-PDF_BYTES = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+
+def _one_page_pdf() -> bytes:
+    """A real (blank, one-page) PDF: uploads are checked by parsing, not by their first bytes."""
+    buffer = io.BytesIO()
+    writer = PdfWriter()
+    writer.add_blank_page(width=595, height=842)
+    writer.write(buffer)
+    return buffer.getvalue()
+
+
+PDF_BYTES = _one_page_pdf()
 
 
 class TrialFactory(factory.django.DjangoModelFactory):

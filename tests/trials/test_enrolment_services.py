@@ -4,7 +4,7 @@ import datetime
 
 import pytest
 from dateutil.relativedelta import relativedelta
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
 
 from cgtclinic.errors import DomainError
 from cgtclinic.roles import Role
@@ -360,6 +360,26 @@ def test_the_database_refuses_to_change_or_delete_a_ledger_entry(site, pi):
         EnrolmentEntry.objects.filter(pk=entry.pk).delete()
     entry.refresh_from_db()
     assert entry.count == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_database_refuses_to_truncate_the_ledger(site, pi):
+    """Issue 11: TRUNCATE trials_enrolmententry succeeded (the row trigger covers UPDATE and DELETE only)."""
+    report(site, pi)
+    with pytest.raises(DatabaseError, match="never truncated"), transaction.atomic(), connection.cursor() as cursor:
+        # The test suite's own connections may empty tables between tests; an ordinary session may not.
+        cursor.execute("SET LOCAL cgtclinic.allow_ledger_truncate = 'off'")
+        cursor.execute("TRUNCATE trials_enrolmententry CASCADE")
+    assert EnrolmentEntry.objects.filter(site=site).count() == 1
+
+
+@pytest.mark.parametrize("count", [2_147_483_648, enrolment.MAX_SUBJECTS_PER_ENTRY + 1])
+def test_an_implausible_count_is_refused_clearly(site, pi, count):
+    """Issue 11: count=2147483648 on an enrolment report answered 500."""
+    with pytest.raises(DomainError) as refused:
+        report(site, pi, K.SCREENED, count=count)
+    assert refused.value.field == "count"
+    assert not EnrolmentEntry.objects.filter(site=site).exists()
 
 
 def test_rebuilding_the_cache_from_the_ledger_gives_the_same_counts(site, pi):

@@ -146,3 +146,28 @@ def test_cannot_upload_to_a_trial_one_cannot_see(research_office):
             title="IB",
             uploaded_file=SimpleUploadedFile("ib.pdf", PDF_BYTES),
         )
+
+
+def test_an_executable_behind_a_pdf_header_is_refused():
+    """Issue 11: a file that starts with %PDF-1.4 but is an executable was accepted as a PDF."""
+    fake = b"%PDF-1.4\n" + b"MZ\x90\x00\x03\x00\x00\x00" * 512
+    with pytest.raises(DomainError) as refused:
+        check_upload(SimpleUploadedFile("protocol.pdf", fake))
+    assert refused.value.code == "file_content_mismatch"
+
+
+def test_a_pdf_without_pages_is_refused():
+    with pytest.raises(DomainError):
+        check_upload(SimpleUploadedFile("empty.pdf", b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"))
+
+
+def test_a_docx_that_inflates_enormously_is_refused():
+    """Issue 11: a docx that inflates to 1 GiB was accepted. Here 64 MiB of zeros compress to about 64 KiB."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr("word/document.xml", "<w:document/>")
+        archive.writestr("word/media/padding.bin", b"\x00" * (64 * 1024 * 1024))
+    with pytest.raises(DomainError) as refused:
+        check_upload(SimpleUploadedFile("bomb.docx", buffer.getvalue()))
+    assert "bomb.docx" in str(refused.value.message)
