@@ -17,7 +17,30 @@ TEST_WORKERS ?= 2
 STATIC_MANIFEST := $(or $(CGT_DATA_DIR),var)/static/staticfiles.json
 STATIC_SOURCES := $(shell find cgtclinic trials ethics subsidies -path '*/static/*' -type f 2>/dev/null)
 
-.PHONY: run test install install-dev lint format messages bench clean
+# Debian packages outside pip: WeasyPrint's Pango and HarfBuzz and a CJK font for the PDF letters (make run), and
+# for the suite also Chromium (browser tests), gettext (catalogue check), poppler-utils (pdftotext) and a Latin-only
+# font (the test of a machine without CJK fonts). Installed when missing if run as root on Debian; otherwise the
+# target stops and prints the exact command.
+RUN_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-noto-cjk
+TEST_PACKAGES := $(RUN_PACKAGES) chromium gettext poppler-utils fonts-dejavu-core
+define ensure_packages
+	@command -v dpkg-query >/dev/null || exit 0; \
+	missing=""; \
+	for package in $(1); do \
+		dpkg-query --show --showformat='$${Status}' $$package 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$package"; \
+	done; \
+	[ -z "$$missing" ] && exit 0; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing system packages:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	else \
+		echo "cgtclinic needs these Debian packages, which are missing:$$missing" >&2; \
+		echo "install them with:  sudo apt-get install$$missing" >&2; \
+		exit 1; \
+	fi
+endef
+
+.PHONY: run test install install-dev lint format messages bench clean system-packages system-packages-test
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "cgtclinic needs Python 3.11; set PYTHON=/path/to/python3.11")'
@@ -35,17 +58,23 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt $(VENV)/.installed
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
+system-packages:
+	$(call ensure_packages,$(RUN_PACKAGES))
+
+system-packages-test:
+	$(call ensure_packages,$(TEST_PACKAGES))
+
 $(STATIC_MANIFEST): $(VENV)/.installed $(STATIC_SOURCES)
 	$(HONCHO_RUN) $(BIN)/python manage.py collectstatic --noinput --verbosity 0
 
-run: install $(STATIC_MANIFEST)
+run: system-packages install $(STATIC_MANIFEST)
 	$(HONCHO_RUN) $(BIN)/python manage.py migrate --noinput
 	$(HONCHO_RUN) $(BIN)/python manage.py sync_calendar
 	$(HONCHO_RUN) $(BIN)/python manage.py load_seeds --demo
 	@echo "Starting web (http://127.0.0.1:8000/admin/), Celery worker and Celery beat; Ctrl-C stops all three."
 	$(BIN)/honcho start
 
-test: install-dev
+test: system-packages-test install-dev
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/python -m pytest -p tests.xdist_redis -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 lint: install-dev

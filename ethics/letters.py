@@ -15,6 +15,7 @@ from django.utils.translation import gettext as _
 
 from cgtclinic.errors import DomainError
 from cgtclinic.models import User
+from cgtclinic.pdf import render_pdf
 from ethics.models import CommitteeMember, Decision, SubmissionEvent
 
 AUTHORITATIVE_LANGUAGE = "zh-hans"
@@ -55,8 +56,6 @@ def _context(decision: Decision) -> dict:
 
 def render_decision_letter(decision: Decision, language: str = AUTHORITATIVE_LANGUAGE) -> bytes:
     """The decision letter as PDF bytes, in Chinese (``zh-hans``) or English (``en``), fonts embedded."""
-    from weasyprint import HTML  # Loaded on first use: it pulls in Pango, which nothing else needs.
-
     if language not in TEMPLATES:
         raise DomainError(_("Decision letters are available in Chinese and English only."), field="language")
     decision = (
@@ -71,7 +70,7 @@ def render_decision_letter(decision: Decision, language: str = AUTHORITATIVE_LAN
     ).get(pk=decision.pk)
     with translation.override(language):
         html = render_to_string(TEMPLATES[language], _context(decision))
-    return HTML(string=html).write_pdf()
+    return render_pdf(html)
 
 
 def letter_issue(*, decision: Decision, actor: User) -> Decision:

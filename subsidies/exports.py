@@ -15,6 +15,7 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from cgtclinic.errors import DomainError
+from cgtclinic.pdf import render_pdf
 from cgtclinic.spreadsheets import MONEY_FORMAT, append_row, put_cell
 from subsidies import rules, services
 from subsidies.models import Claim, ClaimLine, SubsidyProgram
@@ -523,9 +524,7 @@ def claim_cover_letter_pdf(claim: Claim, language: str = DEFAULT_LANGUAGE) -> by
     """The research office's cover letter for the claim as PDF (CJK font embedded): the eligible lines and totals,
     in Chinese (``zh-hans``) or English (``en``). Each language has its own template of formal wording."""
     _check_language(language)
-    from weasyprint import HTML  # Loaded on first use: it pulls in Pango, which nothing else needs.
-
     with translation.override(language):
         figures = claim_figures(claim)
         html = render_to_string(LETTER_TEMPLATES[language], _letter_context(figures))
-    return HTML(string=html).write_pdf()
+    return render_pdf(html)

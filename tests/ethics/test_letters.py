@@ -169,3 +169,15 @@ def test_unknown_language_is_refused(routed, office):
     decision = decide_expedited(routed("expedited"), office)
     with pytest.raises(DomainError):
         letters.render_decision_letter(decision, "fr")
+
+
+def test_a_decision_whose_letter_lacks_glyphs_is_not_recorded(routed, office):
+    """Issue 11: a letter whose characters print as empty boxes is never numbered, hashed and stored."""
+    submission = routed("expedited")
+    trial = submission.trial
+    trial.title_zh = "CAR-T 研究 \ue000"  # private use area: no font draws it
+    trial.save(update_fields=["title_zh"])
+    with pytest.raises(DomainError) as refused:
+        decide_expedited(submission, office)
+    assert refused.value.code == "font_missing"
+    assert not Decision.objects.filter(submission=submission).exists()
