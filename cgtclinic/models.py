@@ -666,3 +666,20 @@ class ReportRequest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.report} ({self.format}) {self.status_code}"
+
+
+class Heartbeat(models.Model):
+    """The last sign of life of a background process (the deadline worker, beat), for the readiness check.
+
+    Beat sends the heartbeat task every half minute with the time it sent it; the deadline worker runs it and
+    records both times, so one row tells whether beat schedules and whether the worker executes."""
+
+    name = models.SlugField(_("process"), max_length=40, primary_key=True)
+    at = models.DateTimeField(_("last seen at"))
+
+    class Meta:
+        verbose_name = _("heartbeat")
+        verbose_name_plural = _("heartbeats")
+
+    def __str__(self) -> str:
+        return f"{self.name} @ {timezone.localtime(self.at):%Y-%m-%d %H:%M:%S}"

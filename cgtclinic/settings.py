@@ -184,9 +184,36 @@ else:
         "store_processed": False,
     }
 
+# Deadline effects (reminders, escalations, their sweeps) and the heartbeat have a queue of their own, consumed by
+# a worker of their own (Procfile, docker-compose), so PDF rendering, exports and webhook retries never delay them.
+DEADLINE_QUEUE = "deadlines"
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_ROUTES = {
+    name: {"queue": DEADLINE_QUEUE}
+    for name in (
+        "cgtclinic.tasks.heartbeat",
+        "ethics.tasks.recognition_remind",
+        "ethics.tasks.recognition_escalate",
+        "ethics.tasks.sweep_recognition_deadlines",
+        "ethics.tasks.sweep_continuing_reviews",
+        "ethics.tasks.remind_continuing_review",
+        "ethics.tasks.recompute_recognition_deadlines",
+    )
+}
+# The sweeps a deadline worker sends itself each time it (re)connects to the broker: after an outage the effects
+# that fell due meanwhile happen at once, not at the next beat tick.
+DEADLINE_SWEEPS = ("ethics.tasks.sweep_recognition_deadlines", "ethics.tasks.sweep_continuing_reviews")
+# Beat writes each run's time to the database at once (the readiness check reads the heartbeat's).
+CELERY_BEAT_SYNC_EVERY = 1
+
 # Periodic sweeps, loaded into django-celery-beat's tables by its DatabaseScheduler (which names the "expires"
 # option expire_seconds). Each run expires before the next is due, so a backlog after an outage runs once.
 CELERY_BEAT_SCHEDULE = {
+    "cgtclinic-heartbeat": {
+        "task": "cgtclinic.tasks.heartbeat",
+        "schedule": 30,
+        "options": {"expire_seconds": 25},
+    },
     # Recognition deadlines are hours to days away: a one-minute sweep keeps every effect within a minute.
     "ethics-sweep-recognition-deadlines": {
         "task": "ethics.tasks.sweep_recognition_deadlines",

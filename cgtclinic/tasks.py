@@ -25,3 +25,11 @@ def deliver_notification(channel: str, target: str, payload: dict) -> None:
         channel_named(channel).deliver(target, payload)
     except DeliveryFailed as exc:
         log.warning("notification delivery failed", extra={"channel": channel, "target": target, "error": str(exc)})
+
+
+@shared_task(ignore_result=True)
+def heartbeat() -> None:
+    """Beat, every half minute, on the deadline queue: the deadline worker is alive and beat is scheduling."""
+    from cgtclinic import health
+
+    health.record_worker_heartbeat()

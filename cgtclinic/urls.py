@@ -12,6 +12,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("i18n/setlang/", views.set_language, name="set_language"),
     path("health/", views.health, name="health"),
+    path("health/ready/", views.ready, name="health-ready"),
     path("pi/", include("ethics.portal.urls")),
     path("api/v1/", include("trials.api.urls")),
     path("api/v1/", include("subsidies.api.urls")),

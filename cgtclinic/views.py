@@ -3,6 +3,7 @@ from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.i18n import set_language as django_set_language
 
+from cgtclinic import health as health_checks
 from cgtclinic.services import person_set_language
 
 
@@ -12,6 +13,14 @@ def health(request):
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     return JsonResponse({"status": "ok"})
+
+
+@never_cache
+def ready(request):
+    """Readiness for orchestration and operators: database, broker, deadline worker and beat heartbeats with their
+    ages; 503 when any of them is down or stale, so a stopped worker never hides behind a healthy web server."""
+    report = health_checks.readiness()
+    return JsonResponse(report, status=200 if report["ready"] else 503)
 
 
 def set_language(request):

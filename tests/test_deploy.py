@@ -14,7 +14,7 @@ import yaml
 from django.conf import settings
 
 BASE_DIR = Path(settings.BASE_DIR)
-APP_SERVICES = ("web", "worker", "beat")
+APP_SERVICES = ("web", "worker", "deadlines", "beat")
 # Read by the compose file itself (interpolation), not by the settings.
 COMPOSE_ONLY_NAMES = {"POSTGRES_PASSWORD"}
 
@@ -124,7 +124,7 @@ def test_compose_services_use_the_compose_postgres_and_redis(compose):
             assert depends_on[backing] == {"condition": "service_healthy"}, (service, backing)
     for backing in ("postgres", "redis", "web", "worker"):
         assert services[backing]["healthcheck"]["test"], backing
-    for service in ("worker", "beat"):
+    for service in ("worker", "deadlines", "beat"):
         # Migrations run in web's command; the others wait for it.
         assert services[service]["depends_on"]["web"] == {"condition": "service_healthy"}
     assert "gunicorn" in services["web"]["command"]
@@ -157,3 +157,20 @@ def test_dockerfile_builds_a_non_root_gunicorn_image():
     users = re.findall(r"^USER (\S+)$", dockerfile, flags=re.MULTILINE)
     assert users and users[-1] not in {"root", "0"}
     assert re.search(r'^CMD \["gunicorn", "cgtclinic\.wsgi"', dockerfile, flags=re.MULTILINE)
+
+
+def test_deadline_effects_have_their_own_worker_everywhere(compose):
+    """Issue 11: deadline effects run on their own queue, and make run, the Procfile and docker-compose start a
+    worker for it; beat's and that worker's health come from the readiness endpoint."""
+    from django.conf import settings
+
+    queue = settings.DEADLINE_QUEUE
+    services = compose["services"]
+    assert f"--queues {queue}" in services["deadlines"]["command"]
+    assert f"--queues {settings.CELERY_TASK_DEFAULT_QUEUE}" in services["worker"]["command"]
+    for service in ("deadlines", "beat"):
+        assert "/health/ready/" in " ".join(services[service]["healthcheck"]["test"]), service
+    procfile = dict(line.split(":", 1) for line in (BASE_DIR / "Procfile").read_text().splitlines() if line.strip())
+    assert f"--queues {queue}" in procfile["deadlines"]
+    assert f"--queues {settings.CELERY_TASK_DEFAULT_QUEUE}" in procfile["worker"]
+    assert "beat" in procfile["beat"]

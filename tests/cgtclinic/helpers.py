@@ -30,7 +30,15 @@ def running_worker(*, keep_queued: bool = False):
     if not keep_queued:
         flush_broker()
     try:
-        with start_worker(celery_app, pool="solo", perform_ping_check=False, shutdown_timeout=30, loglevel="WARNING"):
+        with start_worker(
+            celery_app,
+            pool="solo",
+            perform_ping_check=False,
+            shutdown_timeout=30,
+            loglevel="WARNING",
+            # Both queues: the deadline effects have their own (settings.DEADLINE_QUEUE).
+            queues=[settings.CELERY_TASK_DEFAULT_QUEUE, settings.DEADLINE_QUEUE],
+        ):
             yield
     finally:
         flush_broker()
