@@ -4,6 +4,7 @@ With nothing set it runs locally on SQLite and Celery's filesystem broker (``mak
 ``DATABASE_URL`` / ``REDIS_URL`` for PostgreSQL and Redis. The production checklist is in README.md.
 """
 
+import datetime
 import secrets
 from pathlib import Path
 
@@ -46,7 +47,8 @@ SECURE_HSTS_PRELOAD = SECURE
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-if env_bool("DJANGO_BEHIND_PROXY", False):
+BEHIND_PROXY = env_bool("DJANGO_BEHIND_PROXY", False)
+if BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_HTTPONLY = True
 
@@ -65,6 +67,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "simple_history",
     "django_celery_beat",
+    "axes",
     "cgtclinic",
     "trials",
     "ethics",
@@ -82,6 +85,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
+    # Last, as django-axes requires: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "cgtclinic.urls"
@@ -123,7 +128,20 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "cgtclinic.User"
-AUTHENTICATION_BACKENDS = ["cgtclinic.auth.RoleBackend"]
+# django-axes first: it refuses a locked-out login before the password is even checked.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "cgtclinic.auth.RoleBackend"]
+# Brute-force protection on both logins (admin and PI portal): after 5 wrong passwords for one account, or from one
+# address, logins are refused for 30 minutes (each counted separately, so guessing many accounts from one address
+# and one account from many addresses both stop); a success clears the account's count. A system administrator
+# lifts a lockout in the admin (Axes → Access attempts: delete) or with manage.py axes_reset_username <name>.
+AXES_FAILURE_LIMIT = 5
+AXES_COOLOFF_TIME = datetime.timedelta(minutes=30)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_LOCKOUT_TEMPLATE = "cgtclinic/locked_out.html"
+AXES_CLIENT_IP_CALLABLE = "cgtclinic.auth.client_ip"
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -2,6 +2,7 @@
 
 import pytest
 from django.core.management import call_command
+from django.http import HttpRequest
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -40,7 +41,7 @@ def test_an_inactive_users_token_is_refused(api_client, research_office):
 @pytest.mark.django_db
 def test_session_authentication(api_client, research_office):
     trial = TrialFactory(lead_institution=research_office.institution)
-    assert api_client.login(username=research_office.username, password=PASSWORD)
+    assert api_client.login(request=HttpRequest(), username=research_office.username, password=PASSWORD)
     response = api_client.get(f"/api/v1/trials/{trial.pk}/")
     assert response.status_code == 200
 
@@ -49,7 +50,7 @@ def test_session_authentication(api_client, research_office):
 def test_session_writes_need_the_csrf_token(research_office):
     trial = TrialFactory(lead_institution=research_office.institution)
     client = APIClient(enforce_csrf_checks=True)
-    client.login(username=research_office.username, password=PASSWORD)
+    client.login(request=HttpRequest(), username=research_office.username, password=PASSWORD)
     response = client.post(f"/api/v1/trials/{trial.pk}/submit/")
     assert response.status_code == 403
     trial.refresh_from_db()
