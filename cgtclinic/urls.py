@@ -4,6 +4,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from cgtclinic import views
+from cgtclinic.api.reports import ReportIndexView
 
 admin.site.site_header = admin.site.site_title = "cgtclinic"
 
@@ -17,6 +18,7 @@ urlpatterns = [
     path("api/v1/", include("trials.api.urls")),
     path("api/v1/", include("subsidies.api.urls")),
     # Regulator reports: each app serves the reports over its own tables (cgtclinic.api.reports is the frame).
+    path("api/v1/reports/", ReportIndexView.as_view(), name="reports-index"),
     path("api/v1/reports/", include("trials.api.report_urls")),
     path("api/v1/reports/", include("ethics.api.report_urls")),
     path("api/v1/reports/", include("subsidies.api.report_urls")),

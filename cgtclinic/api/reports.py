@@ -958,6 +958,43 @@ def registered_reports() -> list[type[ReportView]]:
     return found
 
 
+class ReportIndexEntrySerializer(serializers.Serializer):
+    name = serializers.CharField(help_text=gettext_lazy("The report's name: its URL is /api/v1/reports/<name>/."))
+    title = serializers.CharField(help_text=gettext_lazy("The report's title in the caller's language."))
+    description = serializers.CharField()
+    url = serializers.CharField(help_text=gettext_lazy("The report's address (JSON; ?format=csv or xlsx to export)."))
+    formats = serializers.ListField(child=serializers.CharField())
+
+
+class ReportIndexView(APIView):
+    """GET /api/v1/reports/: the reports the caller may read, with their titles and addresses."""
+
+    http_method_names = ["get", "head", "options"]
+    authentication_classes = [ReportTokenAuthentication, SessionAuthentication]
+    permission_classes = [ReportPermission]
+    renderer_classes = [JSONRenderer]
+
+    @extend_schema(
+        operation_id="reports_index",
+        summary=gettext_lazy("List the regulator reports"),
+        responses={200: ReportIndexEntrySerializer(many=True), **_errors(401, 403)},
+        tags=["reports"],
+    )
+    def get(self, request):
+        return Response(
+            [
+                {
+                    "name": view.name,
+                    "title": str(view.title),
+                    "description": str(view.description),
+                    "url": request.build_absolute_uri(f"{view.name}/"),
+                    "formats": list(FORMATS),
+                }
+                for view in registered_reports()
+            ]
+        )
+
+
 def report_path(view: type[ReportView]) -> Callable:
     """The URL pattern of a report: /api/v1/reports/<name>/ (to put in an app's report_urls.py)."""
     from django.urls import path

@@ -141,3 +141,20 @@ def test_money_is_a_two_place_decimal_string_in_json_csv_and_a_money_cell_in_exc
         label = next(c["label"] for c in data["columns"] if c["name"] == column)
         cells = [row[labels.index(label)] for row in sheet.iter_rows(min_row=2)]
         assert all(cell.value is None or cell.number_format == "#,##0.00" for cell in cells)
+
+
+def test_the_reports_index_lists_every_report(client):
+    """Issue 11: GET /api/v1/reports/ answered 404 instead of listing the reports."""
+    response = client.get("/api/v1/reports/", HTTP_ACCEPT_LANGUAGE="en")
+    assert response.status_code == 200
+    listed = response.json()
+    assert [entry["name"] for entry in listed] == REPORTS
+    assert all(entry["url"].endswith(f"/api/v1/reports/{entry['name']}/") for entry in listed)
+    assert all(entry["formats"] == ["json", "csv", "xlsx"] for entry in listed)
+
+
+def test_the_reports_index_is_for_report_readers_only(research_office):
+    other = APIClient()
+    other.force_authenticate(research_office)
+    assert other.get("/api/v1/reports/").status_code == 403
+    assert APIClient().get("/api/v1/reports/").status_code == 401
