@@ -10,7 +10,7 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, pgettext_lazy
 
 from cgtclinic.errors import DomainError, TransitionNotAllowed
 from cgtclinic.models import User
@@ -228,19 +228,19 @@ def _check_step(locked: Submission, step: str) -> str:
 
 
 STEP_LABELS = {
-    "edit": gettext_lazy("edited"),
-    "submit": gettext_lazy("submitted"),
-    "withdraw": gettext_lazy("withdrawn"),
-    "accept": gettext_lazy("accepted"),
-    "return": gettext_lazy("returned as incomplete"),
-    "route_full_board": gettext_lazy("routed to a full-board meeting"),
-    "route_expedited": gettext_lazy("routed to expedited review"),
-    "acknowledge": gettext_lazy("acknowledged"),
-    "assign": gettext_lazy("given a reviewer"),
-    "opinion": gettext_lazy("given a reviewer's opinion"),
-    "refer": gettext_lazy("referred to a meeting"),
-    "schedule": gettext_lazy("put on a meeting agenda"),
-    "decide": gettext_lazy("decided"),
+    "edit": pgettext_lazy("submission step", "edited"),
+    "submit": pgettext_lazy("submission step", "submitted"),
+    "withdraw": pgettext_lazy("submission step", "withdrawn"),
+    "accept": pgettext_lazy("submission step", "accepted"),
+    "return": pgettext_lazy("submission step", "returned as incomplete"),
+    "route_full_board": pgettext_lazy("submission step", "routed to a full-board meeting"),
+    "route_expedited": pgettext_lazy("submission step", "routed to expedited review"),
+    "acknowledge": pgettext_lazy("submission step", "acknowledged"),
+    "assign": pgettext_lazy("submission step", "given a reviewer"),
+    "opinion": pgettext_lazy("submission step", "given a reviewer's opinion"),
+    "refer": pgettext_lazy("submission step", "referred to a meeting"),
+    "schedule": pgettext_lazy("submission step", "put on a meeting agenda"),
+    "decide": pgettext_lazy("submission step", "decided"),
 }
 
 
@@ -686,11 +686,11 @@ def meeting_available_steps(meeting: Meeting, user: User) -> list[str]:
 
 
 MEETING_STEP_LABELS = {
-    "agenda": gettext_lazy("have its agenda changed"),
-    "attendance": gettext_lazy("have its attendance recorded"),
-    "vote": gettext_lazy("take a vote"),
-    "close": gettext_lazy("be closed"),
-    "cancel": gettext_lazy("be cancelled"),
+    "agenda": pgettext_lazy("meeting step", "have its agenda changed"),
+    "attendance": pgettext_lazy("meeting step", "have its attendance recorded"),
+    "vote": pgettext_lazy("meeting step", "take a vote"),
+    "close": pgettext_lazy("meeting step", "be closed"),
+    "cancel": pgettext_lazy("meeting step", "be cancelled"),
 }
 
 
