@@ -5,67 +5,110 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('ethics', '0002_recognition'),
+        ("ethics", "0002_recognition"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='historicalmeeting',
-            name='cancellation_reason',
-            field=models.TextField(blank=True, editable=False, verbose_name='reason for cancelling'),
+            model_name="historicalmeeting",
+            name="cancellation_reason",
+            field=models.TextField(blank=True, editable=False, verbose_name="reason for cancelling"),
         ),
         migrations.AddField(
-            model_name='historicalmeeting',
-            name='cancelled_at',
-            field=models.DateTimeField(blank=True, editable=False, null=True, verbose_name='cancelled at'),
+            model_name="historicalmeeting",
+            name="cancelled_at",
+            field=models.DateTimeField(blank=True, editable=False, null=True, verbose_name="cancelled at"),
         ),
         migrations.AddField(
-            model_name='historicalmeeting',
-            name='closed_at',
-            field=models.DateTimeField(blank=True, editable=False, null=True, verbose_name='closed at'),
+            model_name="historicalmeeting",
+            name="closed_at",
+            field=models.DateTimeField(blank=True, editable=False, null=True, verbose_name="closed at"),
         ),
         migrations.AddField(
-            model_name='meeting',
-            name='cancellation_reason',
-            field=models.TextField(blank=True, editable=False, verbose_name='reason for cancelling'),
+            model_name="meeting",
+            name="cancellation_reason",
+            field=models.TextField(blank=True, editable=False, verbose_name="reason for cancelling"),
         ),
         migrations.AddField(
-            model_name='meeting',
-            name='cancelled_at',
-            field=models.DateTimeField(blank=True, editable=False, null=True, verbose_name='cancelled at'),
+            model_name="meeting",
+            name="cancelled_at",
+            field=models.DateTimeField(blank=True, editable=False, null=True, verbose_name="cancelled at"),
         ),
         migrations.AddField(
-            model_name='meeting',
-            name='closed_at',
-            field=models.DateTimeField(blank=True, editable=False, null=True, verbose_name='closed at'),
+            model_name="meeting",
+            name="closed_at",
+            field=models.DateTimeField(blank=True, editable=False, null=True, verbose_name="closed at"),
         ),
         migrations.AlterField(
-            model_name='historicalmeeting',
-            name='status',
-            field=models.CharField(choices=[('planned', 'Planned'), ('held', 'In session'), ('closed', 'Closed'), ('cancelled', 'Cancelled')], default='planned', max_length=20, verbose_name='status'),
+            model_name="historicalmeeting",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("planned", "Planned"),
+                    ("held", "In session"),
+                    ("closed", "Closed"),
+                    ("cancelled", "Cancelled"),
+                ],
+                default="planned",
+                max_length=20,
+                verbose_name="status",
+            ),
         ),
         migrations.AlterField(
-            model_name='meeting',
-            name='status',
-            field=models.CharField(choices=[('planned', 'Planned'), ('held', 'In session'), ('closed', 'Closed'), ('cancelled', 'Cancelled')], default='planned', max_length=20, verbose_name='status'),
+            model_name="meeting",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("planned", "Planned"),
+                    ("held", "In session"),
+                    ("closed", "Closed"),
+                    ("cancelled", "Cancelled"),
+                ],
+                default="planned",
+                max_length=20,
+                verbose_name="status",
+            ),
         ),
         migrations.AlterField(
-            model_name='submissionevent',
-            name='kind',
-            field=models.CharField(choices=[('created', 'Created'), ('submitted', 'Submitted'), ('returned', 'Returned as incomplete'), ('accepted', 'Accepted'), ('routed', 'Routed'), ('reviewer_assigned', 'Reviewer assigned'), ('opinion_recorded', 'Opinion recorded'), ('scheduled', 'Put on a meeting agenda'), ('voted', 'Voted'), ('decided', 'Decided'), ('acknowledged', 'Acknowledged'), ('withdrawn', 'Withdrawn'), ('letter_issued', 'Letter issued'), ('deferred', 'Deferred to a later meeting')], max_length=30, verbose_name='event'),
+            model_name="submissionevent",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("created", "Created"),
+                    ("submitted", "Submitted"),
+                    ("returned", "Returned as incomplete"),
+                    ("accepted", "Accepted"),
+                    ("routed", "Routed"),
+                    ("reviewer_assigned", "Reviewer assigned"),
+                    ("opinion_recorded", "Opinion recorded"),
+                    ("scheduled", "Put on a meeting agenda"),
+                    ("voted", "Voted"),
+                    ("decided", "Decided"),
+                    ("acknowledged", "Acknowledged"),
+                    ("withdrawn", "Withdrawn"),
+                    ("letter_issued", "Letter issued"),
+                    ("deferred", "Deferred to a later meeting"),
+                ],
+                max_length=30,
+                verbose_name="event",
+            ),
         ),
         migrations.CreateModel(
-            name='ReferenceCounter',
+            name="ReferenceCounter",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('year', models.PositiveSmallIntegerField()),
-                ('last_number', models.PositiveIntegerField(default=0)),
-                ('committee', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='ethics.ethicscommittee')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("year", models.PositiveSmallIntegerField()),
+                ("last_number", models.PositiveIntegerField(default=0)),
+                (
+                    "committee",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="ethics.ethicscommittee"
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('committee', 'year'), name='reference_counter_unique')],
+                "constraints": [models.UniqueConstraint(fields=("committee", "year"), name="reference_counter_unique")],
             },
         ),
     ]
