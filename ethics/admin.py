@@ -272,20 +272,14 @@ SUBMISSION_STEPS = {
         ),
     ),
 }
-# Which steps make sense in each state, for showing only meaningful buttons; the services decide.
-SUBMISSION_STEPS_FROM = {
-    S.SUBMITTED: ["accept", "return"],
-    S.ACCEPTED: ["route", "acknowledge"],
-    S.EXPEDITED_REVIEW: ["assign", "refer", "decide", "acknowledge"],
-    S.AWAITING_MEETING: ["assign", "decide"],
-}
 
 
-def _steps_for(submission: Submission) -> list[str]:
-    steps = SUBMISSION_STEPS_FROM.get(submission.status, [])
-    if submission.kind not in services.ACKNOWLEDGEABLE:
-        steps = [step for step in steps if step != "acknowledge"]
-    return steps
+def _steps_for(submission: Submission, user: User) -> list[str]:
+    """The buttons to show: the steps the services' transitions table allows this person now."""
+    available = set(services.available_steps(submission, user))
+    if available.intersection(services.ROUTE_STEPS.values()):
+        available.add("route")  # one button; its form chooses full-board or expedited
+    return [step for step in SUBMISSION_STEPS if step in available]
 
 
 def _show_error(form: forms.Form, exc: DomainError) -> None:
@@ -476,7 +470,9 @@ class SubmissionAdmin(ScopedAdmin):
         extra_context = extra_context or {}
         submission = self.get_queryset(request).filter(pk=object_id).first()
         if submission is not None and self.may_act(request, submission):
-            extra_context["steps"] = [(step, SUBMISSION_STEPS[step][0]) for step in _steps_for(submission)]
+            extra_context["steps"] = [
+                (step, SUBMISSION_STEPS[step][0]) for step in _steps_for(submission, request.user)
+            ]
         return super().change_view(request, object_id, form_url, extra_context)
 
     def _submission_for_step(self, request, object_id) -> Submission:
@@ -635,10 +631,26 @@ class MeetingAdmin(ScopedAdmin):
     def get_fields(self, request, obj=None):
         if obj is None:
             return ["committee", "scheduled_at", "location"]
-        return ["committee", "scheduled_at", "status", "quorum_met", "quorum_note", "location", "minutes"]
+        fields = ["committee", "scheduled_at", "status", "quorum_met", "quorum_note", "location", "minutes"]
+        if obj.closed_at:
+            fields.append("closed_at")
+        if obj.cancelled_at:
+            fields += ["cancelled_at", "cancellation_reason"]
+        return fields
 
     def get_readonly_fields(self, request, obj=None):
-        return ["committee", "scheduled_at", "status", "quorum_met", "quorum_note"] if obj else []
+        if obj is None:
+            return []
+        return [
+            "committee",
+            "scheduled_at",
+            "status",
+            "quorum_met",
+            "quorum_note",
+            "closed_at",
+            "cancelled_at",
+            "cancellation_reason",
+        ]
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "committee":
@@ -677,6 +689,8 @@ class MeetingAdmin(ScopedAdmin):
             route("items/<int:item_id>/conflict/", self.conflict_view, "conflict"),
             route("items/<int:item_id>/votes/", self.votes_view, "votes"),
             route("items/<int:item_id>/decide/", self.decide_view, "decide"),
+            route("close/", self.close_view, "close"),
+            route("cancel/", self.cancel_view, "cancel"),
         ]
         return own + super().get_urls()
 
@@ -687,6 +701,9 @@ class MeetingAdmin(ScopedAdmin):
             extra_context["agenda"] = self._agenda(meeting)
             extra_context["attendance"] = [a.member for a in meeting.attendance.select_related("member")]
             extra_context["may_act"] = self.has_change_permission(request, meeting)
+            extra_context["meeting_steps"] = (
+                services.meeting_available_steps(meeting, request.user) if extra_context["may_act"] else []
+            )
         return super().change_view(request, object_id, form_url, extra_context)
 
     @staticmethod
@@ -699,7 +716,7 @@ class MeetingAdmin(ScopedAdmin):
         for item in items:
             quorum = (
                 services.quorum_check(meeting=meeting, agenda_item=item)
-                if meeting.status == Meeting.Status.HELD
+                if meeting.status in (Meeting.Status.HELD, Meeting.Status.CLOSED)
                 else None
             )
             rows.append(
@@ -835,7 +852,42 @@ class MeetingAdmin(ScopedAdmin):
                 )
         return self._render(request, meeting, gettext("Record the decision"), form, item=item)
 
-    def _render(self, request, meeting, label, form, item=None, quorum=None):
+    def close_view(self, request, object_id):
+        meeting = self._meeting_for_action(request, object_id)
+        form = ConfirmForm(request.POST if request.method == "POST" else None)
+        undecided = [
+            str(item.submission)
+            for item in meeting.agenda.select_related("submission__trial").filter(submission__status=S.AWAITING_MEETING)
+        ]
+        if request.method == "POST" and form.is_valid():
+            try:
+                services.meeting_close(meeting=meeting, actor=request.user)
+            except DomainError as exc:
+                _show_error(form, exc)
+            else:
+                return self._done(request, meeting, gettext("The meeting is closed."))
+        intro = (
+            gettext("Not decided, and deferred to a later meeting when you close: %(items)s")
+            % {"items": "; ".join(undecided)}
+            if undecided
+            else gettext("Every item on the agenda is decided.")
+        )
+        return self._render(request, meeting, gettext("Close the meeting"), form, intro=intro)
+
+    def cancel_view(self, request, object_id):
+        meeting = self._meeting_for_action(request, object_id)
+        form = ReasonForm(request.POST if request.method == "POST" else None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                services.meeting_cancel(meeting=meeting, actor=request.user, reason=form.cleaned_data["reason"])
+            except DomainError as exc:
+                _show_error(form, exc)
+            else:
+                return self._done(request, meeting, gettext("The meeting is cancelled."))
+        intro = gettext("Items on its agenda stay awaiting a meeting and can go on another meeting's agenda.")
+        return self._render(request, meeting, gettext("Cancel the meeting"), form, intro=intro)
+
+    def _render(self, request, meeting, label, form, item=None, quorum=None, intro=""):
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -845,7 +897,7 @@ class MeetingAdmin(ScopedAdmin):
             "form": form,
             "object_url": reverse("admin:ethics_meeting_change", args=[meeting.pk]),
             "object_label": str(meeting),
-            "intro": str(item.submission) if item else "",
+            "intro": str(item.submission) if item else intro,
             "quorum": quorum,
         }
         return TemplateResponse(request, "admin/ethics/action.html", context)

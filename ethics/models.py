@@ -9,6 +9,7 @@ import math
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 from simple_history.models import HistoricalRecords
@@ -291,6 +292,7 @@ class SubmissionEvent(models.Model):
         ACKNOWLEDGED = "acknowledged", _("Acknowledged")
         WITHDRAWN = "withdrawn", _("Withdrawn")
         LETTER_ISSUED = "letter_issued", _("Letter issued")
+        DEFERRED = "deferred", _("Deferred to a later meeting")
 
     submission = models.ForeignKey(
         Submission, on_delete=models.CASCADE, related_name="events", verbose_name=_("submission")
@@ -311,7 +313,7 @@ class SubmissionEvent(models.Model):
         indexes = [models.Index(fields=["kind", "at"])]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} @ {self.at:%Y-%m-%d %H:%M}"
+        return f"{self.get_kind_display()} @ {timezone.localtime(self.at):%Y-%m-%d %H:%M}"
 
 
 class ReviewAssignment(models.Model):
@@ -358,9 +360,13 @@ class MeetingQuerySet(models.QuerySet):
 
 
 class Meeting(models.Model):
+    """A full-board meeting: planned, then held (in session once attendance is recorded, agenda still open),
+    then closed by the office; a meeting at which nothing was decided can be cancelled instead."""
+
     class Status(models.TextChoices):
         PLANNED = "planned", _("Planned")
-        HELD = "held", _("Held")
+        HELD = "held", _("In session")
+        CLOSED = "closed", _("Closed")
         CANCELLED = "cancelled", _("Cancelled")
 
     committee = models.ForeignKey(
@@ -372,6 +378,9 @@ class Meeting(models.Model):
     quorum_met = models.BooleanField(_("quorum met"), null=True, editable=False)
     quorum_note = models.TextField(_("quorum check"), blank=True, editable=False)
     minutes = models.TextField(_("minutes"), blank=True)
+    closed_at = models.DateTimeField(_("closed at"), null=True, blank=True, editable=False)
+    cancelled_at = models.DateTimeField(_("cancelled at"), null=True, blank=True, editable=False)
+    cancellation_reason = models.TextField(_("reason for cancelling"), blank=True, editable=False)
 
     objects = MeetingQuerySet.as_manager()
     history = HistoricalRecords()
@@ -382,7 +391,7 @@ class Meeting(models.Model):
         verbose_name_plural = _("meetings")
 
     def __str__(self) -> str:
-        return f"{self.committee} {self.scheduled_at:%Y-%m-%d}"
+        return f"{self.committee} {timezone.localtime(self.scheduled_at):%Y-%m-%d %H:%M}"
 
 
 class AgendaItem(models.Model):
@@ -533,6 +542,21 @@ class LetterCounter(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["committee", "year"], name="letter_counter_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.committee_id}/{self.year}: {self.last_number}"
+
+
+class ReferenceCounter(models.Model):
+    """The last acceptance number (受理号) a committee gave in a year; locked while the next one is taken, so the
+    numbers run 1, 2, 3 … per committee and year without gaps or repeats."""
+
+    committee = models.ForeignKey(EthicsCommittee, on_delete=models.CASCADE, related_name="+")
+    year = models.PositiveSmallIntegerField()
+    last_number = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["committee", "year"], name="reference_counter_unique")]
 
     def __str__(self) -> str:
         return f"{self.committee_id}/{self.year}: {self.last_number}"
@@ -777,4 +801,4 @@ class RecognitionEffect(models.Model):
         constraints = [models.UniqueConstraint(fields=["request", "kind", "due_at"], name="recognition_effect_once")]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} {self.happened_at:%Y-%m-%d %H:%M}"
+        return f"{self.get_kind_display()} {timezone.localtime(self.happened_at):%Y-%m-%d %H:%M}"

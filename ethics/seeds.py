@@ -698,12 +698,15 @@ def _hold(replay: _Replay, step: _Step) -> None:
 
 
 def _decide(replay: _Replay, step: _Step) -> None:
-    services.decision_record(
+    decision = services.decision_record(
         submission=replay.submission,
         actor=step.actor,
         outcome=step.part.data["outcome"],
         requested_modifications=str(step.part.data.get("modifications", "")),
     )
+    if decision.meeting is not None:
+        # The row's meeting had this one item: once decided, the office closes it.
+        services.meeting_close(meeting=decision.meeting, actor=step.actor)
 
 
 def _acknowledge(replay: _Replay, step: _Step) -> None:

@@ -7,12 +7,14 @@ from dataclasses import dataclass, field
 from dateutil.relativedelta import relativedelta
 from django.db import transaction
 from django.db.models import Q
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, pgettext_lazy
 
 from cgtclinic.errors import DomainError, TransitionNotAllowed
 from cgtclinic.models import User
+from cgtclinic.notifications import notify, render_later
 from cgtclinic.roles import Role
 from ethics import letters, recognition
 from ethics.models import (
@@ -25,6 +27,7 @@ from ethics.models import (
     LetterCounter,
     Meeting,
     RecognitionRequest,
+    ReferenceCounter,
     ReviewAssignment,
     Submission,
     SubmissionEvent,
@@ -93,6 +96,52 @@ ACKNOWLEDGEABLE = {K.SAE, K.DEVIATION, K.SUSPENSION_TERMINATION, K.FINAL_REPORT,
 EXPEDITED_OUTCOMES = {Outcome.APPROVE, Outcome.APPROVE_AFTER_MODIFICATION, Outcome.MODIFY_AND_RESUBMIT}
 # Outcomes that approve the study (or keep its approval).
 APPROVING = {Outcome.APPROVE}
+# Outcomes that ask the applicant to change something and answer.
+ASKS_FOR_MODIFICATIONS = {Outcome.APPROVE_AFTER_MODIFICATION, Outcome.MODIFY_AND_RESUBMIT}
+
+# --- what can happen next ----------------------------------------------------------------------------------------
+# The one table of a submission's steps: {from status: {step: to status}}. The services check it, and the admin's
+# buttons and the PI portal read it through ``available_steps``; steps that leave the status as it is
+# (assigning a reviewer, recording an opinion, editing a draft) are listed too, so the table says where they apply.
+ALLOWED = {
+    S.DRAFT: {"edit": S.DRAFT, "submit": S.SUBMITTED, "withdraw": S.WITHDRAWN},
+    S.RETURNED: {"edit": S.RETURNED, "submit": S.SUBMITTED, "withdraw": S.WITHDRAWN},
+    S.SUBMITTED: {"accept": S.ACCEPTED, "return": S.RETURNED, "withdraw": S.WITHDRAWN},
+    S.ACCEPTED: {
+        "route_full_board": S.AWAITING_MEETING,
+        "route_expedited": S.EXPEDITED_REVIEW,
+        "acknowledge": S.ACKNOWLEDGED,
+        "withdraw": S.WITHDRAWN,
+    },
+    S.EXPEDITED_REVIEW: {
+        "assign": S.EXPEDITED_REVIEW,
+        "opinion": S.EXPEDITED_REVIEW,
+        "refer": S.AWAITING_MEETING,
+        "decide": S.DECIDED,
+        "acknowledge": S.ACKNOWLEDGED,
+    },
+    S.AWAITING_MEETING: {
+        "assign": S.AWAITING_MEETING,
+        "opinion": S.AWAITING_MEETING,
+        "schedule": S.AWAITING_MEETING,
+        "decide": S.DECIDED,
+    },
+}
+# Who takes each step: the applicant (PI, site PI, lead research office) or the committee's ethics office.
+APPLICANT_STEPS = frozenset({"edit", "submit", "withdraw"})
+ROUTE_STEPS = {Submission.ReviewType.FULL_BOARD: "route_full_board", Submission.ReviewType.EXPEDITED: "route_expedited"}
+# Statuses in which the applicant can still change the submission (the portal's edit links read this).
+EDITABLE_STATUSES = tuple(status for status, steps in ALLOWED.items() if "edit" in steps)
+
+M = Meeting.Status
+# Meetings whose agenda is open: a submission is on at most one of them at a time.
+OPEN_MEETING_STATUSES = (M.PLANNED, M.HELD)
+# A meeting: planned → in session (attendance recorded; agenda, conflicts, votes and decisions) → closed; a meeting
+# at which nothing was decided may be cancelled instead. Recording attendance again while in session corrects it.
+MEETING_ALLOWED = {
+    M.PLANNED: {"agenda": M.PLANNED, "attendance": M.HELD, "cancel": M.CANCELLED},
+    M.HELD: {"agenda": M.HELD, "attendance": M.HELD, "vote": M.HELD, "close": M.CLOSED, "cancel": M.CANCELLED},
+}
 
 
 # --- who may act ------------------------------------------------------------------------------------------
@@ -141,27 +190,159 @@ def _lock(submission: Submission) -> Submission:
     return Submission.objects.select_for_update().select_related("committee", "trial").get(pk=submission.pk)
 
 
+def _allowed(submission: Submission, step: str) -> bool:
+    if step == "acknowledge" and submission.kind not in ACKNOWLEDGEABLE:
+        return False
+    return step in ALLOWED.get(submission.status, {})
+
+
+def _may(actor: User, submission: Submission, step: str) -> bool:
+    try:
+        if step in APPLICANT_STEPS:
+            _require_applicant(actor, submission.trial)
+        else:
+            _require_office(actor, submission.committee)
+    except DomainError:
+        return False
+    return True
+
+
+def available_steps(submission: Submission, user: User) -> list[str]:
+    """The steps this person can take on the submission now, in the table's order (for buttons and links)."""
+    steps = [step for step in ALLOWED.get(submission.status, {}) if _allowed(submission, step)]
+    if not steps:
+        return []
+    applicant = _may(user, submission, "submit") if APPLICANT_STEPS.intersection(steps) else False
+    office = _may(user, submission, "accept") if set(steps) - APPLICANT_STEPS else False
+    return [step for step in steps if (applicant if step in APPLICANT_STEPS else office)]
+
+
+def _check_step(locked: Submission, step: str) -> str:
+    """The status ``step`` leads to from the submission's status, or a refusal naming both."""
+    if not _allowed(locked, step):
+        raise TransitionNotAllowed(
+            _("A submission that is “%(current)s” cannot be %(step)s.")
+            % {"current": locked.get_status_display(), "step": STEP_LABELS.get(step, step)}
+        )
+    return ALLOWED[locked.status][step]
+
+
+STEP_LABELS = {
+    "edit": pgettext_lazy("submission step", "edited"),
+    "submit": pgettext_lazy("submission step", "submitted"),
+    "withdraw": pgettext_lazy("submission step", "withdrawn"),
+    "accept": pgettext_lazy("submission step", "accepted"),
+    "return": pgettext_lazy("submission step", "returned as incomplete"),
+    "route_full_board": pgettext_lazy("submission step", "routed to a full-board meeting"),
+    "route_expedited": pgettext_lazy("submission step", "routed to expedited review"),
+    "acknowledge": pgettext_lazy("submission step", "acknowledged"),
+    "assign": pgettext_lazy("submission step", "given a reviewer"),
+    "opinion": pgettext_lazy("submission step", "given a reviewer's opinion"),
+    "refer": pgettext_lazy("submission step", "referred to a meeting"),
+    "schedule": pgettext_lazy("submission step", "put on a meeting agenda"),
+    "decide": pgettext_lazy("submission step", "decided"),
+}
+
+
 def _move(
     locked: Submission,
     *,
-    to: str,
-    allowed_from: set[str],
+    step: str,
     actor: User,
     event: str,
     note: str = "",
     update_fields: tuple[str, ...] = (),
 ) -> Submission:
-    if locked.status not in allowed_from:
-        raise TransitionNotAllowed(
-            _("A submission that is “%(current)s” cannot become “%(target)s”.")
-            % {"current": locked.get_status_display(), "target": S(to).label}
-        )
+    to = _check_step(locked, step)
     from_status = locked.status
     locked.status = to
     locked._history_user = actor
     locked.save(update_fields=["status", *update_fields])
-    _event(locked, event, actor, from_status=from_status, to_status=to, note=note)
+    locked.last_event = _event(locked, event, actor, from_status=from_status, to_status=to, note=note)
     return locked
+
+
+# --- telling the applicant side ------------------------------------------------------------------------------------
+
+NOTICES = {
+    "returned": (
+        gettext_lazy("%(reference)s returned as incomplete"),
+        gettext_lazy(
+            "%(committee)s returned the %(kind)s %(reference)s for %(protocol)s %(trial)s as incomplete. "
+            "Missing: %(items)s. Complete it and submit it again."
+        ),
+    ),
+    "accepted": (
+        gettext_lazy("%(reference)s accepted for review"),
+        gettext_lazy(
+            "%(committee)s accepted the %(kind)s %(reference)s for %(protocol)s %(trial)s; it will be routed for "
+            "review."
+        ),
+    ),
+    "routed": (
+        gettext_lazy("%(reference)s routed: %(review_type)s"),
+        gettext_lazy(
+            "%(committee)s routed the %(kind)s %(reference)s for %(protocol)s %(trial)s to %(review_type)s. "
+            "Reason: %(reason)s"
+        ),
+    ),
+    "decided": (
+        gettext_lazy("Decision on %(reference)s: %(outcome)s"),
+        gettext_lazy(
+            "%(committee)s decided on the %(kind)s %(reference)s for %(protocol)s %(trial)s: %(outcome)s, "
+            "letter %(letter)s. %(reasons)s"
+        ),
+    ),
+    "modifications_requested": (
+        gettext_lazy("Modifications requested for %(reference)s"),
+        gettext_lazy(
+            "%(committee)s asks for modifications to the %(kind)s %(reference)s for %(protocol)s %(trial)s "
+            "(%(outcome)s, letter %(letter)s): %(reasons)s Respond with the revised documents from the "
+            "submission's page."
+        ),
+    ),
+}
+
+
+def _notify_applicants(submission: Submission, notice: str, *, items=(), decision: Decision | None = None) -> None:
+    """Tell the trial's PI, the submitter and the lead institution's research office about a step, once each:
+    PIs get the portal page, office staff the admin page."""
+    trial = submission.trial
+    people = {trial.pi, submission.submitted_by}
+    people.update(
+        User.objects.filter(is_active=True, role=Role.RESEARCH_OFFICE, institution_id=trial.lead_institution_id)
+    )
+    params = {
+        "reference": submission.reference or f"#{submission.pk}",
+        "committee": submission.committee,
+        "kind": K(submission.kind).label,
+        "protocol": trial.protocol_number,
+        "trial": trial,
+        "items": "; ".join(items),
+        "review_type": Submission.ReviewType(submission.review_type).label if submission.review_type else "",
+        "reason": submission.routing_reason,
+        "outcome": Outcome(decision.outcome).label if decision else "",
+        "letter": decision.letter_number if decision else "",
+        "reasons": decision.requested_modifications if decision else "",
+    }
+    subject, body = NOTICES[notice]
+    # A submission is returned or routed more than once; the timeline entry names this occurrence.
+    occurrence = decision.pk if decision else submission.last_event.pk
+    links = {
+        True: reverse("ethics_portal:submission_detail", args=[submission.pk]),
+        False: reverse("admin:ethics_submission_change", args=[submission.pk]),
+    }
+    for is_pi, link in links.items():
+        recipients = [person for person in people if (person.role == Role.PI) == is_pi]
+        if recipients:
+            notify(
+                recipients=recipients,
+                topic=f"submission.{notice}",
+                event_key=f"submission:{submission.pk}:{occurrence}",
+                subject=render_later(subject, **params),
+                body=render_later(body, **params),
+                link=link,
+            )
 
 
 # --- applicant side --------------------------------------------------------------------------------------------
@@ -237,7 +418,7 @@ def submission_update_draft(
     _require_applicant(actor, submission.trial)
     with transaction.atomic():
         locked = _lock(submission)
-        if locked.status not in (S.DRAFT, S.RETURNED):
+        if not _allowed(locked, "edit"):
             raise TransitionNotAllowed(_("Only a draft or a returned submission can be edited."))
         fields = []
         for name, value in (("summary", summary), ("details", details), ("declarations", declarations)):
@@ -283,24 +464,25 @@ def submission_submit(*, submission: Submission, actor: User) -> Submission:
     _require_applicant(actor, submission.trial)
     with transaction.atomic():
         locked = _lock(submission)
-        if locked.status not in (S.DRAFT, S.RETURNED):
-            raise TransitionNotAllowed(
-                _("A submission that is “%(current)s” cannot be submitted.") % {"current": locked.get_status_display()}
-            )
+        _check_step(locked, "submit")
         problems = missing_items(locked)
         if problems:
             raise DomainError(
                 _("The submission is incomplete: %(items)s") % {"items": " ".join(problems)}, code="incomplete"
             )
         now = timezone.now()
-        if locked.submitted_at is None:
+        first = locked.submitted_at is None
+        if first:
+            # 受理号: the committee's own sequence for the Beijing-time year of first submission, taken under a lock.
+            year = timezone.localdate(now).year
             locked.submitted_at = now
-            locked.reference = f"{locked.committee.letter_prefix}受〔{timezone.localdate(now).year}〕{locked.pk:05d}"
+            locked.reference = (
+                f"{locked.committee.letter_prefix}受〔{year}〕{_next_reference_number(locked.committee, year):05d}"
+            )
         locked.missing_items = []
         _move(
             locked,
-            to=S.SUBMITTED,
-            allowed_from={S.DRAFT, S.RETURNED},
+            step="submit",
             actor=actor,
             event=E.SUBMITTED,
             update_fields=("submitted_at", "reference", "missing_items"),
@@ -318,8 +500,7 @@ def submission_withdraw(*, submission: Submission, actor: User, reason: str) -> 
         locked = _lock(submission)
         return _move(
             locked,
-            to=S.WITHDRAWN,
-            allowed_from={S.DRAFT, S.SUBMITTED, S.RETURNED, S.ACCEPTED},
+            step="withdraw",
             actor=actor,
             event=E.WITHDRAWN,
             note=reason.strip(),
@@ -338,15 +519,16 @@ def submission_return_incomplete(*, submission: Submission, actor: User, items: 
     with transaction.atomic():
         locked = _lock(submission)
         locked.missing_items = items
-        return _move(
+        _move(
             locked,
-            to=S.RETURNED,
-            allowed_from={S.SUBMITTED},
+            step="return",
             actor=actor,
             event=E.RETURNED,
             note="\n".join(items),
             update_fields=("missing_items",),
         )
+        _notify_applicants(locked, "returned", items=items)
+    return locked
 
 
 def submission_accept(*, submission: Submission, actor: User) -> Submission:
@@ -354,9 +536,10 @@ def submission_accept(*, submission: Submission, actor: User) -> Submission:
     _require_office(actor, submission.committee)
     with transaction.atomic():
         locked = _lock(submission)
-        _move(locked, to=S.ACCEPTED, allowed_from={S.SUBMITTED}, actor=actor, event=E.ACCEPTED)
+        _move(locked, step="accept", actor=actor, event=E.ACCEPTED)
         if locked.kind == K.INITIAL and locked.trial.status == Trial.Status.SUBMITTED:
             trial_services.trial_start_review(trial=locked.trial, actor=actor)
+        _notify_applicants(locked, "accepted")
     return locked
 
 
@@ -367,20 +550,21 @@ def submission_route(*, submission: Submission, actor: User, review_type: str, r
         raise DomainError(_("Choose full-board or expedited review."), field="review_type")
     if not reason.strip():
         raise DomainError(_("Please give the reason for this routing."), code="reason_required", field="reason")
-    target = S.EXPEDITED_REVIEW if review_type == Submission.ReviewType.EXPEDITED else S.AWAITING_MEETING
     with transaction.atomic():
         locked = _lock(submission)
+        _check_step(locked, ROUTE_STEPS[review_type])
         locked.review_type = review_type
         locked.routing_reason = reason.strip()
-        return _move(
+        _move(
             locked,
-            to=target,
-            allowed_from={S.ACCEPTED},
+            step=ROUTE_STEPS[review_type],
             actor=actor,
             event=E.ROUTED,
             note=f"{Submission.ReviewType(review_type).label}: {reason.strip()}",
             update_fields=("review_type", "routing_reason"),
         )
+        _notify_applicants(locked, "routed")
+    return locked
 
 
 def submission_refer_to_meeting(*, submission: Submission, actor: User, reason: str) -> Submission:
@@ -390,17 +574,19 @@ def submission_refer_to_meeting(*, submission: Submission, actor: User, reason: 
         raise DomainError(_("Please give a reason."), code="reason_required", field="reason")
     with transaction.atomic():
         locked = _lock(submission)
+        _check_step(locked, "refer")
         locked.review_type = Submission.ReviewType.FULL_BOARD
         locked.routing_reason = reason.strip()
-        return _move(
+        _move(
             locked,
-            to=S.AWAITING_MEETING,
-            allowed_from={S.EXPEDITED_REVIEW},
+            step="refer",
             actor=actor,
             event=E.ROUTED,
             note=reason.strip(),
             update_fields=("review_type", "routing_reason"),
         )
+        _notify_applicants(locked, "routed")
+    return locked
 
 
 def submission_acknowledge(*, submission: Submission, actor: User, note: str = "") -> Submission:
@@ -410,11 +596,11 @@ def submission_acknowledge(*, submission: Submission, actor: User, note: str = "
         raise DomainError(_("Only reports can be acknowledged; applications need a decision."), field="kind")
     with transaction.atomic():
         locked = _lock(submission)
+        _check_step(locked, "acknowledge")
         locked.decided_at = timezone.now()
         _move(
             locked,
-            to=S.ACKNOWLEDGED,
-            allowed_from={S.ACCEPTED, S.EXPEDITED_REVIEW},
+            step="acknowledge",
             actor=actor,
             event=E.ACKNOWLEDGED,
             note=note,
@@ -431,7 +617,7 @@ def reviewer_assign(*, submission: Submission, actor: User, member: CommitteeMem
         raise DomainError(_("The reviewer must be a current member of this committee."), field="member")
     with transaction.atomic():
         locked = _lock(submission)
-        if locked.status not in (S.EXPEDITED_REVIEW, S.AWAITING_MEETING):
+        if not _allowed(locked, "assign"):
             raise TransitionNotAllowed(_("Reviewers are assigned once a submission is routed."))
         if ReviewAssignment.objects.filter(submission=locked, member=member).exists():
             raise DomainError(_("This member is already a reviewer of the submission."), field="member")
@@ -455,7 +641,7 @@ def opinion_record(
         _require_office(actor, submission.committee)
     if opinion not in ReviewAssignment.Opinion.values:
         raise DomainError(_("Choose an opinion."), field="opinion")
-    if submission.status not in (S.EXPEDITED_REVIEW, S.AWAITING_MEETING):
+    if not _allowed(submission, "opinion"):
         raise TransitionNotAllowed(_("Opinions are recorded while the submission is under review."))
     with transaction.atomic():
         assignment.opinion = opinion
@@ -487,17 +673,67 @@ def meeting_schedule(
     return meeting
 
 
+def meeting_available_steps(meeting: Meeting, user: User) -> list[str]:
+    """The meeting steps this person can take now (the admin's buttons read this)."""
+    try:
+        _require_office(user, meeting.committee)
+    except DomainError:
+        return []
+    steps = list(MEETING_ALLOWED.get(meeting.status, {}))
+    if "cancel" in steps and meeting.decisions.exists():
+        steps.remove("cancel")
+    return steps
+
+
+MEETING_STEP_LABELS = {
+    "agenda": pgettext_lazy("meeting step", "have its agenda changed"),
+    "attendance": pgettext_lazy("meeting step", "have its attendance recorded"),
+    "vote": pgettext_lazy("meeting step", "take a vote"),
+    "close": pgettext_lazy("meeting step", "be closed"),
+    "cancel": pgettext_lazy("meeting step", "be cancelled"),
+}
+
+
+def _meeting_step(meeting: Meeting, step: str) -> str:
+    """The status ``step`` leads to from the meeting's status, or a refusal naming both."""
+    steps = MEETING_ALLOWED.get(meeting.status, {})
+    if step not in steps:
+        raise TransitionNotAllowed(
+            _("A meeting that is “%(current)s” cannot %(step)s.")
+            % {"current": meeting.get_status_display(), "step": MEETING_STEP_LABELS[step]}
+        )
+    return steps[step]
+
+
+def _lock_meeting(meeting: Meeting) -> Meeting:
+    """Lock the meeting's row and bring the caller's instance up to date, so the caller sees the new status."""
+    list(Meeting.objects.select_for_update().filter(pk=meeting.pk).values_list("pk"))
+    meeting.refresh_from_db()
+    return meeting
+
+
+def _require_started(meeting: Meeting, now: datetime.datetime, what) -> None:
+    """Votes and decisions happen at the meeting, so not before the time it is set for."""
+    if now < meeting.scheduled_at:
+        raise DomainError(
+            _("The meeting starts at %(start)s (Beijing time); %(what)s cannot be recorded before it starts.")
+            % {"start": f"{timezone.localtime(meeting.scheduled_at):%Y-%m-%d %H:%M}", "what": what},
+            code="meeting_not_started",
+        )
+
+
 def meeting_add_submission(*, meeting: Meeting, actor: User, submission: Submission) -> AgendaItem:
+    """Put a submission awaiting a meeting on the agenda; the agenda stays open until the meeting is closed."""
     _require_office(actor, meeting.committee)
-    if meeting.status != Meeting.Status.PLANNED:
-        raise TransitionNotAllowed(_("Only a planned meeting's agenda can change."))
     if submission.committee_id != meeting.committee_id:
         raise DomainError(_("The submission belongs to another committee."), field="submission")
-    if submission.status != S.AWAITING_MEETING:
-        raise TransitionNotAllowed(_("Only a submission awaiting a meeting can be put on the agenda."))
-    if AgendaItem.objects.filter(submission=submission, meeting__status=Meeting.Status.PLANNED).exists():
-        raise DomainError(_("The submission is already on a planned meeting's agenda."), field="submission")
     with transaction.atomic():
+        meeting = _lock_meeting(meeting)
+        _meeting_step(meeting, "agenda")
+        if not _allowed(submission, "schedule"):
+            raise TransitionNotAllowed(_("Only a submission awaiting a meeting can be put on the agenda."))
+        if AgendaItem.objects.filter(submission=submission, meeting__status__in=OPEN_MEETING_STATUSES).exists():
+            raise DomainError(_("The submission is already on an open meeting's agenda."), field="submission")
         position = meeting.agenda.count() + 1
         item = AgendaItem.objects.create(meeting=meeting, submission=submission, position=position)
         _event(submission, E.SCHEDULED, actor, note=str(meeting))
@@ -505,22 +741,77 @@ def meeting_add_submission(*, meeting: Meeting, actor: User, submission: Submiss
 
 
 def meeting_record_attendance(*, meeting: Meeting, actor: User, members: list[CommitteeMember]) -> Meeting:
-    """Record who is present; the meeting is then held and its quorum checked and kept."""
+    """Record who is present: the meeting is then in session, with its quorum checked and kept. The agenda stays
+    open, and attendance can be corrected, until the meeting is closed."""
     _require_office(actor, meeting.committee)
-    if meeting.status == Meeting.Status.CANCELLED:
-        raise TransitionNotAllowed(_("The meeting was cancelled."))
     if any(m.committee_id != meeting.committee_id for m in members):
         raise DomainError(_("Only members of this committee can attend."), field="members")
     with transaction.atomic():
+        meeting = _lock_meeting(meeting)
+        to = _meeting_step(meeting, "attendance")
         Attendance.objects.filter(meeting=meeting).exclude(member__in=members).delete()
         for member in members:
             Attendance.objects.get_or_create(meeting=meeting, member=member)
         result = quorum_check(meeting=meeting)
-        meeting.status = Meeting.Status.HELD
+        meeting.status = to
         meeting.quorum_met = result.met
         meeting.quorum_note = result.explanation
         meeting._history_user = actor
         meeting.save(update_fields=["status", "quorum_met", "quorum_note"])
+    return meeting
+
+
+def meeting_close(*, meeting: Meeting, actor: User) -> Meeting:
+    """End the meeting: no more agenda changes, votes or decisions under it. Items it did not decide are deferred:
+    they stay awaiting a meeting, each with a timeline entry, and go on the next meeting's agenda (a secretariat
+    closes the minutes of the day, and an item the board did not reach is carried over, not kept open)."""
+    _require_office(actor, meeting.committee)
+    with transaction.atomic():
+        meeting = _lock_meeting(meeting)
+        to = _meeting_step(meeting, "close")
+        now = timezone.now()
+        meeting.status = to
+        meeting.closed_at = now
+        meeting._history_user = actor
+        meeting.save(update_fields=["status", "closed_at"])
+        for item in meeting.agenda.select_related("submission").filter(submission__status=S.AWAITING_MEETING):
+            _event(
+                item.submission,
+                E.DEFERRED,
+                actor,
+                note=_("Not decided at %(meeting)s; to be put on a later meeting's agenda.") % {"meeting": meeting},
+                at=now,
+            )
+    return meeting
+
+
+def meeting_cancel(*, meeting: Meeting, actor: User, reason: str) -> Meeting:
+    """Call off a meeting at which nothing was decided, with the reason; its agenda items may go on another
+    meeting's agenda. A meeting with a decision cannot be cancelled: it happened, and is closed instead."""
+    _require_office(actor, meeting.committee)
+    if not reason.strip():
+        raise DomainError(_("Please give a reason."), code="reason_required", field="reason")
+    with transaction.atomic():
+        meeting = _lock_meeting(meeting)
+        to = _meeting_step(meeting, "cancel")
+        if meeting.decisions.exists():
+            raise TransitionNotAllowed(
+                _("Decisions were recorded at this meeting, so it cannot be cancelled; close it instead.")
+            )
+        now = timezone.now()
+        meeting.status = to
+        meeting.cancelled_at = now
+        meeting.cancellation_reason = reason.strip()
+        meeting._history_user = actor
+        meeting.save(update_fields=["status", "cancelled_at", "cancellation_reason"])
+        for item in meeting.agenda.select_related("submission").filter(submission__status=S.AWAITING_MEETING):
+            _event(
+                item.submission,
+                E.DEFERRED,
+                actor,
+                note=_("%(meeting)s was cancelled: %(reason)s") % {"meeting": meeting, "reason": reason.strip()},
+                at=now,
+            )
     return meeting
 
 
@@ -532,6 +823,8 @@ def conflict_declare(
         raise DomainError(_("Only members of this committee declare conflicts here."), field="member")
     if not description.strip():
         raise DomainError(_("Describe the conflict."), field="description")
+    if agenda_item.meeting.status not in OPEN_MEETING_STATUSES:
+        raise TransitionNotAllowed(_("Conflicts are declared while the meeting is planned or in session."))
     if Vote.objects.filter(agenda_item=agenda_item).exists():
         raise TransitionNotAllowed(_("Conflicts must be declared before the vote."))
     conflict, _created = ConflictOfInterest.objects.update_or_create(
@@ -583,10 +876,12 @@ def quorum_check(*, meeting: Meeting, agenda_item: AgendaItem | None = None) -> 
 
 def vote_record(*, agenda_item: AgendaItem, actor: User, votes: dict[CommitteeMember, str]) -> list[Vote]:
     """Record each present, non-recused member's vote on one agenda item; needs a quorum for that item."""
-    meeting = agenda_item.meeting
+    meeting = Meeting.objects.select_related("committee").get(pk=agenda_item.meeting_id)
     _require_office(actor, meeting.committee)
-    if meeting.status != Meeting.Status.HELD:
+    if meeting.status == M.PLANNED:
         raise TransitionNotAllowed(_("Record attendance before the vote."))
+    _meeting_step(meeting, "vote")
+    _require_started(meeting, timezone.now(), _("a vote"))
     result = quorum_check(meeting=meeting, agenda_item=agenda_item)
     if not result.met:
         raise DomainError(_("No quorum for this item: %(why)s") % {"why": result.explanation}, code="no_quorum")
@@ -674,6 +969,7 @@ def decision_record(
             )
             if item is None:
                 raise DomainError(_("The submission has not been discussed at a held meeting."), code="no_meeting")
+            _require_started(item.meeting, timezone.now(), _("a decision"))
             if not quorum_check(meeting=item.meeting, agenda_item=item).met:
                 raise DomainError(_("The meeting had no quorum for this item."), code="no_quorum")
             majority, votes_for, votes_against = _majority(item)
@@ -716,8 +1012,7 @@ def decision_record(
         locked.decided_at = now
         _move(
             locked,
-            to=S.DECIDED,
-            allowed_from={S.EXPEDITED_REVIEW, S.AWAITING_MEETING},
+            step="decide",
             actor=actor,
             event=E.DECIDED,
             note=f"{decision.get_outcome_display()} {decision.letter_number}",
@@ -726,15 +1021,28 @@ def decision_record(
         _apply_to_trial(decision, kind, actor, today)
         letters.letter_issue(decision=decision, actor=actor)
         recognition.requests_open_for_decision(decision=decision, actor=actor)
+        _notify_applicants(locked, "decided", decision=decision)
+        if outcome in ASKS_FOR_MODIFICATIONS:
+            _notify_applicants(locked, "modifications_requested", decision=decision)
     return decision
 
 
-def _next_letter_number(committee: EthicsCommittee, year: int) -> int:
-    counter, _created = LetterCounter.objects.get_or_create(committee=committee, year=year)
-    counter = LetterCounter.objects.select_for_update().get(pk=counter.pk)
+def _next_number(counter_model, committee: EthicsCommittee, year: int) -> int:
+    """The next number of a per-committee, per-year counter. The row lock is held until the caller's transaction
+    ends, so concurrent callers queue and a rolled-back caller gives its number back: no gaps, no repeats."""
+    counter, _created = counter_model.objects.get_or_create(committee=committee, year=year)
+    counter = counter_model.objects.select_for_update().get(pk=counter.pk)
     counter.last_number += 1
     counter.save(update_fields=["last_number"])
     return counter.last_number
+
+
+def _next_letter_number(committee: EthicsCommittee, year: int) -> int:
+    return _next_number(LetterCounter, committee, year)
+
+
+def _next_reference_number(committee: EthicsCommittee, year: int) -> int:
+    return _next_number(ReferenceCounter, committee, year)
 
 
 def _apply_to_trial(decision: Decision, kind: str, actor: User, today: datetime.date) -> None:

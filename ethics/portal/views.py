@@ -38,6 +38,7 @@ from ethics.portal.forms import (
 )
 from ethics.services import (
     DECLARATIONS,
+    EDITABLE_STATUSES,
     INITIAL_REQUIRED_DOCUMENTS,
     missing_items,
     submission_create,
@@ -52,7 +53,8 @@ S = Submission.Status
 K = Submission.Kind
 Outcome = Decision.Outcome
 
-EDITABLE = (S.DRAFT, S.RETURNED)
+# Where the applicant can still edit: read from the services' transitions table.
+EDITABLE = EDITABLE_STATUSES
 MODIFICATION_OUTCOMES = (Outcome.APPROVE_AFTER_MODIFICATION, Outcome.MODIFY_AND_RESUBMIT)
 STEPS = (
     (1, gettext_lazy("Trial details")),

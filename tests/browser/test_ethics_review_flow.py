@@ -141,9 +141,10 @@ def test_pi_submits_office_approves_at_a_quorate_meeting_pi_downloads_the_letter
     office.goto(f"{base}/admin/ethics/meeting/add/")
     office.click("#id_committee + .select2 .select2-selection")
     office.click(f".select2-results__option:text-is('{committee}')")
-    tomorrow = timezone.localtime() + datetime.timedelta(days=1)
-    office.fill("#id_scheduled_at_0", tomorrow.strftime("%Y-%m-%d"))
-    office.fill("#id_scheduled_at_1", "14:00:00")
+    # The meeting has begun: no vote or decision is taken before the time a meeting is set for.
+    started = timezone.localtime() - datetime.timedelta(minutes=30)
+    office.fill("#id_scheduled_at_0", started.strftime("%Y-%m-%d"))
+    office.fill("#id_scheduled_at_1", started.strftime("%H:%M:00"))
     office.fill("#id_location", "行政楼三楼会议室")
     office.click("input[name=_continue]")
     office.wait_for_url("**/admin/ethics/meeting/*/change/")
@@ -193,6 +194,11 @@ def test_pi_submits_office_approves_at_a_quorate_meeting_pi_downloads_the_letter
     assert decision.votes_for == len(members)
     assert decision.letter_number in office.locator("ul.messagelist").inner_text()
     screenshot(office, "05_meeting_decided")
+    # Attendance left the meeting in session; the office closes it explicitly.
+    meeting_action(office, f".cgt-transitions a[href$='{change}/close/']", "**/close/", lambda page: None)
+    meeting.refresh_from_db()
+    assert meeting.status == Meeting.Status.CLOSED
+    assert office.locator(f".cgt-transitions a[href$='{change}/agenda/add/']").count() == 0
 
     # 3. The PI sees the approval and downloads the letter.
     pi_page.goto(f"{base}/pi/")

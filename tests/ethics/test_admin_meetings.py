@@ -152,3 +152,63 @@ def test_research_office_has_no_meeting_pages(client, research_office, meeting):
     client.force_login(research_office)
     assert client.get(reverse("admin:ethics_meeting_changelist")).status_code == 403
     assert client.post(url("attendance", meeting), {}).status_code in (403, 404)
+
+
+def test_meeting_page_offers_close_and_cancel_and_keeps_the_agenda_open_in_session(client, office, committee, meeting):
+    client.force_login(office)
+    page = client.get(reverse("admin:ethics_meeting_change", args=[meeting.pk])).content.decode()
+    assert url("cancel", meeting) in page and url("close", meeting) not in page
+
+    services.meeting_record_attendance(meeting=meeting, actor=office, members=by_role(committee))
+    page = client.get(reverse("admin:ethics_meeting_change", args=[meeting.pk])).content.decode()
+    for name in ("agenda_add", "attendance", "close", "cancel"):
+        assert url(name, meeting) in page
+
+
+def test_office_closes_the_meeting_and_is_told_what_is_deferred(client, office, committee, meeting, item):
+    services.meeting_record_attendance(meeting=meeting, actor=office, members=by_role(committee))
+    client.force_login(office)
+    confirm = client.get(url("close", meeting))
+    assert str(item.submission) in confirm.context["intro"]
+
+    response = client.post(url("close", meeting), {})
+
+    assert response.status_code == 302
+    meeting.refresh_from_db()
+    assert meeting.status == Meeting.Status.CLOSED
+    page = client.get(reverse("admin:ethics_meeting_change", args=[meeting.pk])).content.decode()
+    for name in ("agenda_add", "attendance", "close", "cancel"):
+        assert url(name, meeting) not in page
+    assert url("votes", meeting, item.pk) not in page
+
+
+def test_office_cancels_an_empty_meeting_with_a_reason(client, office, committee, meeting, item):
+    client.force_login(office)
+    refused = client.post(url("cancel", meeting), {"reason": ""})
+    assert refused.status_code == 200 and "reason" in refused.context["form"].errors
+
+    response = client.post(url("cancel", meeting), {"reason": "主任委员出差，改期"}, follow=True)
+
+    meeting.refresh_from_db()
+    assert meeting.status == Meeting.Status.CANCELLED
+    assert "主任委员出差，改期" in response.content.decode()
+
+
+def test_cancelling_a_meeting_with_a_decision_is_refused_on_the_form(client, office, committee, meeting, item):
+    members = by_role(committee)
+    services.meeting_record_attendance(meeting=meeting, actor=office, members=members)
+    services.vote_record(agenda_item=item, actor=office, votes=dict.fromkeys(members, "approve"))
+    services.decision_record(submission=item.submission, actor=office, outcome=Decision.Outcome.APPROVE)
+    client.force_login(office)
+
+    response = client.post(url("cancel", meeting), {"reason": "误建"})
+
+    assert response.status_code == 200 and response.context["form"].non_field_errors()
+    assert Meeting.objects.get(pk=meeting.pk).status == Meeting.Status.HELD
+
+
+def test_another_institutions_office_cannot_close_or_cancel(client, meeting):
+    client.force_login(UserFactory(role=Role.ETHICS_OFFICE))
+    assert client.post(url("close", meeting), {}).status_code == 404
+    assert client.post(url("cancel", meeting), {"reason": "x"}).status_code == 404
+    assert Meeting.objects.get(pk=meeting.pk).status == Meeting.Status.PLANNED

@@ -248,3 +248,15 @@ def test_submission_list_queries_do_not_grow_with_rows(client, office, committee
     with django_assert_max_num_queries(7):
         response = client.get(reverse("admin:ethics_submission_changelist"))
     assert len(response.context["cl"].result_list) == size
+
+
+@pytest.mark.parametrize("status", list(S))
+def test_buttons_are_the_steps_the_services_table_allows(client, office, committee, trial, status):
+    submission = SubmissionFactory(trial=trial, committee=committee, status=status, kind=Submission.Kind.SAE)
+    client.force_login(office)
+    page = client.get(change_url(submission)).content.decode()
+    allowed = set(services.available_steps(submission, office))
+    if allowed & {"route_full_board", "route_expedited"}:
+        allowed.add("route")
+    for step in ("accept", "return", "route", "refer", "acknowledge", "assign", "decide"):
+        assert (step_url(submission, step) in page) == (step in allowed), step

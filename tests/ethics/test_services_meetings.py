@@ -7,12 +7,15 @@ import time_machine
 from django.utils import timezone
 
 from cgtclinic.errors import DomainError, TransitionNotAllowed
+from cgtclinic.roles import Role
 from ethics import services
 from ethics.models import CommitteeMember, Decision, Meeting, Submission
+from tests.factories.cgtclinic import UserFactory
 from tests.factories.ethics import CommitteeMemberFactory, EthicsCommitteeFactory, SubmissionFactory
 from trials.models import Trial
 
 Outcome = Decision.Outcome
+SHANGHAI = datetime.timezone(datetime.timedelta(hours=8))
 pytestmark = pytest.mark.django_db
 
 
@@ -213,3 +216,124 @@ def test_letter_numbers_are_consecutive_per_committee_and_restart_each_year(comm
     numbers = [decide(datetime.datetime(2026, 12, day, 3, tzinfo=datetime.UTC)).letter_number for day in (1, 2)]
     numbers.append(decide(datetime.datetime(2027, 1, 4, 3, tzinfo=datetime.UTC)).letter_number)
     assert numbers == ["测伦审〔2026〕001号", "测伦审〔2026〕002号", "测伦审〔2027〕001号"]
+
+
+# --- a meeting stays open until it is closed; an empty one can be cancelled; nothing is decided before it starts --
+
+
+def test_recording_attendance_keeps_the_agenda_open_until_the_meeting_is_closed(committee, routed, meeting, office):
+    first = routed("full_board")
+    services.meeting_add_submission(meeting=meeting, actor=office, submission=first)
+    services.meeting_record_attendance(meeting=meeting, actor=office, members=members(committee))
+    assert meeting.status == Meeting.Status.HELD
+    late = SubmissionFactory(committee=committee, status=Submission.Status.AWAITING_MEETING)
+
+    item = services.meeting_add_submission(meeting=meeting, actor=office, submission=late)
+
+    assert item.meeting == meeting and meeting.agenda.count() == 2
+    services.meeting_close(meeting=meeting, actor=office)
+    meeting.refresh_from_db()
+    assert meeting.status == Meeting.Status.CLOSED and meeting.closed_at is not None
+    other = SubmissionFactory(committee=committee, status=Submission.Status.AWAITING_MEETING)
+    with pytest.raises(TransitionNotAllowed):
+        services.meeting_add_submission(meeting=meeting, actor=office, submission=other)
+
+
+def test_closing_defers_undecided_items_to_a_later_meeting(committee, on_agenda, office):
+    meeting = on_agenda.meeting
+    services.meeting_record_attendance(meeting=meeting, actor=office, members=members(committee))
+
+    services.meeting_close(meeting=meeting, actor=office)
+
+    submission = on_agenda.submission
+    submission.refresh_from_db()
+    assert submission.status == Submission.Status.AWAITING_MEETING
+    assert submission.events.filter(kind="deferred").count() == 1
+    with pytest.raises(TransitionNotAllowed):
+        services.vote_record(agenda_item=on_agenda, actor=office, votes={members(committee)[0]: "approve"})
+    with pytest.raises(DomainError) as err:
+        services.decision_record(submission=submission, actor=office, outcome=Outcome.APPROVE)
+    assert err.value.code == "no_meeting"
+    later = services.meeting_schedule(committee=committee, actor=office, scheduled_at=timezone.now())
+    assert services.meeting_add_submission(meeting=later, actor=office, submission=submission).meeting == later
+
+
+def test_only_a_meeting_in_session_can_be_closed(meeting, office):
+    with pytest.raises(TransitionNotAllowed):
+        services.meeting_close(meeting=meeting, actor=office)
+    assert Meeting.objects.get(pk=meeting.pk).status == Meeting.Status.PLANNED
+
+
+def test_an_empty_held_meeting_can_be_cancelled_with_a_reason(committee, on_agenda, office):
+    meeting = on_agenda.meeting
+    services.meeting_record_attendance(meeting=meeting, actor=office, members=members(committee)[:2])
+    with pytest.raises(DomainError) as err:
+        services.meeting_cancel(meeting=meeting, actor=office, reason="  ")
+    assert err.value.code == "reason_required"
+
+    services.meeting_cancel(meeting=meeting, actor=office, reason="不足法定人数，改期")
+
+    meeting.refresh_from_db()
+    assert meeting.status == Meeting.Status.CANCELLED
+    assert meeting.cancellation_reason == "不足法定人数，改期" and meeting.cancelled_at is not None
+    with pytest.raises(TransitionNotAllowed):
+        services.meeting_record_attendance(meeting=meeting, actor=office, members=members(committee))
+    later = services.meeting_schedule(committee=committee, actor=office, scheduled_at=timezone.now())
+    services.meeting_add_submission(meeting=later, actor=office, submission=on_agenda.submission)
+
+
+def test_a_meeting_with_a_decision_cannot_be_cancelled(committee, on_agenda, office):
+    meeting = on_agenda.meeting
+    everyone = members(committee)
+    services.meeting_record_attendance(meeting=meeting, actor=office, members=everyone)
+    services.vote_record(agenda_item=on_agenda, actor=office, votes=dict.fromkeys(everyone, "approve"))
+    services.decision_record(submission=on_agenda.submission, actor=office, outcome=Outcome.APPROVE)
+
+    assert "cancel" not in services.meeting_available_steps(meeting, office)
+    with pytest.raises(TransitionNotAllowed):
+        services.meeting_cancel(meeting=meeting, actor=office, reason="误建")
+    assert Meeting.objects.get(pk=meeting.pk).status == Meeting.Status.HELD
+    services.meeting_close(meeting=meeting, actor=office)
+    assert services.meeting_available_steps(meeting, office) == []
+
+
+def test_another_institutions_office_cannot_close_or_cancel(committee, meeting):
+    stranger = EthicsCommitteeFactory().institution
+    outsider = UserFactory(role=Role.ETHICS_OFFICE, institution=stranger)
+    with pytest.raises(DomainError):
+        services.meeting_cancel(meeting=meeting, actor=outsider, reason="x")
+    with pytest.raises(DomainError):
+        services.meeting_close(meeting=meeting, actor=outsider)
+    assert services.meeting_available_steps(meeting, outsider) == []
+
+
+def test_no_vote_or_decision_before_the_meeting_starts(committee, routed, office):
+    """A decision at 21:50 was accepted for a meeting set at 22:30."""
+    submission = routed("full_board")
+    day = timezone.localdate() + datetime.timedelta(days=2)
+    start = datetime.datetime.combine(day, datetime.time(22, 30), tzinfo=SHANGHAI)
+
+    def at(hour, minute):
+        return time_machine.travel(
+            datetime.datetime.combine(day, datetime.time(hour, minute), tzinfo=SHANGHAI), tick=False
+        )
+
+    with at(21, 0):
+        meeting = services.meeting_schedule(committee=committee, actor=office, scheduled_at=start)
+        item = services.meeting_add_submission(meeting=meeting, actor=office, submission=submission)
+        everyone = members(committee)
+        services.meeting_record_attendance(meeting=meeting, actor=office, members=everyone)
+    with at(21, 50):
+        with pytest.raises(DomainError) as err:
+            services.vote_record(agenda_item=item, actor=office, votes=dict.fromkeys(everyone, "approve"))
+        assert err.value.code == "meeting_not_started" and f"{day:%Y-%m-%d} 22:30" in str(err.value)
+    with at(22, 35):
+        services.vote_record(agenda_item=item, actor=office, votes=dict.fromkeys(everyone, "approve"))
+    with at(22, 29):
+        with pytest.raises(DomainError) as err:
+            services.decision_record(submission=submission, actor=office, outcome=Outcome.APPROVE)
+        assert err.value.code == "meeting_not_started"
+    assert not Decision.objects.filter(submission=submission).exists()
+    with at(22, 40):
+        decision = services.decision_record(submission=submission, actor=office, outcome=Outcome.APPROVE)
+    assert decision.decided_at >= start

@@ -222,3 +222,53 @@ def test_report_details_are_required(trial, committee):
     deviation = services.submission_create(actor=trial.pi, trial=trial, kind="deviation", summary="偏离")
     missing = services.missing_items(deviation)
     assert len(missing) == len(services.REPORT_FIELDS["deviation"])
+
+
+# --- one transitions table: the services refuse exactly what it leaves out ------------------------------------------
+
+STEP_CALLS = {
+    "accept": lambda sub, office: services.submission_accept(submission=sub, actor=office),
+    "return": lambda sub, office: services.submission_return_incomplete(submission=sub, actor=office, items=["x"]),
+    "route_full_board": lambda sub, office: services.submission_route(
+        submission=sub, actor=office, review_type="full_board", reason="r"
+    ),
+    "route_expedited": lambda sub, office: services.submission_route(
+        submission=sub, actor=office, review_type="expedited", reason="r"
+    ),
+    "refer": lambda sub, office: services.submission_refer_to_meeting(submission=sub, actor=office, reason="r"),
+    "acknowledge": lambda sub, office: services.submission_acknowledge(submission=sub, actor=office),
+    "withdraw": lambda sub, office: services.submission_withdraw(submission=sub, actor=sub.trial.pi, reason="r"),
+}
+
+
+@pytest.mark.parametrize("status", list(S))
+@pytest.mark.parametrize("step", list(STEP_CALLS))
+def test_services_allow_exactly_the_steps_in_the_transitions_table(trial, committee, office, status, step):
+    submission = SubmissionFactory(
+        trial=trial, committee=committee, status=status, kind=Submission.Kind.SAE, reference="测伦审受〔2026〕00009"
+    )
+    expected = services.ALLOWED.get(status, {}).get(step)
+    if expected is None:
+        with pytest.raises(TransitionNotAllowed):
+            STEP_CALLS[step](submission, office)
+        submission.refresh_from_db()
+        assert submission.status == status
+    else:
+        STEP_CALLS[step](submission, office)
+        submission.refresh_from_db()
+        assert submission.status == expected
+
+
+def test_available_steps_depend_on_who_asks(trial, committee, office):
+    submitted = SubmissionFactory(trial=trial, committee=committee, status=S.SUBMITTED)
+    assert services.available_steps(submitted, office) == ["accept", "return"]
+    assert services.available_steps(submitted, trial.pi) == ["withdraw"]
+    assert services.available_steps(submitted, UserFactory(role=Role.ETHICS_OFFICE)) == []
+    draft = SubmissionFactory(trial=trial, committee=committee, status=S.DRAFT)
+    assert services.available_steps(draft, trial.pi) == ["edit", "submit", "withdraw"]
+    assert services.available_steps(draft, office) == []
+    application = SubmissionFactory(trial=trial, committee=committee, status=S.EXPEDITED_REVIEW)
+    assert "acknowledge" not in services.available_steps(application, office)
+    report = SubmissionFactory(trial=trial, committee=committee, status=S.EXPEDITED_REVIEW, kind=Submission.Kind.SAE)
+    assert "acknowledge" in services.available_steps(report, office)
+    assert services.available_steps(SubmissionFactory(trial=trial, committee=committee, status=S.DECIDED), office) == []
