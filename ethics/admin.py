@@ -71,6 +71,7 @@ class EthicsCommitteeAdmin(ScopedAdmin):
     inlines = [CommitteeMemberInline]
     fieldsets = [
         (None, {"fields": ["institution", "name_zh", "name_en", "registration_number", "letter_prefix", "is_active"]}),
+        (_("Contact"), {"fields": ["contact_person", "contact_phone", "contact_email", "address"]}),
         (
             _("Quorum rule"),
             {
