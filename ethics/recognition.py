@@ -205,6 +205,48 @@ def lead_letter(request: RecognitionRequest) -> dict | None:
     return None
 
 
+def lead_result(request: RecognitionRequest) -> dict:
+    """What the participating office judges, as plain data for the admin page and the API: the lead decision
+    (times in Beijing), its letter, the versions it covers, the lead committee and the local consent form.
+    Call it only for a user ``may_open_lead_result`` admits."""
+    decision = request.lead_decision
+    if decision is not None:
+        summary = {
+            "letter_number": decision.letter_number,
+            "decided_at": timezone.localtime(decision.decided_at),
+            "outcome": decision.outcome,
+            "outcome_display": decision.get_outcome_display(),
+            "conditions": decision.requested_modifications,
+            "valid_until": decision.valid_until,
+        }
+    elif request.external_lead_letter_number:
+        summary = {
+            "letter_number": request.external_lead_letter_number,
+            "decided_at": None,
+            "outcome": Decision.Outcome.APPROVE,
+            "outcome_display": Decision.Outcome.APPROVE.label,
+            "conditions": "",
+            "valid_until": None,
+        }
+    else:
+        summary = None
+    return {
+        "decision": summary,
+        "external": decision is None,
+        "letter": lead_letter(request),
+        "documents": covered_versions(request),
+        "committee": lead_committee(request),
+        "local_icf": request.local_icf,
+    }
+
+
+def downloadable_version(request: RecognitionRequest, version_id: int) -> DocumentVersion | None:
+    """A version the request's page offers for download: one the lead decision covers, or the local consent form."""
+    if request.local_icf_id == version_id:
+        return request.local_icf
+    return next((version for version in covered_versions(request) if version.pk == version_id), None)
+
+
 def working_time_left(
     request: RecognitionRequest, now: datetime.datetime | None = None, calendar=None
 ) -> datetime.timedelta:
