@@ -191,3 +191,33 @@ def test_list_query_count_does_not_grow(world, django_assert_max_num_queries):
     approve(world.trial, world.people["lead_office"], world.lead_committee, Submission.Kind.AMENDMENT)
     with django_assert_max_num_queries(len(small.captured_queries)):
         assert len(client.get("/api/v1/recognition-requests/").data["results"]) == 4
+
+
+def test_an_external_lead_approval_shows_its_recorded_letter(region):
+    from cgtclinic import workdays
+    from cgtclinic.roles import Role
+    from tests.factories.cgtclinic import InstitutionFactory, UserFactory
+    from tests.factories.ethics import AllianceFactory, EthicsCommitteeFactory
+    from tests.factories.trials import TrialSiteFactory
+
+    workdays.sync_from_package(years=[2026])
+    hospital = InstitutionFactory(region=region)
+    alliance = AllianceFactory(members=[EthicsCommitteeFactory(institution=hospital)])
+    site = TrialSiteFactory(institution=hospital)  # its lead is not in the system's alliance
+    office = UserFactory(role=Role.ETHICS_OFFICE, institution=hospital)
+    request = recognition.request_record_external(
+        actor=office,
+        site=site,
+        alliance=alliance,
+        letter_number="外院伦审〔2026〕088号",
+        letter_file=SimpleUploadedFile("批件.pdf", PDF_BYTES),
+    )
+    client = as_user(office)
+    data = client.get(url(request)).data
+    assert data["lead_decision"]["letter_number"] == "外院伦审〔2026〕088号"
+    assert data["lead_decision"]["decided_at"] is None and data["documents"] == []
+    assert data["lead_letter_sha256"] == hashlib.sha256(PDF_BYTES).hexdigest()
+    letter = client.get(data["lead_letter_url"])
+    assert letter.status_code == 200 and hashlib.sha256(body(letter)).hexdigest() == data["lead_letter_sha256"]
+    told = Notification.objects.filter(topic="recognition.opened", event_key=f"request:{request.pk}")
+    assert [n.recipient for n in told] == [office]
