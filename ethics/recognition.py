@@ -166,7 +166,9 @@ def covered_versions(request: RecognitionRequest) -> list[DocumentVersion]:
     newest = {}
     for version in versions:
         newest.setdefault(version.document_id, version)
-    return list(newest.values())
+    # Protocol, consent form, brochure, … as the kinds are declared; then by title.
+    rank = {kind: position for position, kind in enumerate(TrialDocument.Kind.values)}
+    return sorted(newest.values(), key=lambda v: (rank.get(v.document.kind, len(rank)), v.document.title))
 
 
 def lead_committee(request: RecognitionRequest) -> EthicsCommittee | None:

@@ -5,61 +5,77 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('ethics', '0002_recognition'),
-        ('trials', '0003_report_indexes'),
+        ("ethics", "0002_recognition"),
+        ("trials", "0003_report_indexes"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='ethicscommittee',
-            name='address',
-            field=models.CharField(blank=True, max_length=300, verbose_name='office address'),
+            model_name="ethicscommittee",
+            name="address",
+            field=models.CharField(blank=True, max_length=300, verbose_name="office address"),
         ),
         migrations.AddField(
-            model_name='ethicscommittee',
-            name='contact_email',
-            field=models.EmailField(blank=True, max_length=254, verbose_name='contact e-mail'),
+            model_name="ethicscommittee",
+            name="contact_email",
+            field=models.EmailField(blank=True, max_length=254, verbose_name="contact e-mail"),
         ),
         migrations.AddField(
-            model_name='ethicscommittee',
-            name='contact_person',
-            field=models.CharField(blank=True, max_length=100, verbose_name='contact person'),
+            model_name="ethicscommittee",
+            name="contact_person",
+            field=models.CharField(blank=True, max_length=100, verbose_name="contact person"),
         ),
         migrations.AddField(
-            model_name='ethicscommittee',
-            name='contact_phone',
-            field=models.CharField(blank=True, max_length=40, verbose_name='contact phone'),
+            model_name="ethicscommittee",
+            name="contact_phone",
+            field=models.CharField(blank=True, max_length=40, verbose_name="contact phone"),
         ),
         migrations.AddField(
-            model_name='historicalethicscommittee',
-            name='address',
-            field=models.CharField(blank=True, max_length=300, verbose_name='office address'),
+            model_name="historicalethicscommittee",
+            name="address",
+            field=models.CharField(blank=True, max_length=300, verbose_name="office address"),
         ),
         migrations.AddField(
-            model_name='historicalethicscommittee',
-            name='contact_email',
-            field=models.EmailField(blank=True, max_length=254, verbose_name='contact e-mail'),
+            model_name="historicalethicscommittee",
+            name="contact_email",
+            field=models.EmailField(blank=True, max_length=254, verbose_name="contact e-mail"),
         ),
         migrations.AddField(
-            model_name='historicalethicscommittee',
-            name='contact_person',
-            field=models.CharField(blank=True, max_length=100, verbose_name='contact person'),
+            model_name="historicalethicscommittee",
+            name="contact_person",
+            field=models.CharField(blank=True, max_length=100, verbose_name="contact person"),
         ),
         migrations.AddField(
-            model_name='historicalethicscommittee',
-            name='contact_phone',
-            field=models.CharField(blank=True, max_length=40, verbose_name='contact phone'),
+            model_name="historicalethicscommittee",
+            name="contact_phone",
+            field=models.CharField(blank=True, max_length=40, verbose_name="contact phone"),
         ),
         migrations.AddField(
-            model_name='historicalrecognitionrequest',
-            name='local_icf',
-            field=models.ForeignKey(blank=True, db_constraint=False, help_text="The participating site's informed-consent form, when recognised with conditions.", null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='trials.documentversion', verbose_name='local consent-form version'),
+            model_name="historicalrecognitionrequest",
+            name="local_icf",
+            field=models.ForeignKey(
+                blank=True,
+                db_constraint=False,
+                help_text="The participating site's informed-consent form, when recognised with conditions.",
+                null=True,
+                on_delete=django.db.models.deletion.DO_NOTHING,
+                related_name="+",
+                to="trials.documentversion",
+                verbose_name="local consent-form version",
+            ),
         ),
         migrations.AddField(
-            model_name='recognitionrequest',
-            name='local_icf',
-            field=models.ForeignKey(blank=True, help_text="The participating site's informed-consent form, when recognised with conditions.", null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='trials.documentversion', verbose_name='local consent-form version'),
+            model_name="recognitionrequest",
+            name="local_icf",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="The participating site's informed-consent form, when recognised with conditions.",
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="trials.documentversion",
+                verbose_name="local consent-form version",
+            ),
         ),
     ]
