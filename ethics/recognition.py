@@ -636,7 +636,8 @@ def _notify_superseded(earlier: RecognitionRequest, newer: RecognitionRequest) -
 
 def _notify_answered(request: RecognitionRequest) -> None:
     """The lead's ethics office (admin link) and the lead PI (portal link), once each."""
-    params = {**_params(request), "status": request.get_status_display(), "note": request.response_note}
+    # The status's lazy label, so that each recipient reads it in their own language.
+    params = {**_params(request), "status": R(request.status).label, "note": request.response_note}
     declined = request.status == R.DECLINED
     topic = "recognition.declined" if declined else "recognition.answered"
     subject = render_later(DECLINED_SUBJECT if declined else ANSWERED_SUBJECT, **params)

@@ -262,3 +262,28 @@ def test_a_superseded_request_tells_its_participating_office(world):
 def test_a_withdrawal_tells_the_participating_office(world):
     recognition.recognition_withdraw(request=world.request_a, actor=world.people["lead_office"], reason="误发")
     assert recipients("recognition.withdrawn", world.request_a) == {world.people["office_a"].pk}
+
+
+def test_each_recipient_reads_the_answer_in_their_language(world):
+    people = world.people
+    people["lead_office"].language = "en"
+    people["lead_office"].save(update_fields=["language"])
+    people["lead_pi"].language = "zh-hans"
+    people["lead_pi"].save(update_fields=["language"])
+    recognition.recognition_respond(
+        request=world.request_a, actor=people["office_a"], outcome=R.RECOGNISED_WITH_CONDITIONS, note="补充联系人"
+    )
+    english = Notification.objects.get(topic="recognition.answered", recipient=people["lead_office"])
+    chinese = Notification.objects.get(topic="recognition.answered", recipient=people["lead_pi"])
+    assert "answered: Recognised with conditions" in english.subject
+    assert "已答复" in chinese.subject and "Recognised" not in chinese.subject
+
+
+def test_the_answer_and_withdraw_forms_open(client, world):
+    client.force_login(world.people["office_a"])
+    respond = client.get(reverse("admin:ethics_recognition_respond", args=[world.request_a.pk]))
+    assert respond.status_code == 200 and 'enctype="multipart/form-data"' in respond.content.decode()
+    icf_versions = respond.context["form"].fields["local_icf_version"].queryset
+    assert {v.document.kind for v in icf_versions} == {TrialDocument.Kind.ICF}
+    client.force_login(world.people["lead_office"])
+    assert client.get(reverse("admin:ethics_recognition_withdraw", args=[world.request_a.pk])).status_code == 200
