@@ -297,6 +297,8 @@ SPECTACULAR_SETTINGS = {
         "ClaimLineStatusEnum": "subsidies.models.ClaimLine.Status",
         "AmountRuleEnum": "subsidies.models.SubsidyProgram.AmountRule",
         "EligibilityRuleKindEnum": "subsidies.models.EligibilityRule.Kind",
+        "RecognitionStatusEnum": "ethics.models.RecognitionRequest.Status",
+        "SubmissionKindEnum": "ethics.models.Submission.Kind",
     },
 }
 

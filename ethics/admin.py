@@ -36,7 +36,7 @@ from ethics.models import (
     TrainingRecord,
     Vote,
 )
-from trials.models import TrialSite
+from trials.models import DocumentVersion, TrialDocument, TrialSite
 
 S = Submission.Status
 
@@ -71,6 +71,7 @@ class EthicsCommitteeAdmin(ScopedAdmin):
     inlines = [CommitteeMemberInline]
     fieldsets = [
         (None, {"fields": ["institution", "name_zh", "name_en", "registration_number", "letter_prefix", "is_active"]}),
+        (_("Contact"), {"fields": ["contact_person", "contact_phone", "contact_email", "address"]}),
         (
             _("Quorum rule"),
             {
@@ -1037,15 +1038,36 @@ class RecognitionResponseForm(forms.Form):
         required=False,
         help_text=_("Required when recognising with conditions (e.g. local consent-form changes) or declining."),
     )
+    local_icf_file = forms.FileField(
+        label=_("Local consent form (upload)"),
+        required=False,
+        help_text=_("Only when recognising with conditions: kept as a new version of this site's consent form."),
+    )
+    local_icf_label = forms.CharField(
+        label=_("Its version label"), max_length=50, required=False, help_text=_("As printed on the form, e.g. V1.1")
+    )
+    local_icf_version = forms.ModelChoiceField(
+        label=_("… or an existing consent-form version"), queryset=DocumentVersion.objects.none(), required=False
+    )
+
+    def __init__(self, *args, recognition_request, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["local_icf_version"].queryset = DocumentVersion.objects.filter(
+            document__trial_id=recognition_request.trial_id, document__kind=TrialDocument.Kind.ICF
+        ).select_related("document")
 
 
 class RecognitionWithdrawForm(forms.Form):
     reason = forms.CharField(label=_("Reason"), widget=forms.Textarea(attrs={"rows": 3}))
 
+    def __init__(self, *args, recognition_request, **kwargs):
+        super().__init__(*args, **kwargs)
+
 
 @admin.register(RecognitionRequest)
 class RecognitionRequestAdmin(ScopedAdmin):
-    """Requests are never edited: the participating office answers, the lead office may withdraw."""
+    """Requests are never edited: the participating office answers, the lead office may withdraw. The page shows
+    the participating office what it judges: the lead decision, its letter and the versions it covers."""
 
     change_form_template = "admin/ethics/recognitionrequest/change_form.html"
     change_list_template = "admin/ethics/recognitionrequest/change_list.html"
@@ -1071,9 +1093,7 @@ class RecognitionRequestAdmin(ScopedAdmin):
         "trial",
         "site",
         "committee",
-        "lead_decision",
-        "external_lead_letter_number",
-        "external_lead_letter",
+        "lead_decision_number",
         "subject",
         "status",
         "received_at",
@@ -1084,6 +1104,7 @@ class RecognitionRequestAdmin(ScopedAdmin):
         "responded_at",
         "responded_by",
         "response_note",
+        "local_icf_link",
         "late",
         "response_working_hours",
         "escalated_at",
@@ -1091,6 +1112,31 @@ class RecognitionRequestAdmin(ScopedAdmin):
         "local_review",
     ]
     fields = readonly_fields
+
+    # The lead's decision lives in another hospital's records: it is shown on this page and its letter served from
+    # here, never by a link into the decisions list, which is scoped to one's own committee.
+    @admin.display(description=_("lead committee's decision"))
+    def lead_decision_number(self, obj):
+        number = obj.lead_decision.letter_number if obj.lead_decision_id else obj.external_lead_letter_number
+        if not number and obj.lead_decision_id:
+            number = str(obj.lead_decision)
+        if not number:
+            return "—"
+        if getattr(obj, "may_open_lead_result", False) and recognition.lead_letter(obj):
+            return format_html(
+                '<a href="{}">{}</a>', reverse("admin:ethics_recognition_lead_letter", args=[obj.pk]), number
+            )
+        return number
+
+    @admin.display(description=_("local consent-form version"))
+    def local_icf_link(self, obj):
+        version = obj.local_icf
+        if version is None:
+            return "—"
+        if not getattr(obj, "may_open_lead_result", False):
+            return str(version)
+        url = reverse("admin:ethics_recognition_document", args=[obj.pk, version.pk])
+        return format_html('<a href="{}">{}</a>', url, version)
 
     def has_add_permission(self, request):
         return False
@@ -1108,12 +1154,69 @@ class RecognitionRequestAdmin(ScopedAdmin):
                 "<int:pk>/withdraw/", self.admin_site.admin_view(self.withdraw_view), name="ethics_recognition_withdraw"
             ),
             path(
+                "<int:pk>/lead-letter/",
+                self.admin_site.admin_view(self.lead_letter_view),
+                name="ethics_recognition_lead_letter",
+            ),
+            path(
+                "<int:pk>/documents/<int:version_id>/",
+                self.admin_site.admin_view(self.document_view),
+                name="ethics_recognition_document",
+            ),
+            path(
                 "record-external/",
                 self.admin_site.admin_view(self.record_external_view),
                 name="ethics_recognition_record_external",
             ),
         ]
         return own + super().get_urls()
+
+    def get_object(self, request, object_id, from_field=None):
+        obj = super().get_object(request, object_id, from_field)
+        if obj is not None:
+            # Read by the display methods above while this page renders.
+            obj.may_open_lead_result = recognition.may_open_lead_result(request.user, obj)
+        return obj
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = dict(extra_context or {})
+        found = self.get_queryset(request).filter(pk=object_id).first()
+        if found is not None:
+            steps = recognition.available_steps(found, request.user)
+            extra_context["can_respond"] = any(step in recognition.RESPONSE_STEPS for step in steps)
+            extra_context["can_withdraw"] = recognition.WITHDRAW in steps
+            if recognition.may_open_lead_result(request.user, found):
+                result = recognition.lead_result(found)
+                extra_context["lead_result"] = result
+                extra_context["lead_documents"] = [
+                    (version, reverse("admin:ethics_recognition_document", args=[found.pk, version.pk]))
+                    for version in result["documents"]
+                ]
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _lead_result_request_or_404(self, request, pk):
+        found = (
+            recognition.requests_with_lead_result_visible_to(request.user)
+            .select_related("lead_decision__committee", "external_lead_letter", "local_icf__document", "trial")
+            .filter(pk=pk)
+            .first()
+        )
+        if found is None:
+            raise Http404
+        return found
+
+    def lead_letter_view(self, request, pk):
+        """The lead's letter as stored (hash unchanged), for the offices that judge or issued it."""
+        letter = recognition.lead_letter(self._lead_result_request_or_404(request, pk))
+        if letter is None:
+            raise Http404
+        return _stored_file_response(letter["file"], letter["filename"], letter["content_type"])
+
+    def document_view(self, request, pk, version_id):
+        version = recognition.downloadable_version(self._lead_result_request_or_404(request, pk), version_id)
+        if version is None:
+            raise Http404
+        return _stored_file_response(version.file, version.original_name, version.content_type)
 
     def _request_or_404(self, request, pk):
         found = self.get_queryset(request).filter(pk=pk).first()
@@ -1123,8 +1226,11 @@ class RecognitionRequestAdmin(ScopedAdmin):
 
     def _step(self, request, pk, form_class, label, run):
         recognition_request = self._request_or_404(request, pk)
-        form = form_class(request.POST if request.method == "POST" else None)
-        if request.method == "POST" and form.is_valid():
+        posted = request.method == "POST"
+        form = form_class(
+            request.POST if posted else None, request.FILES if posted else None, recognition_request=recognition_request
+        )
+        if posted and form.is_valid():
             try:
                 run(recognition_request, form.cleaned_data)
             except DomainError as exc:
@@ -1139,9 +1245,11 @@ class RecognitionRequestAdmin(ScopedAdmin):
             "title": f"{label}: {recognition_request}",
             "step_label": label,
             "form": form,
+            "multipart": True,
             "object_url": reverse("admin:ethics_recognitionrequest_change", args=[pk]),
             "object_label": str(recognition_request),
-            "intro": gettext("Due by %(due)s.") % {"due": timezone.localtime(recognition_request.due_at)},
+            "intro": gettext("Due by %(due)s.")
+            % {"due": timezone.localtime(recognition_request.due_at).strftime("%Y-%m-%d %H:%M")},
         }
         return TemplateResponse(request, "admin/ethics/action.html", context)
 
@@ -1152,7 +1260,13 @@ class RecognitionRequestAdmin(ScopedAdmin):
             RecognitionResponseForm,
             gettext("Give feedback"),
             lambda r, data: recognition.recognition_respond(
-                request=r, actor=request.user, outcome=data["outcome"], note=data["note"]
+                request=r,
+                actor=request.user,
+                outcome=data["outcome"],
+                note=data["note"],
+                local_icf_file=data["local_icf_file"],
+                local_icf_version=data["local_icf_version"],
+                local_icf_label=data["local_icf_label"],
             ),
         )
 
@@ -1168,6 +1282,16 @@ class RecognitionRequestAdmin(ScopedAdmin):
             gettext("Withdraw"),
             lambda r, data: recognition.recognition_withdraw(request=r, actor=request.user, reason=data["reason"]),
         )
+
+
+def _stored_file_response(stored, filename: str, content_type: str) -> FileResponse:
+    try:
+        handle = stored.open("rb")
+    except FileNotFoundError as exc:
+        raise Http404(gettext("The stored file is missing. Please tell the system administrator.")) from exc
+    response = FileResponse(handle, as_attachment=True, filename=filename, content_type=content_type)
+    response["Cache-Control"] = "private, no-store"
+    return response
 
 
 class ExternalApprovalForm(forms.Form):

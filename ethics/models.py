@@ -51,6 +51,11 @@ class EthicsCommittee(BilingualNameMixin):
         help_text=_("Printed before the year and number on decision letters, e.g. 协和伦审"),
     )
     registration_number = models.CharField(_("registration number"), max_length=100, blank=True)
+    # Whom a participating committee asks about a lead approval it is to recognise.
+    contact_person = models.CharField(_("contact person"), max_length=100, blank=True)
+    contact_phone = models.CharField(_("contact phone"), max_length=40, blank=True)
+    contact_email = models.EmailField(_("contact e-mail"), blank=True)
+    address = models.CharField(_("office address"), max_length=300, blank=True)
     # Quorum: more than this fraction of current members present, with the required mix (NHC 2023 measures).
     quorum_fraction = models.DecimalField(
         _("quorum: more than this share of members"), max_digits=3, decimal_places=2, default=0.5
@@ -756,6 +761,15 @@ class RecognitionRequest(models.Model):
         blank=True,
         related_name="+",
         verbose_name=_("local review opened"),
+    )
+    local_icf = models.ForeignKey(
+        DocumentVersion,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("local consent-form version"),
+        help_text=_("The participating site's informed-consent form, when recognised with conditions."),
     )
 
     objects = RecognitionRequestQuerySet.as_manager()

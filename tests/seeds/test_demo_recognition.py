@@ -134,3 +134,24 @@ def test_a_recognise_step_must_name_a_participating_site(seeds_dir):
     with pytest.raises(SeedError, match="not a participating site of ZJFH-CART-2025-08"):
         load_seeds(seeds_dir, demo=True)
     assert RecognitionRequest.objects.count() == before
+
+
+def test_the_demo_participating_office_can_judge_the_open_request_and_the_lead_hears_the_answers(demo_report):
+    from cgtclinic.models import Notification, User
+    from cgtclinic.roles import Role
+
+    request = RecognitionRequest.objects.open().select_related("committee", "trial", "lead_decision").get()
+    office = User.objects.filter(role=Role.ETHICS_OFFICE, institution_id=request.committee.institution_id).first()
+    assert recognition.may_open_lead_result(office, request)
+    result = recognition.lead_result(request)
+    assert result["letter"]["sha256"] == request.lead_decision.letter_sha256
+    assert result["documents"]
+    contact = result["committee"]
+    assert contact.contact_person and contact.contact_phone and contact.contact_email and contact.address
+    answered = RecognitionRequest.objects.filter(trial=request.trial, status=R.RECOGNISED).first()
+    told = set(
+        Notification.objects.filter(topic="recognition.answered", event_key=f"request:{answered.pk}").values_list(
+            "recipient", flat=True
+        )
+    )
+    assert request.trial.pi_id in told
