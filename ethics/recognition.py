@@ -321,7 +321,7 @@ def requests_open_for_decision(*, decision: Decision, actor: User) -> list[Recog
     created = []
     sites = TrialSite.objects.filter(trial=trial, role=TrialSite.SiteRole.PARTICIPATING).select_related("institution")
     calendar = workdays.Calendar.load(
-        decision.decided_at.date(), decision.decided_at.date() + datetime.timedelta(days=62)
+        timezone.localdate(decision.decided_at), timezone.localdate(decision.decided_at) + datetime.timedelta(days=62)
     )
     for site in sites:
         committee = EthicsCommittee.objects.filter(institution_id=site.institution_id, is_active=True).first()
@@ -520,7 +520,7 @@ def recognition_respond(
         raise DomainError(_("State the conditions or the reasons."), field="note")
     with transaction.atomic():
         locked = (
-            RecognitionRequest.objects.select_for_update()
+            RecognitionRequest.objects.select_for_update(of=("self",))
             .select_related("site__institution", "trial", "committee")
             .get(pk=request.pk)
         )
@@ -566,7 +566,11 @@ def recognition_withdraw(*, request: RecognitionRequest, actor: User, reason: st
     if not reason.strip():
         raise DomainError(_("Please give a reason."), code="reason_required", field="reason")
     with transaction.atomic():
-        locked = RecognitionRequest.objects.select_for_update().select_related("trial", "committee").get(pk=request.pk)
+        locked = (
+            RecognitionRequest.objects.select_for_update(of=("self",))
+            .select_related("trial", "committee")
+            .get(pk=request.pk)
+        )
         locked.status = _target(locked, WITHDRAW)
         locked.response_note = reason.strip()
         locked._history_user = actor
@@ -723,7 +727,9 @@ def recognition_remind(request_id: int, now: datetime.datetime | None = None) ->
     now = now or timezone.now()
     with transaction.atomic():
         request = (
-            RecognitionRequest.objects.select_for_update(skip_locked=True)
+            # Only the request's own row: locking the joined alliance, committee and trial would make a sibling
+            # request's timer skip its row (SKIP LOCKED) and wait for the next sweep.
+            RecognitionRequest.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("trial", "committee", "alliance")
             .filter(pk=request_id, status=R.OPEN, remind_at__lte=now)
             .first()
@@ -746,7 +752,9 @@ def recognition_escalate(request_id: int, now: datetime.datetime | None = None) 
     now = now or timezone.now()
     with transaction.atomic():
         request = (
-            RecognitionRequest.objects.select_for_update(skip_locked=True)
+            # Only the request's own row: locking the joined alliance, committee and trial would make a sibling
+            # request's timer skip its row (SKIP LOCKED) and wait for the next sweep.
+            RecognitionRequest.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("trial", "committee", "alliance")
             .filter(pk=request_id, status=R.OPEN, due_at__lte=now)
             .first()
