@@ -190,7 +190,8 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
-# SMTP when a host is set, else mail is printed to the console. All are read either way so READ_NAMES is complete.
+# SMTP when a host is set; else each message is printed to the console and kept as an .eml file in
+# $CGT_DATA_DIR/mail/ (cgtclinic/mail.py), where the demo reads it. All are read either way so READ_NAMES is complete.
 EMAIL_HOST = env_str("DJANGO_EMAIL_HOST")
 EMAIL_PORT = env_int("DJANGO_EMAIL_PORT", 587)
 EMAIL_HOST_USER = env_str("DJANGO_EMAIL_HOST_USER")
@@ -199,7 +200,8 @@ EMAIL_USE_TLS = env_bool("DJANGO_EMAIL_USE_TLS", True)
 if EMAIL_HOST:
     EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
 else:
-    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+    EMAIL_BACKEND = "cgtclinic.mail.ConsoleAndFileEmailBackend"
+EMAIL_FILE_PATH = DATA_DIR / "mail"
 DEFAULT_FROM_EMAIL = env_str("DJANGO_DEFAULT_FROM_EMAIL", "cgtclinic <noreply@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
