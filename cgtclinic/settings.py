@@ -1,7 +1,7 @@
 """Settings for cgtclinic: one module, every deployment choice read from the environment.
 
 With nothing set it runs locally on SQLite and Celery's filesystem broker (``make run``); set
-``DATABASE_URL`` / ``REDIS_URL`` for PostgreSQL and Redis. The production checklist is in README.md.
+``DATABASE_URL`` / ``REDIS_URL`` for PostgreSQL and Redis. The production checklist is in docs/deployment.md.
 """
 
 import secrets
@@ -35,7 +35,7 @@ SECRET_KEY = _secret_key()
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
-# HTTPS hardening: on in production (README checklist), off for local http://127.0.0.1 use and tests.
+# HTTPS hardening: on in production (docs/deployment.md checklist), off for local http://127.0.0.1 use and tests.
 SECURE = env_bool("DJANGO_SECURE", False)
 SECURE_SSL_REDIRECT = SECURE
 SESSION_COOKIE_SECURE = SECURE
