@@ -195,3 +195,13 @@ def test_the_guangdong_recognition_loop_has_a_login_for_every_part(demo_report):
     regulator = User.objects.get(username="guangdong_regulator")
     assert (regulator.role, regulator.region.code, regulator.institution) == (Role.REGULATOR, "guangdong", None)
     assert "guangdong_regulator" in created
+
+
+def test_the_readme_account_table_lists_exactly_the_demo_logins():
+    """The README tells a newcomer which account to use for what; it names every demo login and no other."""
+    readme = (SEEDS_DIR.parent / "README.md").read_text(encoding="utf-8")
+    heading = readme.index("| username | who | for |")
+    table = readme[heading : readme.index("\n\n", heading)]
+    named = set(re.findall(r"`([a-z_]+)`", table))
+    logins = {row["username"] for row in read_rows(SEEDS_DIR / "demo" / "people.yaml") if row.get("demo_account")}
+    assert named == logins
