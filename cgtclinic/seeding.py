@@ -74,6 +74,19 @@ class NewAccount:
     username: str
     role: str
     password: str
+    # The hospital (short name) or, for a regulator, the region the account works for; blank for a system
+    # administrator, who works for the whole installation.
+    place: str = ""
+
+
+def account_place(user: User) -> str:
+    """Where a demo account works, as the credentials table shows it: the hospital's short name, else the
+    regulator's region, else blank."""
+    if user.institution is not None:
+        return user.institution.short_name or user.institution.name_zh
+    if user.region is not None:
+        return user.region.name_zh
+    return ""
 
 
 @dataclass
@@ -630,7 +643,7 @@ def _load_sponsors(path: Path, report: SeedReport, regions: Regions) -> dict[str
 def _new_password(report: SeedReport, user: User) -> None:
     password = secrets.token_urlsafe(12)
     user.set_password(password)
-    report.new_accounts.append(NewAccount(user.username, str(Role(user.role).label), password))
+    report.new_accounts.append(NewAccount(user.username, str(Role(user.role).label), password, account_place(user)))
 
 
 def _load_people(path: Path, report: SeedReport, regions: Regions, institutions: dict) -> dict[str, User]:

@@ -1,7 +1,7 @@
 """Settings for cgtclinic: one module, every deployment choice read from the environment.
 
 With nothing set it runs locally on SQLite and Celery's filesystem broker (``make run``); set
-``DATABASE_URL`` / ``REDIS_URL`` for PostgreSQL and Redis. The production checklist is in README.md.
+``DATABASE_URL`` / ``REDIS_URL`` for PostgreSQL and Redis. The production checklist is in docs/deployment.md.
 """
 
 import datetime
@@ -36,7 +36,7 @@ SECRET_KEY = _secret_key()
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
-# HTTPS hardening: on in production (README checklist), off for local http://127.0.0.1 use and tests.
+# HTTPS hardening: on in production (docs/deployment.md checklist), off for local http://127.0.0.1 use and tests.
 SECURE = env_bool("DJANGO_SECURE", False)
 SECURE_SSL_REDIRECT = SECURE
 SESSION_COOKIE_SECURE = SECURE
@@ -245,7 +245,8 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
-# SMTP when a host is set, else mail is printed to the console. All are read either way so READ_NAMES is complete.
+# SMTP when a host is set; else each message is printed to the console and kept as an .eml file in
+# $CGT_DATA_DIR/mail/ (cgtclinic/mail.py), where the demo reads it. All are read either way so READ_NAMES is complete.
 EMAIL_HOST = env_str("DJANGO_EMAIL_HOST")
 EMAIL_PORT = env_int("DJANGO_EMAIL_PORT", 587)
 EMAIL_HOST_USER = env_str("DJANGO_EMAIL_HOST_USER")
@@ -254,7 +255,8 @@ EMAIL_USE_TLS = env_bool("DJANGO_EMAIL_USE_TLS", True)
 if EMAIL_HOST:
     EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
 else:
-    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+    EMAIL_BACKEND = "cgtclinic.mail.ConsoleAndFileEmailBackend"
+EMAIL_FILE_PATH = DATA_DIR / "mail"
 DEFAULT_FROM_EMAIL = env_str("DJANGO_DEFAULT_FROM_EMAIL", "cgtclinic <noreply@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 

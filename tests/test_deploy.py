@@ -1,5 +1,5 @@
 """Deployment checks: Django's --deploy checks, migrations in step with models, docker-compose.yml in step with
-the settings, and every environment variable documented."""
+the settings, every environment variable documented (docs/configuration.md), and the README and docs/ whole."""
 
 import json
 import os
@@ -139,14 +139,51 @@ def test_compose_needs_no_newer_keys_than_debian_docker_compose_reads(compose):
     assert top_level <= allowed, sorted(top_level - allowed)
 
 
-def test_every_variable_is_documented_in_env_example_and_readme(tmp_path):
+def _documented_variables() -> set[str]:
+    """The variables in the first column of the environment table in docs/configuration.md."""
+    text = (BASE_DIR / "docs" / "configuration.md").read_text(encoding="utf-8")
+    return set(re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \|", text, flags=re.MULTILINE))
+
+
+def test_every_variable_is_documented_in_env_example_and_the_configuration_table(tmp_path):
     read = names_read_by_settings({"CGT_DATA_DIR": str(tmp_path / "var")}, tmp_path)
     example = (BASE_DIR / ".env.example").read_text(encoding="utf-8")
     listed = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", example, flags=re.MULTILINE))
     assert listed == read | COMPOSE_ONLY_NAMES, (sorted(listed - read), sorted(read - listed))
+    documented = _documented_variables()
+    assert documented == read | COMPOSE_ONLY_NAMES, (
+        f"docs/configuration.md describes variables nobody reads: {sorted(documented - read - COMPOSE_ONLY_NAMES)}; "
+        f"does not describe: {sorted(read | COMPOSE_ONLY_NAMES - documented)}"
+    )
+
+
+def test_the_configuration_table_says_where_demo_mail_goes():
+    text = (BASE_DIR / "docs" / "configuration.md").read_text(encoding="utf-8")
+    row = next(line for line in text.splitlines() if line.startswith("| `DJANGO_EMAIL_HOST` |"))
+    assert "$CGT_DATA_DIR/mail/" in row and "console" in row
+
+
+def test_the_readme_is_short_and_names_the_two_commands_and_the_docs():
     readme = (BASE_DIR / "README.md").read_text(encoding="utf-8")
-    missing = sorted(name for name in read | COMPOSE_ONLY_NAMES if f"`{name}`" not in readme)
-    assert not missing, f"README.md does not describe: {missing}"
+    assert len(readme.splitlines()) <= 250
+    assert "make run" in readme and "make test" in readme
+    linked = set(re.findall(r"\]\((docs/[^)#]+)", readme))
+    assert linked == {f"docs/{path.name}" for path in (BASE_DIR / "docs").glob("*.md") if path.name != "README.md"}
+
+
+@pytest.mark.parametrize("document", ["README.md", *sorted(f"docs/{p.name}" for p in (BASE_DIR / "docs").glob("*.md"))])
+def test_relative_links_lead_to_files_and_headings_that_exist(document):
+    path = BASE_DIR / document
+    for target in re.findall(r"\]\(([^)\s]+)\)", path.read_text(encoding="utf-8")):
+        if re.match(r"[a-z]+://", target):
+            continue
+        file_part, _, anchor = target.partition("#")
+        linked = (path.parent / file_part).resolve() if file_part else path
+        assert linked.exists(), f"{document}: {target}"
+        if anchor:
+            headings = re.findall(r"^#+ (.+)$", linked.read_text(encoding="utf-8"), flags=re.MULTILINE)
+            slugs = {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
+            assert anchor in slugs, f"{document}: {target} (headings: {sorted(slugs)})"
 
 
 def test_dockerfile_builds_a_non_root_gunicorn_image():

@@ -8,10 +8,14 @@ import os
 import subprocess
 import sys
 from datetime import datetime
+from email import message_from_bytes
+from email.header import decode_header, make_header
+from io import StringIO
 
 import pytest
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.core.mail import EmailMessage, get_connection
 
 from cgtclinic.env import READ_NAMES, env_bool, env_choice, env_int, env_list, env_str
 
@@ -39,6 +43,7 @@ print(json.dumps({
     "debug": settings.DEBUG,
     "secure": settings.SECURE_SSL_REDIRECT,
     "email": settings.EMAIL_BACKEND,
+    "email_file_path": str(getattr(settings, "EMAIL_FILE_PATH", "")),
     "allowed_hosts": settings.ALLOWED_HOSTS,
 }))
 """
@@ -126,7 +131,9 @@ def test_without_database_and_redis_urls_settings_use_sqlite_and_the_filesystem_
     assert shown["cache"] == "django.core.cache.backends.locmem.LocMemCache"
     assert shown["debug"] is False, "DEBUG must be off unless DJANGO_DEBUG asks for it"
     assert shown["secure"] is False
-    assert shown["email"] == "django.core.mail.backends.console.EmailBackend"
+    # Without a mail server, mail goes to the console and, one .eml file a message, to the data directory.
+    assert shown["email"] == "cgtclinic.mail.ConsoleAndFileEmailBackend"
+    assert shown["email_file_path"] == str(tmp_path / "var" / "mail")
     assert shown["allowed_hosts"] == ["localhost", "127.0.0.1", "[::1]"]
     # The generated key is kept in the data directory, readable by its owner only.
     key_file = tmp_path / "var" / "secret_key"
@@ -194,3 +201,31 @@ def test_text_log_is_the_default(tmp_path):
     result = run_python(code, {"DJANGO_SETTINGS_MODULE": "cgtclinic.settings"}, tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stderr.rstrip().endswith("INFO cgtclinic.audit started")
+
+
+def test_the_demo_mail_backend_prints_each_message_and_keeps_it_as_a_file(tmp_path):
+    """`make run` has no mail server: each notification's e-mail copy is readable in the console and in
+    $CGT_DATA_DIR/mail/, one standard .eml file per message."""
+    console = StringIO()
+    connection = get_connection(
+        "cgtclinic.mail.ConsoleAndFileEmailBackend", file_path=tmp_path / "mail", stream=console
+    )
+    sent = connection.send_messages(
+        [
+            EmailMessage("伦理审查结果互认请求", "请在截止时间前答复。", to=["nanyue_eo@demo.cgtclinic.example"]),
+            EmailMessage("Recognition answered", "Recognised.", to=["zhujiang_pi_huang@demo.cgtclinic.example"]),
+        ]
+    )
+
+    assert sent == 2
+    files = sorted((tmp_path / "mail").glob("*.eml"))
+    assert len(files) == 2
+    by_recipient = {message_from_bytes(path.read_bytes())["To"]: path for path in files}
+    assert set(by_recipient) == {"nanyue_eo@demo.cgtclinic.example", "zhujiang_pi_huang@demo.cgtclinic.example"}
+    assert all(path.name.endswith(f"-{to}.eml") for to, path in by_recipient.items())
+    chinese = message_from_bytes(by_recipient["nanyue_eo@demo.cgtclinic.example"].read_bytes())
+    assert str(make_header(decode_header(chinese["Subject"]))) == "伦理审查结果互认请求"
+    assert chinese.get_payload(decode=True).decode(chinese.get_content_charset()) == "请在截止时间前答复。"
+    # The console still shows them.
+    assert "nanyue_eo@demo.cgtclinic.example" in console.getvalue()
+    assert "zhujiang_pi_huang@demo.cgtclinic.example" in console.getvalue()

@@ -1,5 +1,7 @@
 """The demo data set: every lifecycle status, histories the services accept, data later features rely on."""
 
+import re
+
 import pytest
 
 from cgtclinic.models import Institution, PolicyParameter, Sponsor, User
@@ -145,3 +147,61 @@ def test_people_on_record_cannot_sign_in(demo_report):
     others = User.objects.exclude(username__in=logins)
     assert others.exists()
     assert not any(user.has_usable_password() for user in others)
+
+
+# Invented addresses only: domains reserved for examples and tests (RFC 2606, RFC 6761).
+RESERVED_MAIL_DOMAIN = re.compile(r"@([a-z0-9-]+\.)*(example|test|example\.(org|com|net))$")
+
+
+def test_every_demo_person_has_an_e_mail_address_at_a_reserved_domain(demo_report):
+    rows = read_rows(SEEDS_DIR / "demo" / "people.yaml")
+    people = dict(User.objects.filter(username__in=[row["username"] for row in rows]).values_list("username", "email"))
+
+    assert set(people) == {row["username"] for row in rows}
+    without = sorted(username for username, email in people.items() if not email)
+    assert not without, f"no e-mail address: {without}"
+    assert all(RESERVED_MAIL_DOMAIN.search(email) for email in people.values()), people
+    assert len(set(people.values())) == len(people), "each person has an address of their own"
+
+
+# The Guangdong mutual-recognition loop of the README's walkthrough: who signs in, where, in which role.
+GUANGDONG_LOOP = {
+    "zhujiang_eo": (Role.ETHICS_OFFICE, "珠大附一"),
+    "zhujiang_ro": (Role.RESEARCH_OFFICE, "珠大附一"),
+    "zhujiang_pi_huang": (Role.PI, "珠大附一"),
+    "wanqu_eo": (Role.ETHICS_OFFICE, "湾区人民医院"),
+    "wanqu_ro": (Role.RESEARCH_OFFICE, "湾区人民医院"),
+    "nanyue_eo": (Role.ETHICS_OFFICE, "南粤肿瘤医院"),
+    "nanyue_ro": (Role.RESEARCH_OFFICE, "南粤肿瘤医院"),
+    "gd_alliance_secretariat": (Role.ETHICS_OFFICE, "珠大附一"),
+}
+
+
+def test_the_guangdong_recognition_loop_has_a_login_for_every_part(demo_report):
+    created = {account.username for account in demo_report.new_accounts}
+    trial = Trial.objects.get(protocol_number="ZJFH-CART-2025-08")
+    lead = trial.lead_institution
+    participating = set(trial.sites.exclude(institution=lead).values_list("institution__short_name", flat=True))
+
+    assert lead.short_name == "珠大附一"
+    assert participating == {"湾区人民医院", "南粤肿瘤医院"}
+    for username, (role, hospital) in GUANGDONG_LOOP.items():
+        user = User.objects.select_related("institution").get(username=username)
+        assert (user.role, user.institution.short_name) == (role, hospital), username
+        assert username in created and user.has_usable_password() and user.is_staff == (role in ADMIN_ROLES)
+        assert user.email
+    # The lead PI is the trial's PI.
+    assert trial.pi.username == "zhujiang_pi_huang"
+    regulator = User.objects.get(username="guangdong_regulator")
+    assert (regulator.role, regulator.region.code, regulator.institution) == (Role.REGULATOR, "guangdong", None)
+    assert "guangdong_regulator" in created
+
+
+def test_the_readme_account_table_lists_exactly_the_demo_logins():
+    """The README tells a newcomer which account to use for what; it names every demo login and no other."""
+    readme = (SEEDS_DIR.parent / "README.md").read_text(encoding="utf-8")
+    heading = readme.index("| username | who | for |")
+    table = readme[heading : readme.index("\n\n", heading)]
+    named = set(re.findall(r"`([a-z_]+)`", table))
+    logins = {row["username"] for row in read_rows(SEEDS_DIR / "demo" / "people.yaml") if row.get("demo_account")}
+    assert named == logins

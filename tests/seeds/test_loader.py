@@ -1,11 +1,13 @@
 """load_seeds: loads cleanly, writes nothing on a second run, applies edits, and refuses bad rows whole."""
 
+import re
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
 
 from cgtclinic.models import Institution, PolicyParameter, PolicyTarget, Region, Sponsor, User
+from cgtclinic.roles import Role
 from cgtclinic.seeding import CHANGE_REASON, SeedError, load_demo, load_policy, load_seeds
 from tests.seeds.files import read_rows, write_rows
 from trials import services
@@ -231,21 +233,53 @@ def test_a_trial_moved_on_in_the_app_keeps_its_status(seeds_dir):
     assert any("RK-CART-2025-01" in kept for kept in report.kept_trials)
 
 
-def test_command_prints_passwords_once(seeds_dir):
+def _credentials_table(output: str) -> dict[str, list[str]]:
+    """The rows of the printed credentials table by username: role, hospital / region, username, password.
+    Columns are separated by two or more spaces (a role label may contain one)."""
+    lines = output.splitlines()
+    header = next(number for number, line in enumerate(lines) if line.split()[:1] == ["role"])
+    assert re.split(r"\s{2,}", lines[header].strip()) == ["role", "hospital / region", "username", "password"]
+    assert set(lines[header + 1].strip()) <= {"-", " "}
+    rows = {}
+    for line in lines[header + 2 :]:
+        cells = re.split(r"\s{2,}", line.strip())
+        if len(cells) != 4:
+            break
+        rows[cells[2]] = cells
+    return rows
+
+
+def test_command_prints_the_credentials_table_once(seeds_dir):
     first, second = StringIO(), StringIO()
 
     call_command("load_seeds", "--demo", "--seeds-dir", str(seeds_dir), stdout=first)
     call_command("load_seeds", "--demo", "--seeds-dir", str(seeds_dir), stdout=second)
 
     demo_logins = [row["username"] for row in read_rows(seeds_dir / "demo" / "people.yaml") if row.get("demo_account")]
-    printed = first.getvalue().splitlines()
-    for username in demo_logins:
-        line = next(line for line in printed if line.split() and line.split()[0] == username)
-        password = line.split()[-1]
-        assert User.objects.get(username=username).check_password(password)
+    table = _credentials_table(first.getvalue())
+    assert list(table) == demo_logins, "every demo login, in the order of people.yaml"
+    for username, (role, place, _username, password) in table.items():
+        user = User.objects.select_related("institution", "region").get(username=username)
+        assert user.check_password(password)
+        assert role == str(Role(user.role).label)
+        if user.institution:
+            assert place == user.institution.short_name
+        elif user.region:
+            assert place == user.region.name_zh
+        else:
+            assert (user.role, place) == (Role.SYSTEM_ADMIN, "—")
         assert password not in second.getvalue()
+    # The Guangdong recognition loop can be walked with the printed accounts.
+    assert table["zhujiang_eo"][:2] == ["Ethics office staff", "珠大附一"]
+    assert table["zhujiang_pi_huang"][:2] == ["Principal investigator", "珠大附一"]
+    for hospital, office in (("湾区人民医院", "wanqu"), ("南粤肿瘤医院", "nanyue")):
+        assert table[f"{office}_eo"][:2] == ["Ethics office staff", hospital]
+        assert table[f"{office}_ro"][:2] == ["Research office staff", hospital]
+    assert table["guangdong_regulator"][:2] == ["Regulator", "广东省"]
+    # A later run says the accounts exist and how to reset one, and prints no table.
     assert "changepassword" in second.getvalue()
     assert all(username in second.getvalue() for username in demo_logins)
+    assert "hospital / region" not in second.getvalue()
 
 
 def test_command_reports_a_bad_file_without_loading(seeds_dir):

@@ -74,11 +74,10 @@ class Command(BaseCommand):
             self.stdout.write(
                 self.style.SUCCESS(_("Demo accounts created. The passwords are shown only this once; note them now:"))
             )
-            rows = [(_("username"), _("role"), _("password"))]
-            rows += [(a.username, a.role, a.password) for a in report.new_accounts]
-            widths = [max(_cells(row[i]) for row in rows) + 2 for i in range(2)]
-            for username, role, password in rows:
-                self.stdout.write(f"  {_pad(username, widths[0])}{_pad(role, widths[1])}{password}")
+            self._write_table(
+                [(_("role"), _("hospital / region"), _("username"), _("password"))]
+                + [(a.role, a.place or "—", a.username, a.password) for a in report.new_accounts]
+            )
         if report.kept_accounts:
             self.stdout.write(
                 _(
@@ -87,3 +86,13 @@ class Command(BaseCommand):
                 )
                 % {"usernames": ", ".join(report.kept_accounts)}
             )
+
+    def _write_table(self, rows: list[tuple[str, ...]]) -> None:
+        """A plain-text table with a header rule, columns aligned in terminal cells (Chinese names included)."""
+        widths = [max(_cells(row[i]) for row in rows) for i in range(len(rows[0]))]
+        rule = "  " + "  ".join("-" * width for width in widths)
+        for number, row in enumerate(rows):
+            cells = (_pad(cell, width) for cell, width in zip(row, widths, strict=True))
+            self.stdout.write(("  " + "  ".join(cells)).rstrip())
+            if number == 0:
+                self.stdout.write(rule)
