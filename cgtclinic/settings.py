@@ -242,6 +242,8 @@ SPECTACULAR_SETTINGS = {
         "ClaimLineStatusEnum": "subsidies.models.ClaimLine.Status",
         "AmountRuleEnum": "subsidies.models.SubsidyProgram.AmountRule",
         "EligibilityRuleKindEnum": "subsidies.models.EligibilityRule.Kind",
+        "TrialStepEnum": "trials.services.STEPS",
+        "ClaimStepEnum": "subsidies.services.STEPS",
     },
 }
 
