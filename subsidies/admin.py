@@ -481,6 +481,14 @@ class ClaimAdmin(ScopedAdmin):
             raise Http404
         claim = self._claim(request, object_id, act=True)
         label, intro, run = CLAIM_STEPS[step]
+        if request.method != "POST" and step not in services.available_steps(claim, request.user):
+            self.message_user(
+                request,
+                gettext("“%(step)s” is not a step you can take for claim %(claim)s while it is %(status)s.")
+                % {"step": label, "claim": claim.reference, "status": claim.get_status_display()},
+                messages.WARNING,
+            )
+            return HttpResponseRedirect(reverse("admin:subsidies_claim_change", args=[claim.pk]))
         form = ConfirmForm(request.POST if request.method == "POST" else None)
         if request.method == "POST" and form.is_valid():
             reference = claim.reference

@@ -190,6 +190,14 @@ class TrialAdmin(ScopedAdmin):
         if not self.has_view_permission(request, trial):
             raise PermissionDenied
         label, needs_reason = STEP_LABELS[step], step in services.REASON_REQUIRED
+        if request.method != "POST" and step not in services.available_steps(trial, request.user):
+            self.message_user(
+                request,
+                gettext("“%(step)s” is not a step you can take for %(trial)s in its current status (%(status)s).")
+                % {"step": label, "trial": trial.protocol_number, "status": trial.get_status_display()},
+                messages.WARNING,
+            )
+            return HttpResponseRedirect(reverse("admin:trials_trial_change", args=[trial.pk]))
         form = TransitionForm(request.POST if request.method == "POST" else None)
         if request.method == "POST" and form.is_valid():
             try:

@@ -75,3 +75,14 @@ def test_an_unknown_step_is_not_found(client, research_office):
     trial = TrialFactory(lead_institution=research_office.institution)
     client.force_login(research_office)
     assert client.get(step_url(trial, "launch")).status_code == 404
+
+
+def test_opening_a_step_the_user_may_not_take_goes_back_with_the_reason(client, ethics_office):
+    trial = TrialFactory(lead_institution=ethics_office.institution, status=S.APPROVED)
+    client.force_login(ethics_office)
+    response = client.get(step_url(trial, "activate"), HTTP_ACCEPT_LANGUAGE="en")
+    assert response.status_code == 302
+    assert response["Location"] == reverse("admin:trials_trial_change", args=[trial.pk])
+    page = client.get(response["Location"], HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "is not a step you can take" in page
+    assert client.get(step_url(trial, "suspend")).status_code == 200

@@ -110,3 +110,13 @@ def test_the_admin_offers_nothing_once_submitted(client, claim, people, status):
         assert page.context["steps"] == []
         assert not page.context["may_change_lines"]
         assert reverse("admin:subsidies_claim_step", args=[claim.pk, "recompute"]) not in page.content.decode()
+
+
+def test_opening_a_step_the_claim_no_longer_allows_goes_back_with_the_reason(client, claim, people):
+    claim = claim_in(C.SUBMITTED, claim, people["office"], people["regulator"])
+    client.force_login(people["office"])
+    response = client.get(reverse("admin:subsidies_claim_step", args=[claim.pk, "submit"]), HTTP_ACCEPT_LANGUAGE="en")
+    assert response.status_code == 302
+    assert response["Location"] == reverse("admin:subsidies_claim_change", args=[claim.pk])
+    page = client.get(response["Location"], HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "is not a step you can take" in page
