@@ -1,10 +1,13 @@
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.views.autocomplete import AutocompleteJsonView
+from django.contrib.admin.widgets import AutocompleteSelect
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
 from django.http import HttpResponseRedirect
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils.formats import date_format
 from django.utils.translation import gettext_lazy as _
 from rest_framework.authtoken.admin import TokenAdmin as DRFTokenAdmin
@@ -25,7 +28,7 @@ from cgtclinic.models import (
     Sponsor,
     User,
 )
-from cgtclinic.roles import INSTITUTION_ROLES, Role
+from cgtclinic.roles import INSTITUTION_ROLES, Role, report_readers_q
 
 
 @admin.register(Region)
@@ -106,7 +109,17 @@ class PersonAdmin(ScopedAdmin, DjangoUserAdmin):
     add_form = PersonCreationForm
     list_display = ["username", "full_name", "role", "institution", "department", "region", "is_active"]
     list_filter = ["role", "is_active", "institution__region"]
-    search_fields = ["username", "full_name", "email", "institution__name_zh"]
+    search_fields = [
+        "username",
+        "full_name",
+        "email",
+        "institution__name_zh",
+        "institution__name_en",
+        "institution__short_name",
+        "region__code",
+        "region__name_zh",
+        "region__name_en",
+    ]
     list_select_related = ["institution", "department", "region"]
     autocomplete_fields = ["institution", "department", "region"]
     ordering = ["username"]
@@ -316,15 +329,65 @@ if admin.site.is_registered(TokenProxy):
     admin.site.unregister(TokenProxy)
 
 
+def person_label(person: User) -> str:
+    """Username, name, role and institution or region: enough to tell two regulators of different regions apart."""
+    place = person.institution or person.region
+    return " · ".join(
+        str(part) for part in (person.username, person.full_name, person.get_role_display(), place) if part
+    )
+
+
+class PersonChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj):
+        return person_label(obj)
+
+
+class TokenHolderAutocomplete(AutocompleteJsonView):
+    """The people a report token may go to, searched by username, name, institution or region, fully labelled."""
+
+    def get_queryset(self):
+        return (
+            super()
+            .get_queryset()
+            .filter(report_readers_q(), auth_token__isnull=True)
+            .select_related("institution", "region")
+            .order_by("region__code", "username")
+        )
+
+    def serialize_result(self, obj, to_field_name):
+        return {"id": str(getattr(obj, to_field_name)), "text": person_label(obj)}
+
+
+class TokenHolderSelect(AutocompleteSelect):
+    def get_url(self):
+        return reverse("admin:authtoken_tokenproxy_holders", current_app=self.admin_site.name)
+
+
+class TokenIssueForm(ServiceFormMixin, forms.ModelForm):
+    class Meta:
+        model = TokenProxy
+        fields = ["user"]
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("user") is not None:
+            self.run_check(services.check_api_token, user=cleaned["user"])
+        return cleaned
+
+    def validate_unique(self):
+        pass  # one token per person is checked, with a clear message, by services.check_api_token
+
+
 @admin.register(TokenProxy)
 class ApiTokenAdmin(DRFTokenAdmin):
     """API tokens: a system administrator issues one per person (regulators read the reports with theirs) and
     revokes it by deleting it. The full key is shown once, when it is issued."""
 
+    form = TokenIssueForm
     list_display = ["user", "role", "region", "institution", "key_hint", "created"]
     list_filter = ["user__role", "user__region", "created"]
     list_select_related = ["user__region", "user__institution"]
-    search_fields = ["user__username", "user__full_name"]
+    search_fields = ["user__username", "user__full_name", "user__region__name_zh", "user__institution__name_zh"]
     autocomplete_fields = ["user"]
     fields = ["user"]
 
@@ -332,10 +395,42 @@ class ApiTokenAdmin(DRFTokenAdmin):
         # A key belongs to one person; to move it, revoke it and issue a new one.
         return ["user"] if obj else []
 
+    def get_form(self, request, obj=None, **kwargs):
+        return with_actor(super().get_form(request, obj, **kwargs), request.user)
+
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "user":
-            kwargs["queryset"] = User.objects.filter(is_active=True, auth_token__isnull=True)
+            # Active people without a token; anyone else posted is refused by the service with the reason.
+            kwargs["queryset"] = User.objects.filter(is_active=True, auth_token__isnull=True).select_related(
+                "institution", "region"
+            )
+            kwargs["form_class"] = PersonChoiceField
+            kwargs["widget"] = TokenHolderSelect(db_field, self.admin_site)
+            kwargs["help_text"] = _(
+                "Report tokens are for regulators and system administrators. Search by username, name, institution "
+                "or region; each person is shown with their role and their institution or region."
+            )
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def get_urls(self):
+        own = [
+            path(
+                "holders/",
+                self.admin_site.admin_view(self.holders_view),
+                name="authtoken_tokenproxy_holders",
+            )
+        ]
+        return own + super().get_urls()
+
+    def holders_view(self, request):
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        return TokenHolderAutocomplete.as_view(admin_site=self.admin_site)(request)
+
+    def save_model(self, request, obj, form, change):
+        token = services.api_token_issue(actor=request.user, user=form.cleaned_data["user"])
+        obj.key, obj.created = token.key, token.created
+        obj._state.adding = False
 
     @admin.display(description=_("role"), ordering="user__role")
     def role(self, obj):

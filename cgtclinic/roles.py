@@ -22,6 +22,23 @@ INSTITUTION_ROLES = frozenset({Role.RESEARCH_OFFICE, Role.ETHICS_OFFICE, Role.PI
 REGION_ROLES = frozenset({Role.REGULATOR})
 # Roles that work in the Django admin.
 ADMIN_ROLES = frozenset({Role.RESEARCH_OFFICE, Role.ETHICS_OFFICE, Role.SYSTEM_ADMIN})
+# Roles that read the regulator reports (their region's); system administrators, being superusers, read them too.
+REPORT_ROLES = frozenset({Role.REGULATOR})
+
+
+def may_read_reports(user) -> bool:
+    """Whether a person may read the regulator reports: the one rule the reports' permission and token issuing use."""
+    return bool(
+        user is not None
+        and user.is_authenticated
+        and user.is_active
+        and (user.is_superuser or user.role in REPORT_ROLES)
+    )
+
+
+def report_readers_q() -> models.Q:
+    """``may_read_reports`` as a filter on people."""
+    return models.Q(is_active=True) & (models.Q(is_superuser=True) | models.Q(role__in=REPORT_ROLES))
 
 
 def _perms(app_model: str, *actions: str) -> set[str]:

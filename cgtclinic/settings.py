@@ -301,6 +301,8 @@ SPECTACULAR_SETTINGS = {
         "EligibilityRuleKindEnum": "subsidies.models.EligibilityRule.Kind",
         "RecognitionStatusEnum": "ethics.models.RecognitionRequest.Status",
         "SubmissionKindEnum": "ethics.models.Submission.Kind",
+        "TrialStepEnum": "trials.services.STEPS",
+        "ClaimStepEnum": "subsidies.services.STEPS",
     },
 }
 

@@ -262,7 +262,8 @@ class CostItemForm(forms.Form):
         )
 
 
-# The claim's steps on its page: (label, what the confirmation page says, the one service call it makes).
+# The steps the claim's page can run: (label, what the confirmation page says, the one service call it makes).
+# Which of them are offered is ``services.available_steps``; the regulator's steps are taken over the API.
 CLAIM_STEPS = {
     "recompute": (
         _("Recompute"),
@@ -443,12 +444,11 @@ class ClaimAdmin(ScopedAdmin):
         extra_context = extra_context or {}
         claim = self.get_queryset(request).filter(pk=object_id).first() if str(object_id).isdigit() else None
         if claim is not None and self.has_view_permission(request, claim):
-            may_act = claim.status == C.DRAFT and self.may_act(request, claim)
+            available = services.available_steps(claim, request.user) if self.may_act(request, claim) else []
             extra_context.update(
                 figures=exports.claim_figures(claim),
-                may_act=may_act,
-                may_change_lines=may_act and request.user.has_perm("subsidies.change_claimline"),
-                steps=[(step, CLAIM_STEPS[step][0]) for step in CLAIM_STEPS] if may_act else [],
+                may_change_lines="change_lines" in available and request.user.has_perm("subsidies.change_claimline"),
+                steps=[(step, CLAIM_STEPS[step][0]) for step in available if step in CLAIM_STEPS],
                 percent_of_cost=claim.program.amount_rule == SubsidyProgram.AmountRule.PERCENT_OF_COST,
             )
         return super().change_view(request, object_id, form_url, extra_context)
@@ -481,6 +481,14 @@ class ClaimAdmin(ScopedAdmin):
             raise Http404
         claim = self._claim(request, object_id, act=True)
         label, intro, run = CLAIM_STEPS[step]
+        if request.method != "POST" and step not in services.available_steps(claim, request.user):
+            self.message_user(
+                request,
+                gettext("“%(step)s” is not a step you can take for claim %(claim)s while it is %(status)s.")
+                % {"step": label, "claim": claim.reference, "status": claim.get_status_display()},
+                messages.WARNING,
+            )
+            return HttpResponseRedirect(reverse("admin:subsidies_claim_change", args=[claim.pk]))
         form = ConfirmForm(request.POST if request.method == "POST" else None)
         if request.method == "POST" and form.is_valid():
             reference = claim.reference

@@ -14,11 +14,15 @@ from decimal import Decimal, InvalidOperation
 from django.db import IntegrityError, transaction
 from django.db.models import DecimalField, Max, Sum
 from django.db.models.functions import Coalesce
+from django.urls import reverse
 from django.utils import timezone, translation
+from django.utils.functional import lazy
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from cgtclinic.errors import Conflict, DomainError, TransitionNotAllowed
 from cgtclinic.models import PolicyParameter, User
+from cgtclinic.notifications import notify, render_later
 from cgtclinic.roles import Role
 from subsidies import eligibility, rules
 from subsidies.models import Claim, ClaimLine, ClaimStatusChange, SubsidyProgram
@@ -37,18 +41,70 @@ def _deny(message=None) -> DomainError:
     return DomainError(message or _("You are not allowed to do this for this claim."), code="permission_denied")
 
 
+def _is_office_of(actor: User, institution_id: int) -> bool:
+    """The hospital's research office prepares, submits and discards its claims."""
+    return actor.is_superuser or (
+        actor.is_active and actor.role == Role.RESEARCH_OFFICE and actor.institution_id == institution_id
+    )
+
+
+def _is_office(actor: User, claim: Claim) -> bool:
+    return _is_office_of(actor, claim.institution_id)
+
+
+def _is_regulator(actor: User, claim: Claim) -> bool:
+    """A regulator of the program's region reviews, decides and pays."""
+    return actor.is_superuser or (
+        actor.is_active and actor.role == Role.REGULATOR and actor.region_id == claim.program.region_id
+    )
+
+
 def _require_office(actor: User, institution_id: int) -> None:
-    if actor.is_superuser:
-        return
-    if not (actor.is_active and actor.role == Role.RESEARCH_OFFICE and actor.institution_id == institution_id):
+    if not _is_office_of(actor, institution_id):
         raise _deny(_("Only the hospital's research office can prepare and submit its claims."))
 
 
 def _require_regulator(actor: User, claim: Claim) -> None:
-    if actor.is_superuser:
-        return
-    if not (actor.is_active and actor.role == Role.REGULATOR and actor.region_id == claim.program.region_id):
+    if not _is_regulator(actor, claim):
         raise _deny(_("Only a regulator of the program's region can review this claim."))
+
+
+# Discarding deletes the draft.
+DELETED = "deleted"
+APPROVE, PARTIAL, REJECT = "approve", "partially_approve", "reject"
+
+# The claim workflow, the one table of it: from each state, the steps it allows and the state each leads to.
+# A decision is one of three steps (the ``decision`` of claim_decide). Recomputing and changing lines keep the draft.
+ALLOWED: dict[str, dict[str, str]] = {
+    C.DRAFT: {"recompute": C.DRAFT, "change_lines": C.DRAFT, "submit": C.SUBMITTED, "discard": DELETED},
+    C.SUBMITTED: {"start_review": C.UNDER_REVIEW},
+    C.UNDER_REVIEW: {APPROVE: C.APPROVED, PARTIAL: C.PARTIALLY_APPROVED, REJECT: C.REJECTED},
+    C.APPROVED: {"pay": C.PAID},
+    C.PARTIALLY_APPROVED: {"pay": C.PAID},
+}
+DECISIONS = ALLOWED[C.UNDER_REVIEW]
+# Who may take each step: the same checks the step functions below make.
+STEP_ACTORS = {
+    "recompute": _is_office,
+    "change_lines": _is_office,
+    "submit": _is_office,
+    "discard": _is_office,
+    "start_review": _is_regulator,
+    APPROVE: _is_regulator,
+    PARTIAL: _is_regulator,
+    REJECT: _is_regulator,
+    "pay": _is_regulator,
+}
+STEPS = tuple(dict.fromkeys(step for steps in ALLOWED.values() for step in steps))
+
+
+def available_steps(claim: Claim, user: User) -> list[str]:
+    """The steps the claim's state allows and the user may take, in the table's order."""
+    return [step for step in ALLOWED.get(claim.status, {}) if STEP_ACTORS[step](user, claim)]
+
+
+def _allows(claim: Claim, step: str) -> bool:
+    return step in ALLOWED.get(claim.status, {})
 
 
 def _lock(claim: Claim) -> Claim:
@@ -57,11 +113,13 @@ def _lock(claim: Claim) -> Claim:
     )
 
 
-def _move(claim: Claim, *, to: str, allowed_from: set[str], actor: User, note: str = "", fields=()) -> Claim:
-    if claim.status not in allowed_from:
+def _move(claim: Claim, *, step: str, actor: User, note: str = "", fields=()) -> Claim:
+    to = ALLOWED.get(claim.status, {}).get(step)
+    if to is None:
+        target = next(steps[step] for steps in ALLOWED.values() if step in steps)
         raise TransitionNotAllowed(
             _("A claim that is “%(current)s” cannot become “%(target)s”.")
-            % {"current": claim.get_status_display(), "target": C(to).label}
+            % {"current": claim.get_status_display(), "target": C(target).label}
         )
     now = timezone.now()
     from_status = claim.status
@@ -71,6 +129,128 @@ def _move(claim: Claim, *, to: str, allowed_from: set[str], actor: User, note: s
     claim.save(update_fields=["status", "status_changed_at", *fields])
     ClaimStatusChange.objects.create(claim=claim, from_status=from_status, to_status=to, actor=actor, at=now, note=note)
     return claim
+
+
+# --- who is told ------------------------------------------------------------------------------------------------
+
+SUBMITTED_SUBJECT = gettext_lazy("Subsidy claim %(reference)s to review: %(institution)s, %(amount)s RMB")
+SUBMITTED_BODY = gettext_lazy(
+    "%(institution)s submitted its claim %(reference)s under %(program)s for %(year)s: %(amount)s RMB for "
+    "%(lines)s eligible trials. The figures are frozen as submitted; start the review when you take it up."
+)
+APPROVED_SUBJECT = gettext_lazy("Subsidy claim %(reference)s approved: %(approved)s RMB")
+APPROVED_BODY = gettext_lazy(
+    "The regulator approved your claim %(reference)s under %(program)s for %(year)s: %(approved)s RMB, as "
+    "claimed.%(note)s"
+)
+PARTIAL_SUBJECT = gettext_lazy("Subsidy claim %(reference)s partially approved: %(approved)s of %(claimed)s RMB")
+PARTIAL_BODY = gettext_lazy(
+    "The regulator approved %(approved)s of the %(claimed)s RMB of your claim %(reference)s under %(program)s for "
+    "%(year)s. Lines lowered:\n%(lines)s%(note)s"
+)
+PARTIAL_LINE = gettext_lazy("%(protocol)s: %(before)s → %(after)s RMB. Reason: %(reason)s")
+REJECTED_SUBJECT = gettext_lazy("Subsidy claim %(reference)s rejected")
+REJECTED_BODY = gettext_lazy(
+    "The regulator rejected your claim %(reference)s under %(program)s for %(year)s (%(claimed)s RMB). "
+    "Reason: %(reason)s"
+)
+PAID_SUBJECT = gettext_lazy("Subsidy claim %(reference)s paid: %(paid)s RMB")
+PAID_BODY = gettext_lazy(
+    "%(paid)s RMB of the %(approved)s RMB approved for your claim %(reference)s under %(program)s for %(year)s was "
+    "paid on %(day)s.%(payment_reference)s"
+)
+NOTE = gettext_lazy("\nThe regulator's note: %(note)s")
+PAYMENT_REFERENCE = gettext_lazy(" Payment reference: %(reference)s.")
+
+_lines_joined = lazy(lambda *parts: "\n".join(str(part) for part in parts), str)
+
+
+def _yuan(value: Decimal | None) -> str:
+    return f"{rules.to_fen(value or rules.ZERO):,.2f}"
+
+
+def _claim_params(claim: Claim) -> dict:
+    return {
+        "reference": claim.reference,
+        "institution": claim.institution,
+        "program": claim.program,
+        "year": claim.year,
+        "claimed": _yuan(claim.amount_claimed),
+        "approved": _yuan(claim.amount_approved),
+    }
+
+
+def _research_office(claim: Claim):
+    return User.objects.filter(institution_id=claim.institution_id, role=Role.RESEARCH_OFFICE, is_active=True)
+
+
+def _notify_office(claim: Claim, *, topic: str, subject, body) -> None:
+    """The claiming hospital's research office, with a link to the claim's admin page."""
+    notify(
+        recipients=_research_office(claim),
+        topic=topic,
+        event_key=f"claim:{claim.pk}",
+        subject=subject,
+        body=body,
+        link=reverse("admin:subsidies_claim_change", args=[claim.pk]),
+    )
+
+
+def _notify_submitted(claim: Claim, eligible: int) -> None:
+    """The regulators of the program's region; they read claims over the API, so the link is the claim's there."""
+    regulators = User.objects.filter(role=Role.REGULATOR, region_id=claim.program.region_id, is_active=True)
+    params = {**_claim_params(claim), "amount": _yuan(claim.amount_claimed), "lines": eligible}
+    notify(
+        recipients=regulators,
+        topic="claim.submitted",
+        event_key=f"claim:{claim.pk}",
+        subject=render_later(SUBMITTED_SUBJECT, **params),
+        body=render_later(SUBMITTED_BODY, **params),
+        link=reverse("claims-detail", args=[claim.pk]),
+    )
+
+
+def _notify_decided(claim: Claim, decision: str, lines) -> None:
+    params = _claim_params(claim)
+    note = render_later(NOTE, note=claim.decision_note) if claim.decision_note else ""
+    if decision == REJECT:
+        subject = render_later(REJECTED_SUBJECT, **params)
+        body = render_later(REJECTED_BODY, **params, reason=claim.decision_note)
+    elif decision == PARTIAL:
+        lowered = [
+            render_later(
+                PARTIAL_LINE,
+                protocol=line.trial.protocol_number,
+                before=_yuan(line.amount_computed),
+                after=_yuan(line.approved_amount),
+                reason=line.regulator_note,
+            )
+            for line in sorted(lines, key=lambda line: line.trial.protocol_number)
+            if line.approved_amount < line.amount_computed
+        ]
+        subject = render_later(PARTIAL_SUBJECT, **params)
+        body = render_later(PARTIAL_BODY, **params, lines=_lines_joined(*lowered), note=note)
+    else:
+        subject = render_later(APPROVED_SUBJECT, **params)
+        body = render_later(APPROVED_BODY, **params, note=note)
+    _notify_office(claim, topic="claim.decided", subject=subject, body=body)
+
+
+def _notify_paid(claim: Claim) -> None:
+    params = {
+        **_claim_params(claim),
+        "paid": _yuan(claim.amount_paid),
+        "day": claim.paid_on.isoformat(),
+        "payment_reference": (
+            render_later(PAYMENT_REFERENCE, reference=claim.payment_reference) if claim.payment_reference else ""
+        ),
+    }
+    _notify_office(
+        claim,
+        topic="claim.paid",
+        subject=render_later(PAID_SUBJECT, **params),
+        body=render_later(PAID_BODY, **params),
+    )
 
 
 # --- policy values ----------------------------------------------------------------------------------------------
@@ -206,7 +386,7 @@ def claim_recompute(*, claim: Claim, actor: User) -> Claim:
     _require_office(actor, claim.institution_id)
     with transaction.atomic():
         locked = _lock(claim)
-        if locked.status != C.DRAFT:
+        if not _allows(locked, "recompute"):
             raise TransitionNotAllowed(_("Only a draft claim is recomputed; a submitted claim is frozen."))
         locked.reference_date = reference_date(locked.year)
         locked.save(update_fields=["reference_date"])
@@ -348,7 +528,7 @@ def _evidence(trial: Trial, site: TrialSite, facts) -> dict:
 def _draft_line(line: ClaimLine, actor: User) -> tuple[Claim, ClaimLine]:
     _require_office(actor, line.claim.institution_id)
     claim = _lock(line.claim)
-    if claim.status != C.DRAFT:
+    if not _allows(claim, "change_lines"):
         raise TransitionNotAllowed(_("Lines change only while the claim is a draft."))
     return claim, ClaimLine.objects.select_related("trial", "site").get(pk=line.pk)
 
@@ -408,7 +588,7 @@ def cost_item_add(*, claim: Claim, actor: User, trial: Trial, item_reference: st
         raise DomainError(_("The cost must be more than 0."), field="cost_rmb")
     with transaction.atomic():
         locked = _lock(claim)
-        if locked.status != C.DRAFT:
+        if not _allows(locked, "change_lines"):
             raise TransitionNotAllowed(_("Lines change only while the claim is a draft."))
         if locked.program.amount_rule != P.PERCENT_OF_COST:
             raise DomainError(_("This program pays by enrolment; its lines come from the ledger."))
@@ -436,7 +616,7 @@ def claim_discard(*, claim: Claim, actor: User) -> None:
     _require_office(actor, claim.institution_id)
     with transaction.atomic():
         locked = _lock(claim)
-        if locked.status != C.DRAFT:
+        if not _allows(locked, "discard"):
             raise TransitionNotAllowed(_("Only a draft claim can be discarded."))
         locked.delete()
 
@@ -449,7 +629,7 @@ def claim_submit(*, claim: Claim, actor: User) -> Claim:
     _require_office(actor, claim.institution_id)
     with transaction.atomic():
         locked = _lock(claim)
-        if locked.status != C.DRAFT:
+        if not _allows(locked, "submit"):
             raise TransitionNotAllowed(
                 _("A claim that is “%(current)s” cannot be submitted.") % {"current": locked.get_status_display()}
             )
@@ -468,11 +648,11 @@ def claim_submit(*, claim: Claim, actor: User) -> Claim:
         locked.snapshot = _snapshot(locked, lines, now)
         _move(
             locked,
-            to=C.SUBMITTED,
-            allowed_from={C.DRAFT},
+            step="submit",
             actor=actor,
             fields=("submitted_by", "submitted_at", "snapshot", "reference_date"),
         )
+        _notify_submitted(locked, len(eligible))
     return locked
 
 
@@ -527,11 +707,7 @@ def _snapshot(claim: Claim, lines: list[ClaimLine], now) -> dict:
 def claim_start_review(*, claim: Claim, actor: User) -> Claim:
     _require_regulator(actor, claim)
     with transaction.atomic():
-        return _move(_lock(claim), to=C.UNDER_REVIEW, allowed_from={C.SUBMITTED}, actor=actor)
-
-
-APPROVE, PARTIAL, REJECT = "approve", "partially_approve", "reject"
-DECISIONS = {APPROVE: C.APPROVED, PARTIAL: C.PARTIALLY_APPROVED, REJECT: C.REJECTED}
+        return _move(_lock(claim), step="start_review", actor=actor)
 
 
 def claim_decide(*, claim: Claim, actor: User, decision: str, note: str = "", adjustments: dict | None = None) -> Claim:
@@ -547,7 +723,7 @@ def claim_decide(*, claim: Claim, actor: User, decision: str, note: str = "", ad
         raise DomainError(_("Only a partial approval adjusts lines."), field="adjustments")
     with transaction.atomic():
         locked = _lock(claim)
-        if locked.status != C.UNDER_REVIEW:
+        if not _allows(locked, decision):
             raise TransitionNotAllowed(
                 _("A claim that is “%(current)s” cannot be decided; start the review first.")
                 % {"current": locked.get_status_display()}
@@ -568,12 +744,12 @@ def claim_decide(*, claim: Claim, actor: User, decision: str, note: str = "", ad
         locked.decided_at = timezone.now()
         _move(
             locked,
-            to=DECISIONS[decision],
-            allowed_from={C.UNDER_REVIEW},
+            step=decision,
             actor=actor,
             note=note.strip(),
             fields=("amount_approved", "decision_note", "decided_by", "decided_at"),
         )
+        _notify_decided(locked, decision, eligible.values())
     return locked
 
 
@@ -629,7 +805,7 @@ def claim_pay(*, claim: Claim, actor: User, amount, paid_on: datetime.date, paym
     _require_regulator(actor, claim)
     with transaction.atomic():
         locked = _lock(claim)
-        if locked.status not in (C.APPROVED, C.PARTIALLY_APPROVED):
+        if not _allows(locked, "pay"):
             raise TransitionNotAllowed(
                 _("A claim that is “%(current)s” cannot be paid.") % {"current": locked.get_status_display()}
             )
@@ -647,11 +823,11 @@ def claim_pay(*, claim: Claim, actor: User, amount, paid_on: datetime.date, paym
         locked.payment_reference = payment_reference.strip()
         _move(
             locked,
-            to=C.PAID,
-            allowed_from={C.APPROVED, C.PARTIALLY_APPROVED},
+            step="pay",
             actor=actor,
             fields=("amount_paid", "paid_on", "payment_reference"),
         )
+        _notify_paid(locked)
     return locked
 
 

@@ -27,28 +27,18 @@ from trials.models import (
 )
 from trials.uploads import check_upload
 
-# The lifecycle steps offered on a trial's page: (url name, service, button label, needs a reason).
-TRANSITIONS = {
-    "submit": (services.trial_submit, _("Submit"), False),
-    "start-review": (services.trial_start_review, _("Start review"), False),
-    "approve": (services.trial_approve, _("Approve"), False),
-    "activate": (services.trial_activate, _("Activate"), False),
-    "close-enrolment": (services.trial_close_enrolment, _("Close enrolment"), False),
-    "complete": (services.trial_complete, _("Complete"), False),
-    "suspend": (services.trial_suspend, _("Suspend"), True),
-    "resume": (services.trial_resume, _("Resume"), False),
-    "terminate": (services.trial_terminate, _("Terminate"), True),
-    "withdraw": (services.trial_withdraw, _("Withdraw"), True),
-}
-# Which steps a trial in each state can take, for showing only meaningful buttons; the services decide.
-STEPS_FROM = {
-    Trial.Status.DRAFT: ["submit", "withdraw"],
-    Trial.Status.SUBMITTED: ["start-review", "withdraw"],
-    Trial.Status.UNDER_REVIEW: ["approve", "withdraw"],
-    Trial.Status.APPROVED: ["activate", "suspend", "terminate"],
-    Trial.Status.ACTIVE: ["close-enrolment", "suspend", "terminate"],
-    Trial.Status.ENROLMENT_CLOSED: ["complete", "suspend", "terminate"],
-    Trial.Status.SUSPENDED: ["resume", "terminate"],
+# How each lifecycle step reads on its button; which steps are offered is services.available_steps.
+STEP_LABELS = {
+    "submit": _("Submit"),
+    "start_review": _("Start review"),
+    "approve": _("Approve"),
+    "activate": _("Activate"),
+    "close_enrolment": _("Close enrolment"),
+    "complete": _("Complete"),
+    "suspend": _("Suspend"),
+    "resume": _("Resume"),
+    "terminate": _("Terminate"),
+    "withdraw": _("Withdraw"),
 }
 
 
@@ -184,24 +174,34 @@ class TrialAdmin(ScopedAdmin):
         extra_context = extra_context or {}
         trial = self.get_queryset(request).filter(pk=object_id).first()
         if trial is not None:
-            extra_context["transitions"] = [(step, TRANSITIONS[step][1]) for step in STEPS_FROM.get(trial.status, [])]
+            extra_context["transitions"] = [
+                (step, STEP_LABELS[step]) for step in services.available_steps(trial, request.user)
+            ]
         return super().change_view(request, object_id, form_url, extra_context)
 
     def transition_view(self, request, object_id, step):
         """Confirm one lifecycle step (with a reason where the step needs one) and run its service."""
-        if step not in TRANSITIONS:
+        step = step.replace("-", "_")  # the API's spelling (start-review) works here too
+        if step not in services.STEP_ROLES:
             raise Http404
         trial = self.get_queryset(request).filter(pk=object_id).first()
         if trial is None:
             raise Http404
         if not self.has_view_permission(request, trial):
             raise PermissionDenied
-        service, label, needs_reason = TRANSITIONS[step]
+        label, needs_reason = STEP_LABELS[step], step in services.REASON_REQUIRED
+        if request.method != "POST" and step not in services.available_steps(trial, request.user):
+            self.message_user(
+                request,
+                gettext("“%(step)s” is not a step you can take for %(trial)s in its current status (%(status)s).")
+                % {"step": label, "trial": trial.protocol_number, "status": trial.get_status_display()},
+                messages.WARNING,
+            )
+            return HttpResponseRedirect(reverse("admin:trials_trial_change", args=[trial.pk]))
         form = TransitionForm(request.POST if request.method == "POST" else None)
         if request.method == "POST" and form.is_valid():
-            kwargs = {"reason": form.cleaned_data["reason"]} if needs_reason or step == "resume" else {}
             try:
-                service(trial=trial, actor=request.user, **kwargs)
+                services.trial_take_step(trial=trial, actor=request.user, step=step, reason=form.cleaned_data["reason"])
             except DomainError as exc:
                 form.add_error("reason" if exc.field == "reason" else None, str(exc.message))
             else:

@@ -48,7 +48,7 @@ def _deny(message=None) -> DomainError:
     return DomainError(message or _("You are not allowed to do this for this trial."), code="permission_denied")
 
 
-def _acts_for_lead(actor: User, trial: Trial, roles: set[str]) -> bool:
+def _acts_for_lead(actor: User, trial: Trial, roles: frozenset[str]) -> bool:
     """Whether the actor holds one of the roles on the trial's lead side."""
     if actor.is_superuser:
         return True
@@ -59,38 +59,81 @@ def _acts_for_lead(actor: User, trial: Trial, roles: set[str]) -> bool:
     return actor.institution_id == trial.lead_institution_id
 
 
-# Who may take each step, on the lead side.
-_PI_OR_OFFICE = {Role.PI, Role.RESEARCH_OFFICE}
-_OFFICES = {Role.RESEARCH_OFFICE, Role.ETHICS_OFFICE}
-_RESEARCH_OFFICE = {Role.RESEARCH_OFFICE}
+# Who may take a step, on the lead side.
+_PI_OR_OFFICE = frozenset({Role.PI, Role.RESEARCH_OFFICE})
+_OFFICES = frozenset({Role.RESEARCH_OFFICE, Role.ETHICS_OFFICE})
+_RESEARCH_OFFICE = frozenset({Role.RESEARCH_OFFICE})
+
+# Resuming leads back to the state the trial was suspended from.
+PREVIOUS = "previous"
+
+# The trial lifecycle, the one table of it: from each state, the steps it allows and the state each leads to.
+# The admin buttons, the API's available_steps and the step functions below all read it.
+ALLOWED: dict[str, dict[str, str]] = {
+    S.DRAFT: {"submit": S.SUBMITTED, "withdraw": S.WITHDRAWN},
+    S.SUBMITTED: {"start_review": S.UNDER_REVIEW, "withdraw": S.WITHDRAWN},
+    S.UNDER_REVIEW: {"approve": S.APPROVED, "withdraw": S.WITHDRAWN},
+    S.APPROVED: {"activate": S.ACTIVE, "suspend": S.SUSPENDED, "terminate": S.TERMINATED},
+    S.ACTIVE: {"close_enrolment": S.ENROLMENT_CLOSED, "suspend": S.SUSPENDED, "terminate": S.TERMINATED},
+    S.ENROLMENT_CLOSED: {"complete": S.COMPLETED, "suspend": S.SUSPENDED, "terminate": S.TERMINATED},
+    S.SUSPENDED: {"resume": PREVIOUS, "terminate": S.TERMINATED},
+}
+# Which roles of the lead side may take each step.
+STEP_ROLES: dict[str, frozenset[str]] = {
+    "submit": _PI_OR_OFFICE,
+    "start_review": _OFFICES,
+    "approve": _OFFICES,
+    "activate": _RESEARCH_OFFICE,
+    "close_enrolment": _RESEARCH_OFFICE,
+    "complete": _RESEARCH_OFFICE,
+    "suspend": _OFFICES,
+    "resume": _OFFICES,
+    "terminate": _OFFICES,
+    # The ethics office closes a trial its committee disapproved.
+    "withdraw": _PI_OR_OFFICE | _OFFICES,
+}
+# Steps that must give a reason (kept in the trial's history); resume may give one.
+REASON_REQUIRED = frozenset({"suspend", "terminate", "withdraw"})
+STEPS = tuple(dict.fromkeys(step for steps in ALLOWED.values() for step in steps))
 
 
-def _transition(
-    *,
-    trial: Trial,
-    actor: User,
-    to: str,
-    allowed_from: set[str],
-    roles: set[str],
-    reason: str = "",
-    reason_required: bool = False,
-) -> Trial:
-    if reason_required and not reason.strip():
+def may_take_step(user: User, trial: Trial, step: str) -> bool:
+    """Whether the user's role on the trial's lead side allows the step (whatever the trial's state)."""
+    return _acts_for_lead(user, trial, STEP_ROLES[step])
+
+
+def available_steps(trial: Trial, user: User) -> list[str]:
+    """The steps the trial's state allows and the user may take, in the table's order."""
+    return [step for step in ALLOWED.get(trial.status, {}) if may_take_step(user, trial, step)]
+
+
+def _sources(step: str) -> list[str]:
+    return [status for status, steps in ALLOWED.items() if step in steps]
+
+
+def _transition(*, trial: Trial, actor: User, step: str, reason: str = "") -> Trial:
+    """Take one step of the table: check the actor and the source state, write the state and its history row."""
+    if step in REASON_REQUIRED and not reason.strip():
         raise DomainError(_("Please give a reason."), code="reason_required", field="reason")
     with transaction.atomic():
         locked = Trial.objects.select_for_update().get(pk=trial.pk)
-        if not _acts_for_lead(actor, locked, roles):
+        if not may_take_step(actor, locked, step):
             raise _deny()
-        if locked.status not in allowed_from:
+        to = ALLOWED.get(locked.status, {}).get(step)
+        if to is None:
+            targets = {target for status in _sources(step) if (target := ALLOWED[status][step]) != PREVIOUS}
             raise TransitionNotAllowed(
                 _("A trial that is “%(current)s” cannot become “%(target)s”. It can from: %(allowed)s.")
                 % {
                     "current": locked.get_status_display(),
-                    "target": S(to).label,
-                    "allowed": "、".join(str(S(s).label) for s in sorted(allowed_from)),
+                    "target": "、".join(str(S(t).label) for t in sorted(targets))
+                    or _("the state before its suspension"),
+                    "allowed": "、".join(str(S(s).label) for s in sorted(_sources(step))),
                 }
             )
         from_status = locked.status
+        if to == PREVIOUS:
+            to = locked.status_before_suspension or S.ACTIVE
         now = timezone.now()
         if to == S.SUSPENDED:
             locked.status_before_suspension = from_status
@@ -106,75 +149,53 @@ def _transition(
     return locked
 
 
+def trial_take_step(*, trial: Trial, actor: User, step: str, reason: str = "") -> Trial:
+    """Take a step of the lifecycle by its name in ``ALLOWED`` (what the admin and API buttons call)."""
+    if step not in STEP_ROLES:
+        raise DomainError(_("Unknown step."), code="unknown_step")
+    return _transition(trial=trial, actor=actor, step=step, reason=reason)
+
+
 def trial_submit(*, trial: Trial, actor: User) -> Trial:
     """The PI or research office submits a drafted trial for review."""
-    return _transition(trial=trial, actor=actor, to=S.SUBMITTED, allowed_from={S.DRAFT}, roles=_PI_OR_OFFICE)
+    return _transition(trial=trial, actor=actor, step="submit")
 
 
 def trial_start_review(*, trial: Trial, actor: User) -> Trial:
-    return _transition(trial=trial, actor=actor, to=S.UNDER_REVIEW, allowed_from={S.SUBMITTED}, roles=_OFFICES)
+    return _transition(trial=trial, actor=actor, step="start_review")
 
 
 def trial_approve(*, trial: Trial, actor: User) -> Trial:
-    return _transition(trial=trial, actor=actor, to=S.APPROVED, allowed_from={S.UNDER_REVIEW}, roles=_OFFICES)
+    return _transition(trial=trial, actor=actor, step="approve")
 
 
 def trial_activate(*, trial: Trial, actor: User) -> Trial:
-    return _transition(trial=trial, actor=actor, to=S.ACTIVE, allowed_from={S.APPROVED}, roles=_RESEARCH_OFFICE)
+    return _transition(trial=trial, actor=actor, step="activate")
 
 
 def trial_close_enrolment(*, trial: Trial, actor: User) -> Trial:
-    return _transition(trial=trial, actor=actor, to=S.ENROLMENT_CLOSED, allowed_from={S.ACTIVE}, roles=_RESEARCH_OFFICE)
+    return _transition(trial=trial, actor=actor, step="close_enrolment")
 
 
 def trial_complete(*, trial: Trial, actor: User) -> Trial:
-    return _transition(
-        trial=trial, actor=actor, to=S.COMPLETED, allowed_from={S.ENROLMENT_CLOSED}, roles=_RESEARCH_OFFICE
-    )
+    return _transition(trial=trial, actor=actor, step="complete")
 
 
 def trial_suspend(*, trial: Trial, actor: User, reason: str) -> Trial:
-    return _transition(
-        trial=trial,
-        actor=actor,
-        to=S.SUSPENDED,
-        allowed_from={S.APPROVED, S.ACTIVE, S.ENROLMENT_CLOSED},
-        roles=_OFFICES,
-        reason=reason,
-        reason_required=True,
-    )
+    return _transition(trial=trial, actor=actor, step="suspend", reason=reason)
 
 
 def trial_resume(*, trial: Trial, actor: User, reason: str = "") -> Trial:
     """Lift a suspension: the trial returns to the state it was suspended from."""
-    current = Trial.objects.only("status", "status_before_suspension").get(pk=trial.pk)
-    target = current.status_before_suspension or S.ACTIVE
-    return _transition(trial=trial, actor=actor, to=target, allowed_from={S.SUSPENDED}, roles=_OFFICES, reason=reason)
+    return _transition(trial=trial, actor=actor, step="resume", reason=reason)
 
 
 def trial_terminate(*, trial: Trial, actor: User, reason: str) -> Trial:
-    return _transition(
-        trial=trial,
-        actor=actor,
-        to=S.TERMINATED,
-        allowed_from={S.APPROVED, S.ACTIVE, S.ENROLMENT_CLOSED, S.SUSPENDED},
-        roles=_OFFICES,
-        reason=reason,
-        reason_required=True,
-    )
+    return _transition(trial=trial, actor=actor, step="terminate", reason=reason)
 
 
 def trial_withdraw(*, trial: Trial, actor: User, reason: str) -> Trial:
-    return _transition(
-        trial=trial,
-        actor=actor,
-        to=S.WITHDRAWN,
-        allowed_from={S.DRAFT, S.SUBMITTED, S.UNDER_REVIEW},
-        # The ethics office closes a trial its committee disapproved.
-        roles=_PI_OR_OFFICE | _OFFICES,
-        reason=reason,
-        reason_required=True,
-    )
+    return _transition(trial=trial, actor=actor, step="withdraw", reason=reason)
 
 
 def check_trial_fields(*, actor: User, trial: Trial | None, data: dict) -> None:

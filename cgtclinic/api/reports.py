@@ -46,7 +46,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from cgtclinic.models import PolicyParameter, Region, ReportRequest, User
-from cgtclinic.roles import Role
+from cgtclinic.roles import Role, may_read_reports
 from cgtclinic.spreadsheets import MONEY_FORMAT, csv_text, write_only_cell
 
 logger = logging.getLogger(__name__)
@@ -371,10 +371,7 @@ class ReportPermission(BasePermission):
     message = gettext_lazy("Reports are for regulators and system administrators.")
 
     def has_permission(self, request, view):
-        user = request.user
-        if not (user and user.is_authenticated and user.is_active):
-            return False
-        return user.is_superuser or user.role == Role.REGULATOR
+        return may_read_reports(request.user)
 
 
 class ReportTokenAuthentication(TokenAuthentication):

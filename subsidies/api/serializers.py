@@ -286,6 +286,7 @@ CLAIM_FIELDS = (
     "decided_at",
     "decided_by_name",
     "status_changed_at",
+    "available_steps",
     "lines",
 )
 
@@ -309,6 +310,18 @@ class ClaimSerializer(serializers.ModelSerializer):
     amount_approved = serializers.DecimalField(**MONEY, read_only=True, allow_null=True)
     amount_paid = serializers.DecimalField(**MONEY, read_only=True, allow_null=True)
     lines = ClaimLineSerializer(many=True, read_only=True)
+    available_steps = serializers.SerializerMethodField(
+        help_text=_(
+            "The steps the claim's status allows and you may take now: recompute, change_lines (exclude, include, "
+            "cost-items), submit, discard (DELETE), start_review (/start-review/), approve, partially_approve and "
+            "reject (/decide/ with that decision), pay."
+        )
+    )
+
+    @extend_schema_field(serializers.ListField(child=serializers.ChoiceField(choices=services.STEPS)))
+    def get_available_steps(self, claim) -> list[str]:
+        request = self.context.get("request")
+        return services.available_steps(claim, request.user) if request is not None else []
 
     class Meta:
         model = Claim

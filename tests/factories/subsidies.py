@@ -4,9 +4,11 @@ import datetime
 from decimal import Decimal
 
 import factory
+from django.utils import timezone
 
 from cgtclinic.models import PolicyParameter
-from subsidies.models import EligibilityRule, SubsidyProgram
+from subsidies import services
+from subsidies.models import Claim, ClaimLine, EligibilityRule, SubsidyProgram
 from tests.factories.cgtclinic import PolicyParameterFactory, RegionFactory
 from tests.factories.trials import approve_site, trial_with_history
 from trials import enrolment
@@ -195,3 +197,51 @@ def completed_gene_trial(
 def policy_value(code: str, region):
     """The value a policy parameter row holds for a region (tests read numbers from the rows, never literals)."""
     return PolicyParameter.objects.get(code=code, region=region).value
+
+
+# --- a claim walked through its workflow ---------------------------------------------------------------------------
+
+
+def eligible_line(claim):
+    return claim.lines.filter(status=ClaimLine.Status.ELIGIBLE).order_by("pk").first()
+
+
+def run(claim, actor, step: str):
+    """Take one step by its name in the table, with what that step needs."""
+    if step == "recompute":
+        return services.claim_recompute(claim=claim, actor=actor)
+    if step == "change_lines":
+        return services.line_exclude(line=eligible_line(claim) or claim.lines.first(), actor=actor, reason="no consent")
+    if step == "submit":
+        return services.claim_submit(claim=claim, actor=actor)
+    if step == "discard":
+        return services.claim_discard(claim=claim, actor=actor)
+    if step == "start_review":
+        return services.claim_start_review(claim=claim, actor=actor)
+    if step in (services.APPROVE, services.REJECT):
+        return services.claim_decide(claim=claim, actor=actor, decision=step, note="as reviewed")
+    if step == services.PARTIAL:
+        line = eligible_line(claim) or claim.lines.first()
+        lowered = {line.pk: {"amount": str(line.amount_computed - 1), "reason": "one invoice missing"}}
+        return services.claim_decide(claim=claim, actor=actor, decision=step, adjustments=lowered)
+    if step == "pay":
+        amount = claim.amount_approved or claim.amount_claimed
+        return services.claim_pay(claim=claim, actor=actor, amount=amount, paid_on=timezone.localdate())
+    raise AssertionError(step)
+
+
+def claim_in(status, claim, office, regulator):
+    """The ``claim`` fixture (a draft) walked to a state through the services."""
+    path = {
+        Claim.Status.DRAFT: [],
+        Claim.Status.SUBMITTED: ["submit"],
+        Claim.Status.UNDER_REVIEW: ["submit", "start_review"],
+        Claim.Status.APPROVED: ["submit", "start_review", services.APPROVE],
+        Claim.Status.PARTIALLY_APPROVED: ["submit", "start_review", services.PARTIAL],
+        Claim.Status.REJECTED: ["submit", "start_review", services.REJECT],
+        Claim.Status.PAID: ["submit", "start_review", services.APPROVE, "pay"],
+    }[status]
+    for step in path:
+        run(claim, office if step == "submit" else regulator, step)
+        claim = Claim.objects.get(pk=claim.pk)
+    return claim

@@ -141,6 +141,7 @@ TRIAL_READ_FIELDS = (
     "hgr_approval_number",
     "created_at",
     "updated_at",
+    "available_steps",
 )
 
 
@@ -155,6 +156,17 @@ class _TrialReadBase(serializers.ModelSerializer):
     region_code = serializers.CharField(source="lead_institution.region.code", read_only=True)
     region_name = serializers.CharField(source="lead_institution.region.name", read_only=True)
     department_name = serializers.CharField(source="department.name", read_only=True, allow_null=True)
+    available_steps = serializers.SerializerMethodField(
+        help_text=_(
+            "The lifecycle steps the trial's status allows and you may take now, each a POST action on the trial "
+            "(start_review is /start-review/)."
+        )
+    )
+
+    @extend_schema_field(serializers.ListField(child=serializers.ChoiceField(choices=services.STEPS)))
+    def get_available_steps(self, trial) -> list[str]:
+        request = self.context.get("request")
+        return services.available_steps(trial, request.user) if request is not None else []
 
 
 class TrialSerializer(_TrialReadBase):

@@ -169,49 +169,51 @@ class TrialViewSet(ViewerSerializerMixin, mixins.ListModelMixin, mixins.Retrieve
         services.trial_update(trial=trial, actor=request.user, **serializer.validated_data)
         return self.respond_with(trial)
 
-    def _step(self, step, **kwargs) -> Response:
+    def _step(self, step: str) -> Response:
+        """Take one step of trials.services.ALLOWED by its name; the service checks the state and the actor."""
         trial = self.get_object()
+        kwargs = {}
         if self.action in self.input_serializer_classes:
             serializer = self.get_serializer(data=self.request.data)
             serializer.is_valid(raise_exception=True)
             kwargs.update(serializer.validated_data)
-        step(trial=trial, actor=self.request.user, **kwargs)
+        services.trial_take_step(trial=trial, actor=self.request.user, step=step, **kwargs)
         return self.respond_with(trial)
 
     @_transition_schema("trials_submit", gettext_lazy("Submit a drafted trial for review"))
     @action(detail=True, methods=["post"], permission_classes=[ViewThenServiceDecides])
     def submit(self, request, pk=None):
-        return self._step(services.trial_submit)
+        return self._step("submit")
 
     @_transition_schema("trials_start_review", gettext_lazy("Start reviewing a submitted trial"))
     @action(detail=True, methods=["post"], url_path="start-review", permission_classes=[ViewThenServiceDecides])
     def start_review(self, request, pk=None):
-        return self._step(services.trial_start_review)
+        return self._step("start_review")
 
     @_transition_schema("trials_approve", gettext_lazy("Approve a trial under review"))
     @action(detail=True, methods=["post"], permission_classes=[ViewThenServiceDecides])
     def approve(self, request, pk=None):
-        return self._step(services.trial_approve)
+        return self._step("approve")
 
     @_transition_schema("trials_activate", gettext_lazy("Activate an approved trial"))
     @action(detail=True, methods=["post"], permission_classes=[ViewThenServiceDecides])
     def activate(self, request, pk=None):
-        return self._step(services.trial_activate)
+        return self._step("activate")
 
     @_transition_schema("trials_close_enrolment", gettext_lazy("Close enrolment of an active trial"))
     @action(detail=True, methods=["post"], url_path="close-enrolment", permission_classes=[ViewThenServiceDecides])
     def close_enrolment(self, request, pk=None):
-        return self._step(services.trial_close_enrolment)
+        return self._step("close_enrolment")
 
     @_transition_schema("trials_complete", gettext_lazy("Mark a trial whose enrolment is closed as completed"))
     @action(detail=True, methods=["post"], permission_classes=[ViewThenServiceDecides])
     def complete(self, request, pk=None):
-        return self._step(services.trial_complete)
+        return self._step("complete")
 
     @_transition_schema("trials_suspend", gettext_lazy("Suspend a trial"), serializers.ReasonSerializer)
     @action(detail=True, methods=["post"], permission_classes=[ViewThenServiceDecides])
     def suspend(self, request, pk=None):
-        return self._step(services.trial_suspend)
+        return self._step("suspend")
 
     @_transition_schema(
         "trials_resume",
@@ -220,19 +222,19 @@ class TrialViewSet(ViewerSerializerMixin, mixins.ListModelMixin, mixins.Retrieve
     )
     @action(detail=True, methods=["post"], permission_classes=[ViewThenServiceDecides])
     def resume(self, request, pk=None):
-        return self._step(services.trial_resume)
+        return self._step("resume")
 
     @_transition_schema("trials_terminate", gettext_lazy("Terminate a trial early"), serializers.ReasonSerializer)
     @action(detail=True, methods=["post"], permission_classes=[ViewThenServiceDecides])
     def terminate(self, request, pk=None):
-        return self._step(services.trial_terminate)
+        return self._step("terminate")
 
     @_transition_schema(
         "trials_withdraw", gettext_lazy("Withdraw a trial before approval"), serializers.ReasonSerializer
     )
     @action(detail=True, methods=["post"], permission_classes=[ViewThenServiceDecides])
     def withdraw(self, request, pk=None):
-        return self._step(services.trial_withdraw)
+        return self._step("withdraw")
 
 
 @extend_schema_view(
