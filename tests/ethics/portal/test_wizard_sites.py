@@ -8,7 +8,7 @@ from cgtclinic.errors import DomainError
 from cgtclinic.models import User
 from cgtclinic.roles import Role
 from ethics.models import Submission
-from ethics.services import DECLARATIONS, missing_items, submission_submit
+from ethics.services import DECLARATIONS, missing_items, submission_return_incomplete, submission_submit
 from tests.ethics.portal.test_wizard import TRIAL_DATA, documents_post, step_url
 from tests.factories.cgtclinic import InstitutionFactory, UserFactory
 from trials import services
@@ -262,3 +262,21 @@ def test_the_sites_step_stays_read_only_after_submission(pi_client, pi, trial, s
     assert response.status_code == 302
     site.refresh_from_db()
     assert site.site_pi.full_name == "李主任"
+
+
+def test_a_returned_application_shows_the_sites_read_only(pi_client, pi, trial, site, committee):
+    services.site_set_pi(site=site, actor=pi, full_name="李主任")
+    complete(pi_client, trial)
+    pi_client.post(step_url(trial, 5), {"action": "submit", "confirm_site_targets": "on"})
+    office = UserFactory(role=Role.ETHICS_OFFICE, institution=committee.institution)
+    submission_return_incomplete(submission=Submission.objects.get(trial=trial), actor=office, items=["补充材料"])
+
+    response = pi_client.get(step_url(trial, 2))
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "李主任" in page
+    assert 'name="target_' not in page and 'value="site_pi"' not in page
+    response = pi_client.post(step_url(trial, 2), {f"target_{site.pk}": "1", "action": "next"})
+    assert response["Location"] == step_url(trial, 3)
+    site.refresh_from_db()
+    assert site.site_target == 6
