@@ -330,13 +330,20 @@ def site_update(*, site: TrialSite, actor: User, **data) -> TrialSite:
     return locked
 
 
-def site_pi_candidates(*, site: TrialSite, actor: User):
-    """The people a site's PI may be chosen from: the active PI-role accounts of the site's institution. A drafting
-    PI sees only their names here (they may not browse another hospital's staff otherwise)."""
-    check_site_fields(actor=actor, trial=site.trial, site=site, data={})
-    return User.objects.filter(role=Role.PI, institution_id=site.institution_id, is_active=True).order_by(
-        "full_name", "pk"
-    )
+def site_pi_candidates(*, sites, actor: User) -> dict[int, list[User]]:
+    """For each site (by id), the people its PI may be chosen from: the active PI-role accounts of the site's
+    institution. A drafting PI sees only their names here (they may not browse another hospital's staff otherwise).
+    One query, however many sites."""
+    sites = list(sites)
+    for site in sites:
+        check_site_fields(actor=actor, trial=site.trial, site=site, data={})
+    people = User.objects.filter(
+        role=Role.PI, is_active=True, institution_id__in={site.institution_id for site in sites}
+    ).order_by("full_name", "pk")
+    by_institution: dict[int, list[User]] = {}
+    for person in people:
+        by_institution.setdefault(person.institution_id, []).append(person)
+    return {site.pk: by_institution.get(site.institution_id, []) for site in sites}
 
 
 def site_set_pi(

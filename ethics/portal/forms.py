@@ -164,21 +164,11 @@ class SiteTargetsForm(forms.Form):
         ]
 
 
-class PersonChoiceField(forms.ModelChoiceField):
-    def label_from_instance(self, obj):
-        return obj.full_name
-
-
 class SitePIForm(forms.Form):
     """Step 2: a participating site's PI, chosen among the PI accounts of the site's institution (names only) or
     put on record by name when they have no account."""
 
-    site_pi = PersonChoiceField(
-        label=_("Site PI on record"),
-        queryset=User.objects.none(),
-        required=False,
-        empty_label=_("Not on record yet (enter below)"),
-    )
+    site_pi = forms.TypedChoiceField(label=_("Site PI on record"), coerce=int, required=False, empty_value=None)
     full_name = forms.CharField(label=_("Name of a site PI not on record"), max_length=100, required=False)
     professional_title = forms.CharField(label=_("Professional title"), max_length=50, required=False)
     phone = forms.CharField(
@@ -186,12 +176,21 @@ class SitePIForm(forms.Form):
     )
     email = forms.EmailField(label=_("E-mail"), required=False)
 
-    def __init__(self, *args, site: TrialSite, candidates, **kwargs):
+    def __init__(self, *args, site: TrialSite, candidates: list[User], **kwargs):
         super().__init__(*args, **kwargs)
         self.site = site
-        self.fields["site_pi"].queryset = candidates
-        if not candidates:
+        self.candidates = {person.pk: person for person in candidates}
+        if candidates:
+            self.fields["site_pi"].choices = [
+                ("", _("Not on record yet (enter below)")),
+                *((person.pk, person.full_name) for person in candidates),
+            ]
+        else:
             del self.fields["site_pi"]
+
+    def clean_site_pi(self):
+        chosen = self.cleaned_data.get("site_pi")
+        return self.candidates[chosen] if chosen is not None else None
 
     def clean(self):
         cleaned = super().clean()

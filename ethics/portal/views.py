@@ -389,19 +389,18 @@ def _step_details(request, trial: Trial, submission: Submission | None):
 
 def _site_pi_forms(request, user, sites, *, bound_site_id: int | None) -> list[SitePIForm]:
     """One site-PI form per participating site; only the one the applicant posted is bound."""
-    forms = []
-    for site in sites:
-        if site.role != TrialSite.SiteRole.PARTICIPATING:
-            continue
-        form = SitePIForm(
+    participating = [site for site in sites if site.role == TrialSite.SiteRole.PARTICIPATING]
+    candidates = site_pi_candidates(sites=participating, actor=user)
+    return [
+        SitePIForm(
             request.POST if site.pk == bound_site_id else None,
             site=site,
-            candidates=site_pi_candidates(site=site, actor=user),
+            candidates=candidates[site.pk],
             prefix=f"pi{site.pk}",
             initial={"site_pi": site.site_pi_id},
         )
-        forms.append(form)
-    return forms
+        for site in participating
+    ]
 
 
 def _step_sites(request, trial: Trial, submission: Submission | None):
@@ -410,7 +409,7 @@ def _step_sites(request, trial: Trial, submission: Submission | None):
     sites = list(
         TrialSite.objects.visible_to(user)
         .filter(trial=trial)
-        .select_related("institution", "site_pi")
+        .select_related("trial", "institution", "site_pi")
         .order_by("role", "pk")
     )
     action = request.POST.get("action") if request.method == "POST" else None

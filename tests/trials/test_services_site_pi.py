@@ -30,7 +30,7 @@ def test_the_lead_research_office_records_a_site_pi_by_name_after_submission(sit
 def test_the_sites_own_research_office_chooses_one_of_its_pis(site):
     office = UserFactory(role=Role.RESEARCH_OFFICE, institution=site.institution)
     theirs = UserFactory(role=Role.PI, institution=site.institution)
-    assert list(services.site_pi_candidates(site=site, actor=office)) == [theirs]
+    assert list(services.site_pi_candidates(sites=[site], actor=office)[site.pk]) == [theirs]
     assert services.site_set_pi(site=site, actor=office, person=theirs).site_pi == theirs
 
 

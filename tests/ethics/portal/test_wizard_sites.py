@@ -215,7 +215,7 @@ def test_another_pi_cannot_edit_my_sites(client, trial, site, other_pi):
         services.site_set_pi(site=site, actor=other_pi, full_name="X")
     assert refused.value.code == "permission_denied"
     with pytest.raises(DomainError) as refused:
-        services.site_pi_candidates(site=site, actor=other_pi)
+        services.site_pi_candidates(sites=[site], actor=other_pi)
     assert refused.value.code == "permission_denied"
     site.refresh_from_db()
     assert site.site_pi is None
@@ -280,3 +280,15 @@ def test_a_returned_application_shows_the_sites_read_only(pi_client, pi, trial, 
     assert response["Location"] == step_url(trial, 3)
     site.refresh_from_db()
     assert site.site_target == 6
+
+
+def test_the_sites_step_reads_a_constant_number_of_queries(pi_client, pi, trial, site, django_assert_max_num_queries):
+    UserFactory(role=Role.PI, institution=site.institution)
+    pi_client.get(step_url(trial, 2))
+    with django_assert_max_num_queries(14) as one_site:
+        assert pi_client.get(step_url(trial, 2)).status_code == 200
+    for _ in range(4):
+        other = services.site_add(trial=trial, actor=pi, institution=InstitutionFactory(), site_target=1)
+        UserFactory(role=Role.PI, institution=other.institution)
+    with django_assert_max_num_queries(len(one_site.captured_queries)):
+        assert pi_client.get(step_url(trial, 2)).status_code == 200
