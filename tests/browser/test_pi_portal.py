@@ -83,8 +83,19 @@ def test_pi_creates_and_submits_a_project_through_the_wizard(live_server, page, 
     assert_fits_a_phone(page)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "pi_wizard_documents_mobile.png"), full_page=True)
+    # One of them is a renamed text file: it is refused by name, the other four are kept.
+    renamed = tmp_path / "renamed" / "protocol.pdf"
+    renamed.parent.mkdir()
+    renamed.write_bytes(b"a Word document renamed to .pdf")
     for kind in REQUIRED_KINDS:
-        page.set_input_files(f"#id_{kind}-file", str(files[kind]))
+        page.set_input_files(f"#id_{kind}-file", str(renamed if kind == "protocol" else files[kind]))
+    page.click("button[value=next]")
+    page.wait_for_selector("#kept")
+    assert "protocol.pdf" in page.locator(".error-summary").inner_text()
+    assert page.locator("#kept li").count() == len(REQUIRED_KINDS) - 1
+    assert_fits_a_phone(page)
+    page.screenshot(path=str(SCREENSHOTS / "pi_wizard_documents_refused_mobile.png"), full_page=True)
+    page.set_input_files("#id_protocol-file", str(files["protocol"]))
     page.click("button[value=next]")
     page.wait_for_url("**/edit/4/")
 
