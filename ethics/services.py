@@ -451,6 +451,9 @@ def missing_items(submission: Submission) -> list[str]:
                 missing.append(_("Declaration: %(text)s") % {"text": text})
         if not submission.trial.sites.exists():
             missing.append(_("At least one site."))
+        without_pi = submission.trial.sites.filter(site_pi__isnull=True).select_related("institution")
+        for site in without_pi.order_by("role", "pk"):
+            missing.append(_("Site PI of %(institution)s.") % {"institution": site.institution})
     for key, label in REPORT_FIELDS.get(submission.kind, {}).items():
         if not str(submission.details.get(key, "")).strip():
             missing.append(_("Report detail: %(label)s.") % {"label": label})

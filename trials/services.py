@@ -1,5 +1,6 @@
 """Writes to trials, sites and documents. Every lifecycle step is one function here."""
 
+import uuid
 from datetime import date
 
 from django.core.exceptions import ValidationError
@@ -348,6 +349,98 @@ def site_update(*, site: TrialSite, actor: User, **data) -> TrialSite:
         locked._history_user = actor
         locked.save()
     return locked
+
+
+def site_pi_candidates(*, sites, actor: User) -> dict[int, list[User]]:
+    """For each site (by id), the people its PI may be chosen from: the active PI-role accounts of the site's
+    institution. A drafting PI sees only their names here (they may not browse another hospital's staff otherwise).
+    One query, however many sites."""
+    sites = list(sites)
+    for site in sites:
+        check_site_fields(actor=actor, trial=site.trial, site=site, data={})
+    people = User.objects.filter(
+        role=Role.PI, is_active=True, institution_id__in={site.institution_id for site in sites}
+    ).order_by("full_name", "pk")
+    by_institution: dict[int, list[User]] = {}
+    for person in people:
+        by_institution.setdefault(person.institution_id, []).append(person)
+    return {site.pk: by_institution.get(site.institution_id, []) for site in sites}
+
+
+def site_set_pi(
+    *,
+    site: TrialSite,
+    actor: User,
+    person: User | None = None,
+    full_name: str = "",
+    professional_title: str = "",
+    phone: str = "",
+    email: str = "",
+) -> TrialSite:
+    """Record a participating site's PI: a PI-role account of the site's institution, or a person put on record
+    by name (without a login) when the site's PI has no account yet."""
+    full_name = full_name.strip()
+    if (person is None) == (not full_name):
+        raise DomainError(
+            _("Choose the site PI from the list, or enter the name of a person not yet on record (not both)."),
+            code="invalid",
+            field="full_name" if person is None else None,
+        )
+    if site.role == TrialSite.SiteRole.LEAD and not actor.is_superuser and actor.role == Role.PI:
+        raise _deny(_("The lead site's PI is the trial's PI."))
+    check_site_fields(actor=actor, trial=site.trial, site=site, data={})
+    with transaction.atomic():
+        if person is None:
+            if User.objects.filter(
+                role=Role.PI, institution_id=site.institution_id, full_name=full_name, is_active=True
+            ).exists():
+                raise DomainError(
+                    _("%(name)s is already on record as a PI of %(institution)s: choose them from the list.")
+                    % {"name": full_name, "institution": site.institution},
+                    code="duplicate_person",
+                    field="full_name",
+                )
+            person = User(
+                username=f"site-pi-{uuid.uuid4().hex[:12]}",
+                full_name=full_name,
+                professional_title=professional_title.strip(),
+                phone=phone.strip(),
+                email=email.strip(),
+                role=Role.PI,
+                institution_id=site.institution_id,
+            )
+            person.set_unusable_password()
+            try:
+                person.full_clean(exclude=["password"])
+            except ValidationError as exc:
+                raise _as_domain_error(exc) from exc
+            person._history_user = actor
+            person.save()
+        elif not person.is_active:
+            raise DomainError(_("This person's account is no longer active."), field="site_pi")
+        return site_update(site=site, actor=actor, site_pi=person)
+
+
+def site_targets_differ(trial: Trial) -> tuple[int, int] | None:
+    """(sum of the site targets, trial target) when they differ, or None when they agree."""
+    total = sum(TrialSite.objects.filter(trial=trial).values_list("site_target", flat=True))
+    return (total, trial.target_enrolment) if total != trial.target_enrolment else None
+
+
+def check_site_targets(*, trial: Trial, confirmed: bool) -> None:
+    """Site targets that do not add up to the trial target may be intended (a site still to be added, competitive
+    enrolment), so they do not block a submission, but the applicant must confirm them rather than miss them."""
+    differ = site_targets_differ(trial)
+    if differ and not confirmed:
+        raise DomainError(
+            _(
+                "The site targets add up to %(total)s but the trial target is %(target)s. Correct the targets on "
+                "the Sites step, or confirm that they are intended."
+            )
+            % {"total": differ[0], "target": differ[1]},
+            code="site_targets_differ",
+            field="confirm_site_targets",
+        )
 
 
 def document_add_version(

@@ -8,10 +8,10 @@ from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
 from cgtclinic.errors import DomainError
-from cgtclinic.models import Department, Institution, Sponsor
+from cgtclinic.models import Department, Institution, Sponsor, User
 from ethics.models import Submission
 from ethics.services import DECLARATIONS, REPORT_FIELDS
-from trials.models import EnrolmentEntry, Trial, TrialDocument
+from trials.models import EnrolmentEntry, Trial, TrialDocument, TrialSite
 from trials.uploads import ALLOWED_TYPES, check_upload
 
 K = Submission.Kind
@@ -71,12 +71,16 @@ def add_domain_error(form: forms.BaseForm, exc: DomainError) -> None:
 
 
 def _checked_file(uploaded):
-    """Run the upload checks the service will run, so a bad file is refused before anything is saved."""
+    """Run the upload checks the service will run, so a bad file is refused before it is saved; the refusal names
+    the file, since a page may carry several."""
     if uploaded:
         try:
             check_upload(uploaded)
         except DomainError as exc:
-            raise ValidationError(str(exc.message), code=exc.code) from exc
+            raise ValidationError(
+                _("“%(name)s” was refused: %(reason)s") % {"name": uploaded.name, "reason": exc.message},
+                code=exc.code,
+            ) from exc
     return uploaded
 
 
@@ -115,13 +119,12 @@ class TrialDetailsForm(forms.ModelForm):
 
 
 class SiteAddForm(forms.Form):
-    """Step 2: a participating institution."""
+    """Step 2: a participating institution, with its own target (never a copy of the trial's)."""
 
     institution = forms.ModelChoiceField(label=_("Participating institution"), queryset=Institution.objects.none())
     site_target = forms.IntegerField(
         label=_("Target enrolment at this site"),
         min_value=0,
-        initial=0,
         widget=forms.NumberInput(attrs={"min": 0, "inputmode": "numeric"}),
     )
 
@@ -133,6 +136,89 @@ class SiteAddForm(forms.Form):
             .exclude(trial_sites__trial=trial)
             .select_related("region")
         )
+
+
+class SiteTargetsForm(forms.Form):
+    """Step 2: the target of every site of the trial, one input each."""
+
+    def __init__(self, *args, sites, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.sites = list(sites)
+        for site in self.sites:
+            self.fields[f"target_{site.pk}"] = forms.IntegerField(
+                label=_("Target enrolment at %(institution)s") % {"institution": site.institution},
+                min_value=0,
+                initial=site.site_target,
+                widget=forms.NumberInput(attrs={"min": 0, "inputmode": "numeric"}),
+            )
+
+    def rows(self):
+        return [(site, self[f"target_{site.pk}"]) for site in self.sites]
+
+    def changed_targets(self) -> list[tuple]:
+        """(site, new target) for each site whose target the applicant changed."""
+        return [
+            (site, self.cleaned_data[f"target_{site.pk}"])
+            for site in self.sites
+            if self.cleaned_data[f"target_{site.pk}"] != site.site_target
+        ]
+
+
+class SitePIForm(forms.Form):
+    """Step 2: a participating site's PI, chosen among the PI accounts of the site's institution (names only) or
+    put on record by name when they have no account."""
+
+    site_pi = forms.TypedChoiceField(label=_("Site PI on record"), coerce=int, required=False, empty_value=None)
+    full_name = forms.CharField(label=_("Name of a site PI not on record"), max_length=100, required=False)
+    professional_title = forms.CharField(label=_("Professional title"), max_length=50, required=False)
+    phone = forms.CharField(
+        label=_("Phone"), max_length=30, required=False, widget=forms.TextInput(attrs={"inputmode": "tel"})
+    )
+    email = forms.EmailField(label=_("E-mail"), required=False)
+
+    def __init__(self, *args, site: TrialSite, candidates: list[User], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.site = site
+        self.candidates = {person.pk: person for person in candidates}
+        if candidates:
+            self.fields["site_pi"].choices = [
+                ("", _("Not on record yet (enter below)")),
+                *((person.pk, person.full_name) for person in candidates),
+            ]
+        else:
+            del self.fields["site_pi"]
+
+    def clean_site_pi(self):
+        chosen = self.cleaned_data.get("site_pi")
+        return self.candidates[chosen] if chosen is not None else None
+
+    def clean(self):
+        cleaned = super().clean()
+        chosen, name = cleaned.get("site_pi"), cleaned.get("full_name", "").strip()
+        if self.errors:
+            return cleaned
+        if chosen and name:
+            self.add_error(None, _("Choose a person from the list or enter a name, not both."))
+        elif not chosen and not name:
+            self.add_error(
+                "full_name",
+                _("Choose the site PI from the list or enter their name.")
+                if "site_pi" in self.fields
+                else _("Enter the name of the site PI."),
+            )
+        return cleaned
+
+    def person_data(self) -> dict:
+        """The keyword arguments of ``site_set_pi``."""
+        chosen = self.cleaned_data.get("site_pi")
+        if chosen is not None:
+            return {"person": chosen}
+        return {
+            "full_name": self.cleaned_data["full_name"],
+            "professional_title": self.cleaned_data["professional_title"],
+            "phone": self.cleaned_data["phone"],
+            "email": self.cleaned_data["email"],
+        }
 
 
 class DocumentSlotForm(forms.Form):
@@ -156,7 +242,7 @@ class DocumentSlotForm(forms.Form):
     def clean(self):
         cleaned = super().clean()
         if cleaned.get("file") and not cleaned.get("title", "").strip():
-            self.add_error("title", _("Please give the document a title."))
+            self.add_error("title", _("Please give “%(name)s” a title.") % {"name": cleaned["file"].name})
         return cleaned
 
 

@@ -33,6 +33,8 @@ from ethics.portal.forms import (
     EnrolmentReversalForm,
     ReportForm,
     SiteAddForm,
+    SitePIForm,
+    SiteTargetsForm,
     TrialDetailsForm,
     add_domain_error,
 )
@@ -47,7 +49,17 @@ from ethics.services import (
 )
 from trials import enrolment
 from trials.models import DocumentVersion, EnrolmentEntry, EnrolmentSubject, Trial, TrialDocument, TrialSite
-from trials.services import document_add_version, site_add, trial_create, trial_update
+from trials.services import (
+    check_site_targets,
+    document_add_version,
+    site_add,
+    site_pi_candidates,
+    site_set_pi,
+    site_targets_differ,
+    site_update,
+    trial_create,
+    trial_update,
+)
 
 S = Submission.Status
 K = Submission.Kind
@@ -377,73 +389,159 @@ def _step_details(request, trial: Trial, submission: Submission | None):
     return _wizard(request, "ethics/portal/wizard_details.html", step=1, trial=trial, submission=submission, form=form)
 
 
+def _site_pi_forms(request, user, sites, *, bound_site_id: int | None) -> list[SitePIForm]:
+    """One site-PI form per participating site; only the one the applicant posted is bound."""
+    participating = [site for site in sites if site.role == TrialSite.SiteRole.PARTICIPATING]
+    candidates = site_pi_candidates(sites=participating, actor=user)
+    return [
+        SitePIForm(
+            request.POST if site.pk == bound_site_id else None,
+            site=site,
+            candidates=candidates[site.pk],
+            prefix=f"pi{site.pk}",
+            initial={"site_pi": site.site_pi_id},
+        )
+        for site in participating
+    ]
+
+
 def _step_sites(request, trial: Trial, submission: Submission | None):
     user = request.user
-    form = SiteAddForm(request.POST or None, trial=trial, user=user)
-    if request.method == "POST":
-        action = request.POST.get("action")
-        if action != "add" and not form.has_changed():
-            return _after_save(request, trial, 2)
+    editable = trial.status == Trial.Status.DRAFT
+    sites = list(
+        TrialSite.objects.visible_to(user)
+        .filter(trial=trial)
+        .select_related("trial", "institution", "site_pi")
+        .order_by("role", "pk")
+    )
+    action = request.POST.get("action") if request.method == "POST" else None
+    if action and not editable:
+        return _after_save(request, trial, 2)
+    add_form = SiteAddForm(request.POST if action == "add" else None, trial=trial, user=user)
+    posted_targets = action in ("save", "next") and any(key.startswith("target_") for key in request.POST)
+    targets_form = SiteTargetsForm(request.POST if posted_targets else None, sites=sites)
+    bound_site_id = None
+    if action == "site_pi" and request.POST.get("site", "").isdigit():
+        bound_site_id = int(request.POST["site"])
+    pi_forms = _site_pi_forms(request, user, sites, bound_site_id=bound_site_id) if editable else []
+
+    if action == "add" and add_form.is_valid():
+        try:
+            site_add(
+                trial=trial,
+                actor=user,
+                institution=add_form.cleaned_data["institution"],
+                site_target=add_form.cleaned_data["site_target"],
+            )
+        except DomainError as exc:
+            add_domain_error(add_form, exc)
+        else:
+            messages.success(
+                request,
+                _("%(institution)s is added as a site. Now record its site PI.")
+                % {"institution": add_form.cleaned_data["institution"]},
+            )
+            return redirect("ethics_portal:project_edit", trial.pk, 2)
+    elif action == "site_pi":
+        form = next((f for f in pi_forms if f.site.pk == bound_site_id), None)
+        if form is None:
+            raise Http404
         if form.is_valid():
             try:
-                site_add(
-                    trial=trial,
-                    actor=user,
-                    institution=form.cleaned_data["institution"],
-                    site_target=form.cleaned_data["site_target"],
-                )
+                site = site_set_pi(site=form.site, actor=user, **form.person_data())
             except DomainError as exc:
                 add_domain_error(form, exc)
             else:
                 messages.success(
                     request,
-                    _("%(institution)s is added as a site.") % {"institution": form.cleaned_data["institution"]},
+                    _("%(person)s is recorded as the site PI of %(institution)s.")
+                    % {"person": site.site_pi.full_name, "institution": site.institution},
                 )
+                return redirect("ethics_portal:project_edit", trial.pk, 2)
+    elif action in ("save", "next"):
+        if not posted_targets:
+            return _after_save(request, trial, 2)
+        if targets_form.is_valid():
+            try:
+                with transaction.atomic():
+                    for site, target in targets_form.changed_targets():
+                        site_update(site=site, actor=user, site_target=target)
+            except DomainError as exc:
+                add_domain_error(targets_form, exc)
+            else:
+                differ = site_targets_differ(trial)
+                if differ:
+                    messages.warning(request, _targets_warning(differ))
+                else:
+                    messages.success(request, _("Draft saved."))
                 return _after_save(request, trial, 2)
-    sites = TrialSite.objects.visible_to(user).filter(trial=trial).select_related("institution", "site_pi")
     return _wizard(
         request,
         "ethics/portal/wizard_sites.html",
         step=2,
         trial=trial,
         submission=submission,
-        form=form,
+        form=add_form,
+        targets_form=targets_form,
+        pi_forms=pi_forms,
+        forms=[targets_form, add_form, *pi_forms],
         sites=sites,
+        targets_total=sum(site.site_target for site in sites),
+        targets_differ=site_targets_differ(trial),
     )
 
 
-def _step_documents(request, trial: Trial, submission: Submission):
-    user = request.user
-    current = _current_versions(user, trial)
+def _targets_warning(differ: tuple[int, int]) -> str:
+    return _(
+        "The site targets add up to %(total)s, but the trial target is %(target)s. Please check them: you will be "
+        "asked to confirm them before you submit."
+    ) % {"total": differ[0], "target": differ[1]}
+
+
+def _document_slots(data, files, user, trial: Trial, current: list[DocumentVersion]) -> list[DocumentSlotForm]:
     slots = []
     for kind in (*INITIAL_REQUIRED_DOCUMENTS, TrialDocument.Kind.OTHER):
         existing = [v for v in current if v.document.kind == kind]
         default_title = existing[0].document.title if existing else ""
         if not default_title and kind != TrialDocument.Kind.OTHER:
             default_title = str(TrialDocument.Kind(kind).label)
-        form = DocumentSlotForm(
-            request.POST or None,
-            request.FILES or None,
-            kind=kind,
-            prefix=kind,
-            initial={"title": default_title},
-        )
+        form = DocumentSlotForm(data, files, kind=kind, prefix=kind, initial={"title": default_title})
         form.current_versions = existing
         form.required_kind = kind != TrialDocument.Kind.OTHER
         slots.append(form)
-    if request.method == "POST" and all(form.is_valid() for form in slots):
+    return slots
+
+
+def _step_documents(request, trial: Trial, submission: Submission):
+    """Each file is checked on its own: the valid ones of a batch are stored even when another is refused, and the
+    page shows what was kept beside the refusal."""
+    user = request.user
+    slots = _document_slots(request.POST or None, request.FILES or None, user, trial, _current_versions(user, trial))
+    kept = []
+    if request.method == "POST":
+        refused = [form for form in slots if not form.is_valid()]
         try:
             with transaction.atomic():
                 for form in slots:
-                    if form.cleaned_data.get("file"):
-                        _upload_slot(user, trial, form)
-                submission_update_draft(submission=submission, actor=user, documents=_current_versions(user, trial))
+                    if form not in refused and form.cleaned_data.get("file"):
+                        try:
+                            kept.append(_upload_slot(user, trial, form))
+                        except DomainError:
+                            refused.append(form)
+                if kept or not refused:
+                    submission_update_draft(submission=submission, actor=user, documents=_current_versions(user, trial))
         except DomainError as exc:
-            if not any(form.errors for form in slots):
-                messages.error(request, str(exc.message))
+            kept = []
+            messages.error(request, str(exc.message))
         else:
-            messages.success(request, _("Draft saved."))
-            return _after_save(request, trial, 3)
+            if not refused:
+                messages.success(request, _("Draft saved."))
+                return _after_save(request, trial, 3)
+        # Show the refused slots with their errors; the others afresh, with what is now stored.
+        fresh = {form.kind: form for form in _document_slots(None, None, user, trial, _current_versions(user, trial))}
+        slots = [form if form in refused else fresh[form.kind] for form in slots]
+        for form in refused:
+            form.current_versions = fresh[form.kind].current_versions
     return _wizard(
         request,
         "ethics/portal/wizard_documents.html",
@@ -452,6 +550,7 @@ def _step_documents(request, trial: Trial, submission: Submission):
         submission=submission,
         slots=slots,
         forms=slots,
+        kept=kept,
     )
 
 
@@ -497,6 +596,7 @@ def _step_submit(request, trial: Trial, submission: Submission):
     error = None
     if request.method == "POST":
         try:
+            check_site_targets(trial=trial, confirmed=request.POST.get("confirm_site_targets") == "on")
             submission = submission_submit(submission=submission, actor=user)
         except DomainError as exc:
             error = str(exc.message)
@@ -508,6 +608,12 @@ def _step_submit(request, trial: Trial, submission: Submission):
             )
             return redirect("ethics_portal:submission_detail", submission.pk)
     submission.refresh_from_db()
+    sites = list(
+        TrialSite.objects.visible_to(user)
+        .filter(trial=trial)
+        .select_related("institution", "site_pi")
+        .order_by("role", "pk")
+    )
     return _wizard(
         request,
         "ethics/portal/wizard_submit.html",
@@ -516,7 +622,9 @@ def _step_submit(request, trial: Trial, submission: Submission):
         submission=submission,
         error=error,
         missing=missing_items(submission),
-        sites=TrialSite.objects.visible_to(user).filter(trial=trial).select_related("institution"),
+        sites=sites,
+        targets_total=sum(site.site_target for site in sites),
+        targets_differ=site_targets_differ(trial),
         documents=submission.documents.select_related("document").order_by("document__kind", "document__title"),
         declarations=[(text, submission.declarations.get(key) is True) for key, text in DECLARATIONS.items()],
     )
