@@ -142,6 +142,7 @@ AXES_HTTP_RESPONSE_CODE = 429
 AXES_LOCKOUT_TEMPLATE = "cgtclinic/locked_out.html"
 AXES_CLIENT_IP_CALLABLE = "cgtclinic.auth.client_ip"
 AXES_ENABLE_ACCESS_FAILURE_LOG = True
+AXES_VERBOSE = False
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -333,5 +334,7 @@ LOGGING = {
         # WeasyPrint logs every font and stylesheet step at INFO while rendering a letter.
         "weasyprint": {"level": "WARNING"},
         "fontTools": {"level": "WARNING"},
+        # django-axes logs each login at INFO; lockouts are warnings, and every failure is kept in its tables.
+        "axes": {"level": "WARNING"},
     },
 }
