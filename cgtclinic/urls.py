@@ -15,6 +15,7 @@ urlpatterns = [
     path("pi/", include("ethics.portal.urls")),
     path("api/v1/", include("trials.api.urls")),
     path("api/v1/", include("subsidies.api.urls")),
+    path("api/v1/", include("cgtclinic.api.urls")),
     # Regulator reports: each app serves the reports over its own tables (cgtclinic.api.reports is the frame).
     path("api/v1/reports/", include("trials.api.report_urls")),
     path("api/v1/reports/", include("ethics.api.report_urls")),
