@@ -140,10 +140,20 @@ def _recognition_item(request: RecognitionRequest, now: datetime.datetime, calen
     elif calendar is not None:
         hours = workdays.working_hours_between(now, request.due_at, calendar=calendar).total_seconds() / 3600
         detail = _("%(hours)s working hours left") % {"hours": f"{hours:.1f}"}
+    params = {"protocol": request.trial.protocol_number, "committee": request.committee}
+    if kind == "recognition.answer":
+        # The office answers for its own committee: what it needs is whose result it is asked to recognise.
+        title = _("Recognise the ethics result of %(lead)s: %(protocol)s") % {
+            **params,
+            "lead": request.trial.lead_institution,
+        }
+    elif overdue:
+        title = _("Recognition feedback overdue: %(protocol)s at %(committee)s") % params
+    else:
+        title = _("Recognition feedback due: %(protocol)s at %(committee)s") % params
     return WorkItem(
         kind=kind,
-        title=_("Recognise the lead site's ethics result: %(protocol)s (%(committee)s)")
-        % {"protocol": request.trial.protocol_number, "committee": request.committee},
+        title=title,
         url=_admin_url(request),
         due_at=request.due_at,
         overdue=overdue,
@@ -154,7 +164,7 @@ def _recognition_item(request: RecognitionRequest, now: datetime.datetime, calen
 
 def _recognition_section(kind: str, label, requests: QuerySet, now: datetime.datetime) -> Section:
     """Open requests, soonest deadline first, each with the working time left (one calendar for the page)."""
-    requests = requests.select_related("trial", "committee").order_by("due_at", "pk")
+    requests = requests.select_related("trial__lead_institution", "committee").order_by("due_at", "pk")
     rows = list(requests[:ITEMS_PER_KIND])
     calendar = None
     upcoming = [r.due_at for r in rows if r.due_at > now]
@@ -198,11 +208,9 @@ def submissions_to_decide(submissions: QuerySet) -> QuerySet:
 
 
 def meetings_to_hold(meetings: QuerySet) -> QuerySet:
-    """Planned meetings, and held ones with an agenda item still awaiting its decision; soonest first."""
-    undecided = AgendaItem.objects.filter(meeting=OuterRef("pk"), submission__status=S.AWAITING_MEETING)
+    """Meetings still to be held or, once held, to be closed (every status but the finished ones); soonest first."""
     return (
-        meetings.alias(has_undecided=Exists(undecided))
-        .filter(Q(status=Meeting.Status.PLANNED) | Q(status=Meeting.Status.HELD, has_undecided=True))
+        meetings.filter(status__in=[Meeting.Status.PLANNED, Meeting.Status.HELD])
         .select_related("committee")
         .order_by("scheduled_at", "pk")
     )
@@ -216,7 +224,8 @@ def _meeting_item(meeting: Meeting, now: datetime.datetime) -> WorkItem:
         % {"committee": meeting.committee, "date": local.strftime("%Y-%m-%d %H:%M")},
         url=_admin_url(meeting),
         due_at=meeting.scheduled_at,
-        overdue=meeting.scheduled_at < now,
+        # A planned meeting past its time has not been recorded; a held one waits only to be closed.
+        overdue=meeting.status == Meeting.Status.PLANNED and meeting.scheduled_at < now,
         detail=meeting.get_status_display(),
     )
 
@@ -426,7 +435,7 @@ def system_admin_ethics_work(user, *, now: datetime.datetime) -> list[Section]:
         section(
             "meeting.hold",
             _("Meetings past their time and not recorded"),
-            meetings_to_hold(Meeting.objects.filter(scheduled_at__lt=now)),
+            meetings_to_hold(Meeting.objects.filter(status=Meeting.Status.PLANNED, scheduled_at__lt=now)),
             lambda m: _meeting_item(m, now),
         ),
         section(

@@ -70,8 +70,8 @@ def test_ethics_office_queue_puts_the_overdue_recognition_request_first(here, ne
         "recognition.answer": 2,
         "submission.accept": 1,
         "submission.route": 1,
-        "submission.decide": 1,
-        "meeting.hold": 1,
+        "submission.decide": 2,
+        "meeting.hold": 2,
         "continuing_review.due": 1,
     }
     open_item = next(i for i in body["items"] if i["url"] == admin_url(here.rows["open_request"][0]))
@@ -86,6 +86,8 @@ def test_ethics_office_queue_puts_the_overdue_recognition_request_first(here, ne
     assert not mine & urls(queue_of(neighbour.ethics_office))
     assert admin_url(here.rows["still_reviewing"][0]) not in mine
     assert admin_url(here.rows["finished_meeting"][0]) not in mine
+    assert admin_url(here.rows["before_meeting"][0]) not in mine  # its meeting has not been held yet
+    assert {admin_url(here.rows["after_meeting"][0]), admin_url(here.rows["held_meeting"][0])} <= mine
     assert admin_url(here.rows["continuing_later"][0]) not in mine
 
 

@@ -86,13 +86,22 @@ def hospital(region: Region, *, copies: int = 1) -> Hospital:
         rows.setdefault("meeting", []).append(
             MeetingFactory(committee=committee, scheduled_at=timezone.now() + datetime.timedelta(days=5))
         )
-        done = MeetingFactory(
-            committee=committee, scheduled_at=timezone.now() - datetime.timedelta(days=30), status=Meeting.Status.HELD
+        cancelled = MeetingFactory(
+            committee=committee,
+            scheduled_at=timezone.now() - datetime.timedelta(days=30),
+            status=Meeting.Status.CANCELLED,
         )
-        AgendaItemFactory(
-            meeting=done, submission=SubmissionFactory(trial=trial, committee=committee, status=S.DECIDED)
+        rows.setdefault("finished_meeting", []).append(cancelled)
+        held = MeetingFactory(
+            committee=committee, scheduled_at=timezone.now() - datetime.timedelta(days=1), status=Meeting.Status.HELD
         )
-        rows.setdefault("finished_meeting", []).append(done)
+        awaiting = SubmissionFactory(trial=trial, committee=committee, status=S.AWAITING_MEETING)
+        AgendaItemFactory(meeting=held, submission=awaiting)
+        rows.setdefault("held_meeting", []).append(held)
+        rows.setdefault("after_meeting", []).append(awaiting)
+        planned_for = SubmissionFactory(trial=trial, committee=committee, status=S.AWAITING_MEETING)
+        AgendaItemFactory(meeting=rows["meeting"][-1], submission=planned_for)
+        rows.setdefault("before_meeting", []).append(planned_for)
         rows.setdefault("continuing_due", []).append(
             DecisionFactory(
                 submission=SubmissionFactory(trial=trial, committee=committee, status=S.DECIDED),
