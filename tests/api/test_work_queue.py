@@ -10,6 +10,7 @@ from cgtclinic.roles import Role
 from cgtclinic.workqueue import ITEMS_PER_KIND
 from tests.cgtclinic.workqueue_world import hospital
 from tests.factories.cgtclinic import UserFactory
+from tests.factories.ethics import SubmissionFactory
 
 pytestmark = pytest.mark.django_db
 URL = "/api/v1/work-queue/"
@@ -107,8 +108,16 @@ def test_research_office_queue_shows_the_escalation_stalled_enrolment_and_draft_
 
 
 def test_pi_queue_links_into_the_portal(here, neighbour):
+    trial = here.rows["submitted"][0].trial
+    draft = SubmissionFactory(trial=trial, committee=here.rows["submitted"][0].committee, kind="amendment")
     body = queue_of(here.pi)
-    assert kinds(body) == {"submission.returned", "decision.modifications", "continuing_review.due"}
+    assert kinds(body) == {
+        "submission.returned",
+        "decision.modifications",
+        "continuing_review.due",
+        "submission.draft",
+    }
+    assert reverse("ethics_portal:submission_edit", args=[draft.pk]) in urls(body)
     assert all(item["url"].startswith("/pi/") for item in body["items"])
     respond = reverse("ethics_portal:respond", args=[here.rows["modifications"][0].submission_id])
     assert respond in urls(body)
