@@ -187,7 +187,13 @@ def _submission_item(kind: str, title, submission: Submission) -> WorkItem:
         kind=kind,
         title=title % {"kind": submission.get_kind_display(), "protocol": submission.trial.protocol_number},
         url=_admin_url(submission),
-        detail=submission.reference,
+        # Waiting since it was filed: the reference (once accepted) and the filing day, in Beijing time.
+        detail=" · ".join(
+            filter(
+                None,
+                [submission.reference, submission.submitted_at and f"{timezone.localdate(submission.submitted_at)}"],
+            )
+        ),
     )
 
 
