@@ -1,5 +1,7 @@
 """GET /api/v1/work-queue/: what waits on each role, scoped to the caller, at a cost that does not grow."""
 
+import datetime
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -8,6 +10,7 @@ from rest_framework.test import APIClient
 
 from cgtclinic.roles import Role
 from cgtclinic.workqueue import ITEMS_PER_KIND
+from subsidies.models import Claim
 from tests.cgtclinic.workqueue_world import hospital
 from tests.factories.cgtclinic import UserFactory
 from tests.factories.ethics import SubmissionFactory
@@ -179,3 +182,19 @@ def test_query_count_does_not_grow_with_rows(region, role):
     # Each kind that fills its page reads one capped count more; nothing else grows with the rows.
     assert small <= large <= small + KINDS[role]
     assert large <= 20
+
+
+def test_regulator_queue_follows_a_claim_from_review_to_payment(here, region):
+    regulator = UserFactory(role=Role.REGULATOR, region=region)
+    claim = here.rows["submitted_claim"][0]
+    steps = [
+        (Claim.Status.UNDER_REVIEW, None, {"claim.decide"}),
+        (Claim.Status.APPROVED, None, {"claim.pay"}),
+        (Claim.Status.PARTIALLY_APPROVED, None, {"claim.pay"}),
+        (Claim.Status.PAID, datetime.date(2026, 6, 1), set()),
+        (Claim.Status.REJECTED, None, set()),
+    ]
+    for status, paid_on, expected in steps:
+        claim.status, claim.paid_on = status, paid_on
+        claim.save(update_fields=["status", "paid_on"])
+        assert kinds(queue_of(regulator)) == expected, status
