@@ -7,19 +7,25 @@ from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
 from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.formats import date_format
+from django.utils.html import format_html
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext_lazy as _
+from django.views.decorators.http import require_POST
 from rest_framework.authtoken.admin import TokenAdmin as DRFTokenAdmin
 from rest_framework.authtoken.models import TokenProxy
 
-from cgtclinic import services, workdays
+from cgtclinic import inbox, services, workdays
 from cgtclinic.admin_base import ScopedAdmin, ServiceFormMixin, with_actor
 from cgtclinic.models import (
     CalendarDay,
     Department,
     HolidaySchedule,
     Institution,
+    Notification,
     NotificationWebhook,
     PolicyParameter,
     PolicyTarget,
@@ -481,3 +487,112 @@ class ReportRequestAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class UnreadFilter(admin.SimpleListFilter):
+    title = _("read")
+    parameter_name = "unread"
+
+    def lookups(self, request, model_admin):
+        return [("1", _("Unread")), ("0", _("Read"))]
+
+    def queryset(self, request, queryset):
+        if self.value() == "1":
+            return queryset.filter(read_at__isnull=True)
+        if self.value() == "0":
+            return queryset.filter(read_at__isnull=False)
+        return queryset
+
+
+@admin.register(Notification)
+class NotificationAdmin(admin.ModelAdmin):
+    """Each person's inbox, read-only: their own notifications only; opening one marks it read."""
+
+    list_display = ["subject_link", "topic", "created_at", "read_at"]
+    list_display_links = None
+    list_filter = [UnreadFilter, "topic"]
+    search_fields = ["subject", "body"]
+    fields = ["subject", "body", "link", "topic", "created_at", "read_at"]
+    readonly_fields = fields
+    actions = ["mark_read"]
+    show_full_result_count = False
+    list_per_page = 50
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).visible_to(request.user)
+
+    # Everyone who works in the admin has an inbox; nobody adds, edits or deletes messages.
+    def has_module_permission(self, request):
+        return request.user.is_active and request.user.is_staff
+
+    def has_view_permission(self, request, obj=None):
+        return self.has_module_permission(request)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_actions(self, request):
+        # Django hides actions without a change permission; marking one's own messages read needs none.
+        return {"mark_read": self.get_action("mark_read")} if self.has_module_permission(request) else {}
+
+    @admin.display(description=_("subject"), ordering="subject")
+    def subject_link(self, obj):
+        url = reverse("admin:cgtclinic_notification_open", args=[obj.pk])
+        if obj.read_at is None:
+            return format_html('<a href="{}"><strong>● {}</strong></a>', url, obj.subject)
+        return format_html('<a href="{}">{}</a>', url, obj.subject)
+
+    @admin.action(description=_("Mark the selected messages as read"))
+    def mark_read(self, request, queryset):
+        marked = queryset.filter(read_at__isnull=True).update(read_at=timezone.now())
+        self.message_user(request, _("%(count)s messages marked as read.") % {"count": marked}, messages.SUCCESS)
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("<int:pk>/open/", view(self.open_view), name="cgtclinic_notification_open"),
+            path("<int:pk>/read/", view(require_POST(self.read_view)), name="cgtclinic_notification_read"),
+            path("read-all/", view(require_POST(self.read_all_view)), name="cgtclinic_notification_read_all"),
+            *super().get_urls(),
+        ]
+
+    def _own(self, request, pk):
+        if not self.has_module_permission(request):
+            raise PermissionDenied
+        return get_object_or_404(self.get_queryset(request), pk=pk)
+
+    def _back(self, request):
+        target = request.POST.get("next", "")
+        if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+            return HttpResponseRedirect(target)
+        return HttpResponseRedirect(reverse("admin:cgtclinic_notification_changelist"))
+
+    def open_view(self, request, pk):
+        """Mark the message read and go where it points (its own page when it points nowhere)."""
+        notification = inbox.mark_read(notification=self._own(request, pk), actor=request.user)
+        link = inbox.safe_link(notification)
+        return HttpResponseRedirect(link or reverse("admin:cgtclinic_notification_change", args=[pk]))
+
+    def read_view(self, request, pk):
+        inbox.mark_read(notification=self._own(request, pk), actor=request.user)
+        return self._back(request)
+
+    def read_all_view(self, request):
+        if not self.has_module_permission(request):
+            raise PermissionDenied
+        marked = inbox.mark_all_read(actor=request.user)
+        self.message_user(request, _("%(count)s messages marked as read.") % {"count": marked}, messages.SUCCESS)
+        return self._back(request)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        response = super().change_view(request, object_id, form_url, extra_context)
+        notification = self.get_queryset(request).filter(pk=object_id).first() if object_id.isdigit() else None
+        if notification is not None and response.status_code == 200:
+            inbox.mark_read(notification=notification, actor=request.user)
+        return response

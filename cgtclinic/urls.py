@@ -18,6 +18,7 @@ urlpatterns = [
     path("api/v1/", include("trials.api.urls")),
     path("api/v1/", include("subsidies.api.urls")),
     path("api/v1/", include("ethics.api.urls")),
+    path("api/v1/", include("cgtclinic.api.urls")),
     # Regulator reports: each app serves the reports over its own tables (cgtclinic.api.reports is the frame).
     path("api/v1/reports/", ReportIndexView.as_view(), name="reports-index"),
     path("api/v1/reports/", include("trials.api.report_urls")),

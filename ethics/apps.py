@@ -22,3 +22,8 @@ class EthicsConfig(AppConfig):
 
         workdays.register_schedule_listener(schedule_changed)
         workdays.register_deadline_horizon(deadline_horizon)
+
+        from cgtclinic import workqueue
+        from ethics import selectors
+
+        workqueue.register(selectors.work)

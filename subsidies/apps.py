@@ -5,3 +5,9 @@ from django.utils.translation import gettext_lazy as _
 class SubsidiesConfig(AppConfig):
     name = "subsidies"
     verbose_name = _("Hospital subsidies")
+
+    def ready(self):
+        from cgtclinic import workqueue
+        from subsidies import selectors
+
+        workqueue.register(selectors.work)

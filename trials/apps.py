@@ -5,3 +5,9 @@ from django.utils.translation import gettext_lazy as _
 class TrialsConfig(AppConfig):
     name = "trials"
     verbose_name = _("Trials")
+
+    def ready(self):
+        from cgtclinic import workqueue
+        from trials import selectors
+
+        workqueue.register(selectors.work)

@@ -3,7 +3,6 @@
 Views parse input, call the services and render the result; every row shown comes through ``visible_to``, so a
 PI sees their own trials and submissions and nothing else (another PI's gets a 404, like a missing row)."""
 
-import datetime
 from functools import wraps
 
 from django.contrib import messages
@@ -22,7 +21,7 @@ from django.views.decorators.http import require_POST
 from cgtclinic.errors import DomainError
 from cgtclinic.models import Notification
 from cgtclinic.roles import Role
-from ethics import letters
+from ethics import letters, selectors
 from ethics.models import Decision, RecognitionRequest, Submission, SubmissionEvent
 from ethics.portal.forms import (
     REPORT_KINDS,
@@ -214,26 +213,12 @@ def dashboard(request):
     decisions = list(
         Decision.objects.visible_to(user).select_related("submission__trial", "committee").order_by("-decided_at")
     )
-    answered = {s.responds_to_id for s in submissions if s.kind == K.MODIFICATION_RESPONSE and s.status != S.WITHDRAWN}
-    continuing = [s for s in submissions if s.kind == K.CONTINUING_REVIEW and s.status != S.WITHDRAWN]
-
-    continuing_due = []
     due_dates = []
     for decision in decisions:
-        due = decision.next_continuing_review_due
-        if due is not None:
-            filed = next(
-                (
-                    s
-                    for s in continuing
-                    if s.trial_id == decision.submission.trial_id and s.created_at >= decision.decided_at
-                ),
-                None,
+        if decision.next_continuing_review_due is not None:
+            due_dates.append(
+                {"date": decision.next_continuing_review_due, "what": _("Continuing review due"), "decision": decision}
             )
-            due_dates.append({"date": due, "what": _("Continuing review due"), "decision": decision})
-            window = datetime.timedelta(days=decision.committee.continuing_review_reminder_days)
-            if due <= today + window and (filed is None or filed.status in EDITABLE):
-                continuing_due.append({"decision": decision, "due": due, "overdue": due < today, "draft": filed})
         if decision.valid_until and decision.valid_until >= today:
             due_dates.append({"date": decision.valid_until, "what": _("Approval valid until"), "decision": decision})
     due_dates.sort(key=lambda row: row["date"])
@@ -241,15 +226,7 @@ def dashboard(request):
     for pending in _recognition_requests(user).open().select_related("trial"):
         awaiting_recognition.setdefault(pending.trial, []).append(pending)
 
-    shown_with_due = {row["draft"].pk for row in continuing_due if row["draft"] is not None}
-    waiting = {
-        "drafts": [s for s in submissions if s.status == S.DRAFT and s.pk not in shown_with_due],
-        "returned": [s for s in submissions if s.status == S.RETURNED],
-        "modifications": [
-            d for d in decisions if d.outcome in MODIFICATION_OUTCOMES and d.submission_id not in answered
-        ],
-        "continuing_due": continuing_due,
-    }
+    waiting = selectors.pi_waiting(user, today=today)
     return _page(
         request,
         "ethics/portal/dashboard.html",
@@ -268,8 +245,15 @@ def dashboard(request):
     )
 
 
-@pi_required
 def inbox(request):
+    """PIs read their messages here; office staff, who work in the admin, are sent to their inbox there."""
+    if request.user.is_authenticated and request.user.is_staff:
+        return redirect("admin:cgtclinic_notification_changelist")
+    return _pi_inbox(request)
+
+
+@pi_required
+def _pi_inbox(request):
     notifications = Notification.objects.visible_to(request.user)
     page = Paginator(notifications, 50).get_page(request.GET.get("page"))
     return _page(request, "ethics/portal/inbox.html", {"page": page})
