@@ -6,7 +6,7 @@ that opens a confirmation form and calls one service. A refusal is shown on that
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import BadRequest, PermissionDenied
 from django.db.models import Count, Max
 from django.http import FileResponse, Http404, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -18,6 +18,7 @@ from django.utils.translation import gettext_lazy as _
 
 from cgtclinic.admin_base import ScopedAdmin
 from cgtclinic.errors import DomainError
+from cgtclinic.i18n import requested_language
 from cgtclinic.models import Institution, User
 from ethics import letters, recognition, services
 from ethics.models import (
@@ -949,7 +950,11 @@ class DecisionAdmin(ScopedAdmin):
             return "—"
         url = reverse("admin:ethics_decision_letter", args=[decision.pk])
         return format_html(
-            '<a href="{}">{}</a> · <a href="{}?lang=en">{}</a>', url, gettext("Chinese (PDF)"), url, gettext("English")
+            '<a href="{}">{}</a> · <a href="{}?language=en">{}</a>',
+            url,
+            gettext("Chinese (PDF)"),
+            url,
+            gettext("English"),
         )
 
     def has_add_permission(self, request):
@@ -972,11 +977,14 @@ class DecisionAdmin(ScopedAdmin):
         return own + super().get_urls()
 
     def letter_view(self, request, decision_id):
-        """The stored Chinese letter, or (``?lang=en``) an English rendering made now and not kept."""
+        """The stored Chinese letter, or (``?language=en``) an English rendering made now and not kept."""
         decision = self.get_queryset(request).filter(pk=decision_id).first()
         if decision is None or not decision.letter_file or not self.has_view_permission(request, decision):
             raise Http404
-        language = request.GET.get("lang", letters.AUTHORITATIVE_LANGUAGE)
+        try:
+            language = requested_language(request.GET, default=letters.AUTHORITATIVE_LANGUAGE)
+        except DomainError as exc:
+            raise BadRequest(str(exc.message)) from exc
         if language == letters.AUTHORITATIVE_LANGUAGE:
             return FileResponse(
                 decision.letter_file.open("rb"),

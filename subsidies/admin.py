@@ -9,7 +9,7 @@ their figures from ``subsidies.exports.claim_figures``.
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import BadRequest, PermissionDenied
 from django.db.models import Count, Q
 from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -21,6 +21,7 @@ from django.utils.translation import gettext_lazy as _
 
 from cgtclinic.admin_base import ScopedAdmin
 from cgtclinic.errors import DomainError
+from cgtclinic.i18n import requested_language
 from cgtclinic.models import Institution, PolicyParameter
 from subsidies import exports, services
 from subsidies.models import Claim, ClaimLine, ClaimStatusChange, EligibilityRule, SubsidyProgram
@@ -578,10 +579,10 @@ class ClaimAdmin(ScopedAdmin):
         return self._render(request, claim, gettext("Add an insurance premium"), form, intro=intro)
 
     def _export_language(self, request) -> str:
-        language = request.GET.get("lang", exports.DEFAULT_LANGUAGE)
-        if language not in exports.LANGUAGES:
-            raise Http404
-        return language
+        try:
+            return requested_language(request.GET, default=exports.DEFAULT_LANGUAGE)
+        except DomainError as exc:
+            raise BadRequest(str(exc.message)) from exc
 
     def workbook_view(self, request, object_id):
         claim = self._claim(request, object_id)

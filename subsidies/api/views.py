@@ -7,7 +7,6 @@ draft); every step is one service call in subsidies.services, which decides whet
 
 from django.db.models import Prefetch
 from django.http import HttpResponse
-from django.utils import translation
 from django.utils.translation import gettext_lazy
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
@@ -16,6 +15,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
+from cgtclinic.i18n import requested_language
 from subsidies import exports, services
 from subsidies.api import filters, serializers
 from subsidies.models import Claim, ClaimLine, ClaimStatusChange, SubsidyProgram
@@ -306,10 +306,7 @@ class ClaimViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     # Documents --------------------------------------------------------------------------------------------
 
     def _export_language(self) -> str:
-        language = self.request.query_params.get("language")
-        if language:
-            return language
-        return "en" if (translation.get_language() or "").startswith("en") else "zh-hans"
+        return requested_language(self.request.query_params)
 
     def _download(self, content: bytes, content_type: str, filename: str) -> HttpResponse:
         response = HttpResponse(content, content_type=content_type)

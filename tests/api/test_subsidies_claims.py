@@ -562,6 +562,10 @@ def test_the_office_downloads_the_workbook_in_either_language(api_client, resear
         == english["Content-Disposition"]
     )
     assert client.get(url(draft, "workbook") + "?language=fr").status_code == 400
+    # Issue 11: the API silently ignored ?lang=; now it says what the parameter is called.
+    refused = client.get(url(draft, "workbook") + "?lang=en", HTTP_ACCEPT_LANGUAGE="en")
+    assert refused.status_code == 400
+    assert "language" in refused.json()["detail"]
 
 
 def test_the_regulator_downloads_the_cover_letter_of_a_submitted_claim(api_client, regulator, submitted):

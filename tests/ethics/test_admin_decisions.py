@@ -36,7 +36,7 @@ def test_decision_page_is_read_only_with_letter_links(client, office, decision):
     page = client.get(reverse("admin:ethics_decision_change", args=[decision.pk]))
     content = page.content.decode()
     assert page.status_code == 200 and 'name="_save"' not in content
-    assert letter_url(decision) in content and f"{letter_url(decision)}?lang=en" in content
+    assert letter_url(decision) in content and f"{letter_url(decision)}?language=en" in content
     assert decision.letter_sha256 in content
     listing = client.get(reverse("admin:ethics_decision_changelist"), {"q": decision.letter_sha256})
     assert decision.letter_number in listing.content.decode()
@@ -52,7 +52,7 @@ def test_chinese_download_is_the_stored_letter(client, office, decision):
 
 def test_english_rendering_is_made_on_demand_and_not_stored(client, research_office, decision):
     client.force_login(research_office)
-    response = client.get(letter_url(decision), {"lang": "en"})
+    response = client.get(letter_url(decision), {"language": "en"})
     assert response.status_code == 200
     data = body(response)
     assert data.startswith(b"%PDF") and hashlib.sha256(data).hexdigest() != decision.letter_sha256
@@ -60,7 +60,8 @@ def test_english_rendering_is_made_on_demand_and_not_stored(client, research_off
     decision.refresh_from_db()
     assert hashlib.sha256(decision.letter_file.read()).hexdigest() == decision.letter_sha256
     assert SubmissionEvent.objects.filter(kind=SubmissionEvent.Kind.LETTER_ISSUED).count() == 1
-    assert client.get(letter_url(decision), {"lang": "fr"}).status_code == 404
+    assert client.get(letter_url(decision), {"language": "fr"}).status_code == 400
+    assert client.get(letter_url(decision), {"lang": "en"}).status_code == 400  # one spelling: language
 
 
 def test_another_institution_cannot_download_the_letter(client, decision):

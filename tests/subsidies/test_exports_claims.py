@@ -216,7 +216,7 @@ def test_english_cover_letter_of_a_draft_says_it_is_a_draft(claim):
 
 def test_admin_downloads_the_workbook_and_letter(client, research_office, claim):
     client.force_login(research_office)
-    response = client.get(reverse("admin:subsidies_claim_workbook", args=[claim.pk]) + "?lang=en")
+    response = client.get(reverse("admin:subsidies_claim_workbook", args=[claim.pk]) + "?language=en")
     assert response.status_code == 200
     assert response["Content-Type"].startswith("application/vnd.openxmlformats-officedocument.spreadsheetml")
     assert f"claim-{claim.reference}-en.xlsx" in response["Content-Disposition"]
@@ -228,7 +228,10 @@ def test_admin_downloads_the_workbook_and_letter(client, research_office, claim)
     assert f"claim-cover-letter-{claim.reference}.pdf" in response["Content-Disposition"]
     assert response.content.startswith(b"%PDF")
 
-    assert client.get(reverse("admin:subsidies_claim_workbook", args=[claim.pk]) + "?lang=fr").status_code == 404
+    assert client.get(reverse("admin:subsidies_claim_workbook", args=[claim.pk]) + "?language=fr").status_code == 400
+    # Issue 11: one spelling everywhere; the old admin spelling is refused with the right name, not ignored.
+    refused = client.get(reverse("admin:subsidies_claim_workbook", args=[claim.pk]) + "?lang=en")
+    assert refused.status_code == 400
 
 
 def test_downloads_are_scoped(client, claim, ethics_office):
