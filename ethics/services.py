@@ -9,6 +9,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.functional import lazy
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, pgettext_lazy
 
@@ -317,7 +318,8 @@ def _notify_applicants(submission: Submission, notice: str, *, items=(), decisio
         "committee": submission.committee,
         "kind": K(submission.kind).label,
         "protocol": trial.protocol_number,
-        "trial": trial,
+        # The title alone (the messages name the protocol already), in the language of each recipient.
+        "trial": lazy(lambda: trial.title, str)(),
         "items": "; ".join(items),
         "review_type": Submission.ReviewType(submission.review_type).label if submission.review_type else "",
         "reason": submission.routing_reason,

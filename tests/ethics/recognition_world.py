@@ -28,8 +28,19 @@ class World:
     people: dict[str, User]
 
 
-def build_world(region) -> World:
-    """The lead hospital approves (letter issued); hospitals A and B each get a request."""
+@dataclass
+class Setting:
+    """The trial and the people before the lead committee decides: no decision, no request yet."""
+
+    trial: Trial
+    lead_committee: EthicsCommittee
+    hospital_a: Institution
+    hospital_b: Institution
+    people: dict[str, User]
+
+
+def build_setting(region) -> Setting:
+    """A multi-centre trial led by one hospital, with hospitals A and B participating, all in one alliance."""
     workdays.sync_from_package(years=[2026])
     lead_hospital = InstitutionFactory(region=region)
     hospital_a, hospital_b = InstitutionFactory(region=region), InstitutionFactory(region=region)
@@ -60,21 +71,37 @@ def build_world(region) -> World:
         "outsider_office": UserFactory(role=Role.ETHICS_OFFICE, institution=InstitutionFactory(region=region)),
         "superuser": UserFactory(role=Role.SYSTEM_ADMIN),
     }
-    decision = approve(trial, people["lead_office"], lead_committee)
-    requests = {r.committee_id: r for r in RecognitionRequest.objects.filter(trial=trial)}
+    return Setting(trial, lead_committee, hospital_a, hospital_b, people)
+
+
+def build_world(region) -> World:
+    """The lead hospital approves (letter issued); hospitals A and B each get a request."""
+    setting = build_setting(region)
+    trial, people = setting.trial, setting.people
+    decision = approve(trial, people["lead_office"], setting.lead_committee)
+    requests = {
+        r.committee.institution_id: r
+        for r in RecognitionRequest.objects.filter(trial=trial).select_related("committee")
+    }
     return World(
         trial=trial,
-        lead_committee=lead_committee,
+        lead_committee=setting.lead_committee,
         decision=decision,
-        request_a=requests[committee_a.pk],
-        request_b=requests[committee_b.pk],
-        hospital_a=hospital_a,
+        request_a=requests[setting.hospital_a.pk],
+        request_b=requests[setting.hospital_b.pk],
+        hospital_a=setting.hospital_a,
         people=people,
     )
 
 
 def approve(trial: Trial, office: User, committee: EthicsCommittee, kind=Submission.Kind.INITIAL) -> Decision:
     """A complete application by the trial's PI, reviewed expedited and approved; the letter is issued."""
+    submission = ready_for_decision(trial, office, committee, kind)
+    return services.decision_record(submission=submission, actor=office, outcome=Decision.Outcome.APPROVE)
+
+
+def ready_for_decision(trial: Trial, office: User, committee: EthicsCommittee, kind=Submission.Kind.INITIAL):
+    """A complete application by the trial's PI, accepted, routed expedited and reviewed: the office may decide."""
     submission = services.submission_create(actor=trial.pi, trial=trial, kind=kind)
     versions = [
         trial_services.document_add_version(
@@ -102,4 +129,4 @@ def approve(trial: Trial, office: User, committee: EthicsCommittee, kind=Submiss
     submission = services.submission_route(submission=submission, actor=office, review_type="expedited", reason="依规")
     assignment = services.reviewer_assign(submission=submission, actor=office, member=committee.members.first())
     services.opinion_record(assignment=assignment, actor=office, opinion="approve")
-    return services.decision_record(submission=submission, actor=office, outcome=Decision.Outcome.APPROVE)
+    return submission

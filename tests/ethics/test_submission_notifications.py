@@ -137,6 +137,20 @@ def test_each_person_reads_it_in_their_language(complete_initial, office, instit
     notices = received("submission.accepted")
     assert notices[english].subject == f"{submission.reference} accepted for review"
     assert notices[chinese].subject == f"{submission.reference} 已受理，待分配审查方式"
+    trial = submission.trial
+    assert trial.title_en in notices[english].body and trial.title_zh not in notices[english].body
+    assert trial.title_zh in notices[chinese].body and trial.title_en not in notices[chinese].body
+
+
+def test_the_message_names_the_protocol_once(complete_initial, office):
+    """The trial's name in the body is its title: the protocol number is in the message already."""
+    pi = complete_initial.trial.pi
+    submission = services.submission_submit(submission=complete_initial, actor=pi)
+
+    services.submission_accept(submission=submission, actor=office)
+
+    body = Notification.objects.get(topic="submission.accepted", recipient=pi).body
+    assert body.count(submission.trial.protocol_number) == 1, body
 
 
 def test_a_refused_step_tells_no_one(complete_initial, office):
