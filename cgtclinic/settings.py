@@ -289,6 +289,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "cgtclinic.api.schema.document_framework_errors",
+    ],
     # Several models have a `kind` or `status` with different choices; name each enum after its model.
     "ENUM_NAME_OVERRIDES": {
         "TrialStatusEnum": "trials.models.Trial.Status",

@@ -1,5 +1,7 @@
 from django.db import connection
 from django.http import JsonResponse
+from django.utils.translation import gettext as _
+from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.i18n import set_language as django_set_language
 
@@ -30,3 +32,10 @@ def set_language(request):
     if request.method == "POST" and request.user.is_authenticated:
         person_set_language(person=request.user, language=request.POST.get("language", ""))
     return response
+
+
+def not_found(request, exception=None):
+    """404 for a URL no route matches: JSON under /api/ (an API client never gets an HTML page), else Django's."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": _("Not found."), "code": "not_found"}, status=404)
+    return defaults.page_not_found(request, exception)

@@ -19,4 +19,9 @@ def exception_handler(exc, context):
         if exc.field:
             body["field"] = exc.field
         return Response(body, status=code)
-    return drf_exception_handler(exc, context)
+    response = drf_exception_handler(exc, context)
+    if response is not None and isinstance(response.data, list):
+        # A ValidationError raised with a bare list (django-filter's, a serializer's non-dict input) would answer a
+        # JSON array; every error body is an object.
+        response.data = {"detail": " ".join(str(item) for item in response.data), "code": "invalid"}
+    return response

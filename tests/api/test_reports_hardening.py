@@ -158,3 +158,23 @@ def test_the_reports_index_is_for_report_readers_only(research_office):
     other.force_authenticate(research_office)
     assert other.get("/api/v1/reports/").status_code == 403
     assert APIClient().get("/api/v1/reports/").status_code == 401
+
+
+def test_a_refused_filter_answers_an_object_never_a_list(research_office):
+    """Issue 11: a 400 body was a JSON list (django-filter's bare ValidationError), not the documented object."""
+    client = APIClient()
+    client.force_authenticate(research_office)
+    response = client.get("/api/v1/documents/", {"search": "a\x00b"})
+    assert response.status_code == 400
+    body = response.json()
+    assert isinstance(body, dict) and body["detail"]
+
+
+def test_an_api_url_no_route_matches_answers_json(research_office):
+    """Found by the schema run: a nested id that is not a number fell through to Django's HTML 404 page."""
+    client = APIClient()
+    client.force_authenticate(research_office)
+    response = client.get("/api/v1/claims/1/lines/x/exclude/")
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert "text/html" in client.get("/no-such-page/")["Content-Type"]
