@@ -274,6 +274,11 @@ def trial_update(*, trial: Trial, actor: User, **data) -> Trial:
     return locked
 
 
+# A plausibility bound, not a policy value: China's first CGT clinical studies are from the 2000s, so an earlier
+# start-up milestone is a mistyped year (0001-01-01 was accepted, and skewed every start-up report).
+EARLIEST_PLAUSIBLE_DATE = date(2000, 1, 1)
+
+
 def check_site_fields(*, actor: User, trial: Trial, site: TrialSite | None, data: dict) -> None:
     """Who may manage a site, and that its start-up milestones are real, in order and not in the future."""
     institution = data.get("institution") or (site.institution if site else None)
@@ -297,6 +302,12 @@ def check_site_fields(*, actor: User, trial: Trial, site: TrialSite | None, data
         value: date | None = data.get(name, getattr(site, name, None) if site else None)
         if value is None:
             continue
+        if value < EARLIEST_PLAUSIBLE_DATE:
+            raise DomainError(
+                _("“%(milestone)s” (%(date)s) is earlier than any trial this system records; check the year.")
+                % {"milestone": TrialSite._meta.get_field(name).verbose_name, "date": value.isoformat()},
+                field=name,
+            )
         if value > today:
             raise DomainError(
                 _("“%(milestone)s” cannot be in the future.")

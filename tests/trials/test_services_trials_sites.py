@@ -122,6 +122,19 @@ def test_lead_office_adds_participating_site_and_that_site_sets_its_milestones(r
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("day", [datetime.date(1, 1, 1), datetime.date(1999, 12, 31)])
+def test_an_implausibly_early_milestone_is_refused(research_office, day):
+    """Issue 11: a site's submission_received_on=0001-01-01 was accepted."""
+    trial = TrialFactory(lead_institution=research_office.institution)
+    with pytest.raises(DomainError) as refused:
+        services.site_add(
+            trial=trial, actor=research_office, institution=InstitutionFactory(), submission_received_on=day
+        )
+    assert refused.value.field == "submission_received_on"
+    assert not trial.sites.exclude(role=TrialSite.SiteRole.LEAD).exists()
+
+
+@pytest.mark.django_db
 def test_participating_office_cannot_add_sites(research_office):
     trial = TrialFactory()
     TrialSiteFactory(trial=trial, institution=research_office.institution)
