@@ -22,21 +22,6 @@ PASSWORD = "correct-horse-battery"
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture
-def new_page(browser):
-    """A page in its own browser context, so each actor has a separate session; all closed at the end."""
-    contexts = []
-
-    def make():
-        context = browser.new_context(locale="zh-CN", viewport={"width": 1280, "height": 900})
-        contexts.append(context)
-        return context.new_page()
-
-    yield make
-    for context in contexts:
-        context.close()
-
-
 def screenshot(page, name):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"ethics_flow_{name}.png"), full_page=True)
