@@ -22,9 +22,11 @@ as the idle CPU they get.
 
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import platform
+import secrets
 import shutil
 import signal
 import socket
@@ -168,16 +170,29 @@ def has_data(url: str) -> bool:
             return False
 
 
+def issue_bench_token(conn, user_id: int) -> str:
+    """A fresh API token for the benchmark's regulator, stored as the product stores one (knox's SHA-512 digest and
+    the key's first 15 characters, an hour's validity): keys are never kept in plaintext, so none can be read back."""
+    key = "cgt_" + secrets.token_hex(32)
+    conn.execute(
+        "INSERT INTO cgtclinic_apitoken (digest, token_key, user_id, created, expiry, label) "
+        "VALUES (%s, %s, %s, now(), now() + interval '1 hour', 'make bench')",
+        [hashlib.sha512(key.encode()).hexdigest(), key[:15], user_id],
+    )
+    return key
+
+
 def read_dataset(args) -> tuple[int, str, dict]:
     with psycopg.connect(args.database_url) as conn:
         row = conn.execute(
-            "SELECT r.id, t.key FROM cgtclinic_region r JOIN cgtclinic_user u ON u.region_id = r.id "
-            "JOIN authtoken_token t ON t.user_id = u.id WHERE r.code = %s AND u.username = %s AND u.is_active",
+            "SELECT r.id, u.id FROM cgtclinic_region r JOIN cgtclinic_user u ON u.region_id = r.id "
+            "WHERE r.code = %s AND u.username = %s AND u.is_active",
             [args.region, f"scale-regulator-{args.region}"],
         ).fetchone()
         if row is None:
             sys.exit(f"No generated regulator for region {args.region!r} (scale-regulator-{args.region}).")
-        region_id, token = row
+        region_id, user_id = row
+        token = issue_bench_token(conn, user_id)
         counts = {}
         for label, table in (
             ("institutions", "cgtclinic_institution"),

@@ -5,7 +5,7 @@ from django.contrib.admin.widgets import AutocompleteSelect
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, OuterRef, Q
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
@@ -15,12 +15,13 @@ from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
-from rest_framework.authtoken.admin import TokenAdmin as DRFTokenAdmin
+from knox.models import AuthToken as KnoxAuthToken
 from rest_framework.authtoken.models import TokenProxy
 
 from cgtclinic import inbox, services, workdays
 from cgtclinic.admin_base import ScopedAdmin, ServiceFormMixin, with_actor
 from cgtclinic.models import (
+    ApiToken,
     CalendarDay,
     Department,
     HolidaySchedule,
@@ -331,8 +332,10 @@ class CalendarDayAdmin(ScopedAdmin):
 
 # --- API tokens and the report request log -------------------------------------------------------------------------
 
-if admin.site.is_registered(TokenProxy):
-    admin.site.unregister(TokenProxy)
+# DRF's plaintext tokens and knox's own model are replaced by cgtclinic.ApiToken (hashed): neither is edited here.
+for unused in (TokenProxy, KnoxAuthToken):
+    if admin.site.is_registered(unused):
+        admin.site.unregister(unused)
 
 
 def person_label(person: User) -> str:
@@ -348,6 +351,10 @@ class PersonChoiceField(forms.ModelChoiceField):
         return person_label(obj)
 
 
+def _without_valid_token():
+    return ~Exists(ApiToken.objects.valid().filter(user=OuterRef("pk")))
+
+
 class TokenHolderAutocomplete(AutocompleteJsonView):
     """The people a report token may go to, searched by username, name, institution or region, fully labelled."""
 
@@ -355,7 +362,8 @@ class TokenHolderAutocomplete(AutocompleteJsonView):
         return (
             super()
             .get_queryset()
-            .filter(report_readers_q(), auth_token__isnull=True)
+            .filter(report_readers_q())
+            .filter(_without_valid_token())
             .select_related("institution", "region")
             .order_by("region__code", "username")
         )
@@ -366,13 +374,21 @@ class TokenHolderAutocomplete(AutocompleteJsonView):
 
 class TokenHolderSelect(AutocompleteSelect):
     def get_url(self):
-        return reverse("admin:authtoken_tokenproxy_holders", current_app=self.admin_site.name)
+        return reverse("admin:cgtclinic_apitoken_holders", current_app=self.admin_site.name)
 
 
 class TokenIssueForm(ServiceFormMixin, forms.ModelForm):
+    valid_days = forms.IntegerField(
+        label=_("valid for (days)"),
+        min_value=1,
+        max_value=services.MAX_TOKEN_DAYS,
+        initial=365,
+        help_text=_("The token stops working after this many days; issue a new one before then."),
+    )
+
     class Meta:
-        model = TokenProxy
-        fields = ["user"]
+        model = ApiToken
+        fields = ["user", "label"]
 
     def clean(self):
         cleaned = super().clean()
@@ -380,35 +396,42 @@ class TokenIssueForm(ServiceFormMixin, forms.ModelForm):
             self.run_check(services.check_api_token, user=cleaned["user"])
         return cleaned
 
-    def validate_unique(self):
-        pass  # one token per person is checked, with a clear message, by services.check_api_token
 
-
-@admin.register(TokenProxy)
-class ApiTokenAdmin(DRFTokenAdmin):
-    """API tokens: a system administrator issues one per person (regulators read the reports with theirs) and
-    revokes it by deleting it. The full key is shown once, when it is issued."""
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """API tokens: a system administrator issues them (regulators read the reports with theirs) and revokes one by
+    deleting it. Only a digest is stored: the full key is shown once, when it is issued."""
 
     form = TokenIssueForm
-    list_display = ["user", "role", "region", "institution", "key_hint", "created"]
-    list_filter = ["user__role", "user__region", "created"]
+    list_display = ["token_hint", "user", "role", "region", "institution", "label", "created", "expiry", "last_used_at"]
+    list_filter = ["user__role", "user__region", "created", "expiry"]
     list_select_related = ["user__region", "user__institution"]
-    search_fields = ["user__username", "user__full_name", "user__region__name_zh", "user__institution__name_zh"]
+    search_fields = ["token_key", "user__username", "user__full_name", "user__region__name_zh", "label"]
     autocomplete_fields = ["user"]
-    fields = ["user"]
+    readonly_fields = ["token_hint", "created", "created_by", "expiry", "last_used_at"]
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["user", "label", "valid_days"]
+        return ["token_hint", "user", "label", "created", "created_by", "expiry", "last_used_at"]
 
     def get_readonly_fields(self, request, obj=None):
-        # A key belongs to one person; to move it, revoke it and issue a new one.
-        return ["user"] if obj else []
+        # A key belongs to one person and cannot be read back; to change anything, revoke it and issue a new one.
+        return [*self.readonly_fields, "user", "label"] if obj else []
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
     def get_form(self, request, obj=None, **kwargs):
         return with_actor(super().get_form(request, obj, **kwargs), request.user)
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "user":
-            # Active people without a token; anyone else posted is refused by the service with the reason.
-            kwargs["queryset"] = User.objects.filter(is_active=True, auth_token__isnull=True).select_related(
-                "institution", "region"
+            # Active people without a valid token; anyone else posted is refused by the service with the reason.
+            kwargs["queryset"] = (
+                User.objects.filter(is_active=True)
+                .filter(_without_valid_token())
+                .select_related("institution", "region")
             )
             kwargs["form_class"] = PersonChoiceField
             kwargs["widget"] = TokenHolderSelect(db_field, self.admin_site)
@@ -423,7 +446,7 @@ class ApiTokenAdmin(DRFTokenAdmin):
             path(
                 "holders/",
                 self.admin_site.admin_view(self.holders_view),
-                name="authtoken_tokenproxy_holders",
+                name="cgtclinic_apitoken_holders",
             )
         ]
         return own + super().get_urls()
@@ -434,9 +457,25 @@ class ApiTokenAdmin(DRFTokenAdmin):
         return TokenHolderAutocomplete.as_view(admin_site=self.admin_site)(request)
 
     def save_model(self, request, obj, form, change):
-        token = services.api_token_issue(actor=request.user, user=form.cleaned_data["user"])
-        obj.key, obj.created = token.key, token.created
+        token, key = services.api_token_issue(
+            actor=request.user,
+            user=form.cleaned_data["user"],
+            valid_days=form.cleaned_data["valid_days"],
+            label=form.cleaned_data.get("label", ""),
+        )
+        obj.pk, obj.digest, obj.token_key, obj.created, obj.expiry = (
+            token.pk,
+            token.digest,
+            token.token_key,
+            token.created,
+            token.expiry,
+        )
         obj._state.adding = False
+        self._issued_key = key
+
+    @admin.display(description=_("key"))
+    def token_hint(self, obj):
+        return f"{obj.token_key}…"
 
     @admin.display(description=_("role"), ordering="user__role")
     def role(self, obj):
@@ -450,21 +489,22 @@ class ApiTokenAdmin(DRFTokenAdmin):
     def institution(self, obj):
         return obj.user.institution
 
-    @admin.display(description=_("key"))
-    def key_hint(self, obj):
-        return f"{obj.key[:6]}…"
-
     def response_add(self, request, obj, post_url_continue=None):
         self.message_user(
             request,
             _(
-                "A token was issued for %(user)s. Its key is %(key)s: copy it now and hand it over securely; the "
-                "list shows only its first characters. Deleting the token revokes it at once."
+                "A token was issued for %(user)s, valid until %(expiry)s. Its key is %(key)s: copy it now and hand it "
+                "over securely; only a digest is stored, so it cannot be shown again. Deleting the token revokes it at "
+                "once."
             )
-            % {"user": obj.user, "key": obj.key},
+            % {
+                "user": obj.user,
+                "expiry": date_format(timezone.localtime(obj.expiry), "DATE_FORMAT"),
+                "key": self._issued_key,
+            },
             messages.SUCCESS,
         )
-        return HttpResponseRedirect(reverse("admin:authtoken_tokenproxy_changelist"))
+        return HttpResponseRedirect(reverse("admin:cgtclinic_apitoken_changelist"))
 
 
 @admin.register(ReportRequest)

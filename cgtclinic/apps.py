@@ -8,3 +8,4 @@ class CgtclinicConfig(AppConfig):
 
     def ready(self):
         from cgtclinic import checks  # noqa: F401  (registers the system checks)
+        from cgtclinic.api import schema  # noqa: F401  (registers the token scheme with drf-spectacular)

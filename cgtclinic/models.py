@@ -15,6 +15,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy as _
+from knox.models import AbstractAuthToken, AuthTokenManager
 from simple_history.models import HistoricalRecords
 
 from cgtclinic.roles import ADMIN_ROLES, INSTITUTION_ROLES, REGION_ROLES, Role
@@ -683,3 +684,36 @@ class Heartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} @ {timezone.localtime(self.at):%Y-%m-%d %H:%M:%S}"
+
+
+class ApiTokenQuerySet(models.QuerySet):
+    def valid(self, now=None):
+        """Tokens that still authenticate: not past their expiry."""
+        return self.filter(Q(expiry__isnull=True) | Q(expiry__gt=now or timezone.now()))
+
+
+class ApiToken(AbstractAuthToken):
+    """A REST API token (regulators read the reports with theirs). Only its SHA-512 digest and first characters are
+    stored (django-rest-knox): the key is shown once, when it is issued, and cannot be read back. It expires, records
+    when it was last used, and is revoked by deleting it."""
+
+    label = models.CharField(_("purpose"), max_length=100, blank=True, help_text=_("e.g. the regulator's report tool"))
+    created_by = models.ForeignKey(
+        "cgtclinic.User",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("issued by"),
+    )
+    last_used_at = models.DateTimeField(_("last used at"), null=True, blank=True)
+
+    objects = AuthTokenManager.from_queryset(ApiTokenQuerySet)()
+
+    class Meta:
+        ordering = ["-created"]
+        verbose_name = _("API token")
+        verbose_name_plural = _("API tokens")
+
+    def __str__(self) -> str:
+        return f"{self.token_key}… ({self.user})"

@@ -1,12 +1,13 @@
 """Writes to the registry: who may record which person with which role, and a person's own language."""
 
+import datetime
+
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils.translation import gettext as _
-from rest_framework.authtoken.models import Token
 
 from cgtclinic.errors import DomainError
-from cgtclinic.models import User
+from cgtclinic.models import ApiToken, User
 from cgtclinic.roles import INSTITUTION_ROLES, Role, may_read_reports
 
 
@@ -57,7 +58,7 @@ def check_api_token(*, actor: User, user: User) -> None:
             code="cannot_read_reports",
             field="user",
         )
-    if Token.objects.filter(user=user).exists():
+    if ApiToken.objects.valid().filter(user=user).exists():
         raise DomainError(
             _("%(person)s already has a token; revoke it before issuing a new one.") % {"person": user},
             code="token_exists",
@@ -65,15 +66,22 @@ def check_api_token(*, actor: User, user: User) -> None:
         )
 
 
-def api_token_issue(*, actor: User, user: User) -> Token:
-    """Issue a report token; its key is shown once, by the caller."""
-    check_api_token(actor=actor, user=user)
-    try:
-        with transaction.atomic():
-            return Token.objects.create(user=user)
-    except IntegrityError as exc:  # issued by someone else a moment ago
-        raise DomainError(
-            _("%(person)s already has a token; revoke it before issuing a new one.") % {"person": user},
-            code="token_exists",
-            field="user",
-        ) from exc
+# The longest a token may be issued for; a shorter validity is the issuer's choice.
+MAX_TOKEN_DAYS = 366
+
+
+def api_token_issue(*, actor: User, user: User, valid_days: int = 365, label: str = "") -> tuple[ApiToken, str]:
+    """Issue a report token: the stored row (digest, expiry) and the key, which the caller shows once and which
+    cannot be read back."""
+    if not isinstance(valid_days, int) or not 1 <= valid_days <= MAX_TOKEN_DAYS:
+        raise DomainError(_("A token is valid for 1 to %(max)s days.") % {"max": MAX_TOKEN_DAYS}, field="valid_days")
+    with transaction.atomic():
+        # One person at a time: two administrators issuing at once cannot both pass the check.
+        User.objects.select_for_update().filter(pk=user.pk).first()
+        check_api_token(actor=actor, user=user)
+        return ApiToken.objects.create(
+            user=user,
+            expiry=datetime.timedelta(days=valid_days),
+            created_by=actor,
+            label=label.strip()[:100],
+        )

@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
+    "knox",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -129,6 +130,15 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "cgtclinic.User"
+# API tokens are stored hashed (django-rest-knox, SHA-512), in our own model with last-use and issuer; a key is
+# "Token <key>" in the Authorization header as before, and expires a year after it is issued unless said otherwise.
+KNOX_TOKEN_MODEL = "cgtclinic.ApiToken"
+REST_KNOX = {
+    "TOKEN_TTL": datetime.timedelta(days=365),
+    "TOKEN_PREFIX": "cgt_",
+    "AUTH_HEADER_PREFIX": "Token",
+    "AUTO_REFRESH": False,
+}
 # django-axes first: it refuses a locked-out login before the password is even checked.
 AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "cgtclinic.auth.RoleBackend"]
 # Brute-force protection on both logins (admin and PI portal): after 5 wrong passwords for one account, or from one
@@ -264,7 +274,7 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "cgtclinic.auth.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["cgtclinic.api.permissions.RolePermission"],

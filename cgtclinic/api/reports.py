@@ -32,11 +32,10 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from drf_spectacular.drainage import set_override
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import serializers
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.permissions import BasePermission
 from rest_framework.renderers import BaseRenderer, JSONRenderer
@@ -45,6 +44,7 @@ from rest_framework.settings import api_settings
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
+from cgtclinic.auth import ApiTokenAuthentication
 from cgtclinic.models import PolicyParameter, Region, ReportRequest, User
 from cgtclinic.roles import Role, may_read_reports
 from cgtclinic.spreadsheets import MONEY_FORMAT, csv_text, write_only_cell
@@ -374,24 +374,6 @@ class ReportPermission(BasePermission):
         return may_read_reports(request.user)
 
 
-class ReportTokenAuthentication(TokenAuthentication):
-    """DRF's token authentication reading the token, its user and the user's region in one query."""
-
-    def authenticate_credentials(self, key):
-        model = self.get_model()
-        try:
-            token = model.objects.select_related("user__region").get(key=key)
-        except model.DoesNotExist:
-            return super().authenticate_credentials(key)
-        if not token.user.is_active:
-            return super().authenticate_credentials(key)
-        return token.user, token
-
-
-# The same "tokenAuth" scheme in the OpenAPI schema as DRF's TokenAuthentication (same header, same prefix).
-set_override(ReportTokenAuthentication, "suppress_collision_warning", True)
-
-
 class ReportRateThrottle(ScopedRateThrottle):
     """Per user and scope, a fixed-window counter in the cache (Redis): one atomic increment per request.
 
@@ -695,7 +677,7 @@ class ReportView(APIView, metaclass=ABCMeta):
     extra_schema: dict = {}
 
     http_method_names = ["get", "head", "options"]
-    authentication_classes = [ReportTokenAuthentication, SessionAuthentication]
+    authentication_classes = [ApiTokenAuthentication, SessionAuthentication]
     permission_classes = [ReportPermission]
     throttle_classes = [ReportRateThrottle]
     throttle_scope = "reports"
@@ -967,7 +949,7 @@ class ReportIndexView(APIView):
     """GET /api/v1/reports/: the reports the caller may read, with their titles and addresses."""
 
     http_method_names = ["get", "head", "options"]
-    authentication_classes = [ReportTokenAuthentication, SessionAuthentication]
+    authentication_classes = [ApiTokenAuthentication, SessionAuthentication]
     permission_classes = [ReportPermission]
     renderer_classes = [JSONRenderer]
 

@@ -5,7 +5,26 @@ kind: 404 for an id outside the caller's scope or a page past the end of a list,
 authentication and permissions. Without them in the schema a client (or schemathesis) meets answers the contract
 does not mention."""
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+
 ERROR_SCHEMA = "FrameworkError"
+
+
+class ApiTokenScheme(OpenApiAuthenticationExtension):
+    """cgtclinic.auth.ApiTokenAuthentication in the schema: the same "tokenAuth" header as before hashing."""
+
+    target_class = "cgtclinic.auth.ApiTokenAuthentication"
+    name = "tokenAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": 'A key issued by a system administrator, with the prefix "Token": `Token <key>`.',
+        }
+
+
 DESCRIPTIONS = {
     "400": "A parameter was refused: messages per parameter, or detail and code.",
     "401": "Not signed in: no or an invalid token.",

@@ -3,9 +3,9 @@
 import pytest
 from django.core.management import call_command
 from django.http import HttpRequest
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from tests.factories.cgtclinic import issue_token
 from tests.factories.trials import TrialFactory
 
 PASSWORD = "correct-horse-battery"  # what UserFactory sets
@@ -14,7 +14,7 @@ PASSWORD = "correct-horse-battery"  # what UserFactory sets
 @pytest.mark.django_db
 def test_token_authentication(api_client, research_office):
     trial = TrialFactory(lead_institution=research_office.institution)
-    token = Token.objects.create(user=research_office)
+    token = issue_token(research_office)
     api_client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
     response = api_client.get("/api/v1/trials/")
     assert response.status_code == 200
@@ -23,7 +23,7 @@ def test_token_authentication(api_client, research_office):
 
 @pytest.mark.django_db
 def test_a_wrong_token_is_refused(api_client, research_office):
-    Token.objects.create(user=research_office)
+    issue_token(research_office)
     api_client.credentials(HTTP_AUTHORIZATION="Token not-a-real-token")
     response = api_client.get("/api/v1/trials/")
     assert response.status_code == 401
@@ -31,7 +31,7 @@ def test_a_wrong_token_is_refused(api_client, research_office):
 
 @pytest.mark.django_db
 def test_an_inactive_users_token_is_refused(api_client, research_office):
-    token = Token.objects.create(user=research_office)
+    token = issue_token(research_office)
     research_office.is_active = False
     research_office.save(update_fields=["is_active"])
     api_client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")

@@ -12,7 +12,6 @@ from django.core.cache import cache
 from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from cgtclinic.api.reports import registered_reports
@@ -22,6 +21,7 @@ from tests.factories.cgtclinic import (
     InstitutionFactory,
     RegionFactory,
     UserFactory,
+    issue_token,
 )
 from tests.factories.trials import TrialFactory
 from tests.reports.world import NOW, RegionWorld
@@ -110,14 +110,14 @@ def test_regulators_and_system_administrators_read_every_report(name, regulator,
 def test_an_inactive_regulator_is_refused(regulator):
     regulator.is_active = False
     regulator.save(update_fields=["is_active"])
-    token = Token.objects.create(user=regulator)
+    token = issue_token(regulator)
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
     assert client.get("/api/v1/reports/pipeline/").status_code == 401
 
 
 def test_a_regulator_reads_with_a_token_and_only_their_region(region_world, regulator, other_region):
-    token = Token.objects.create(user=regulator)
+    token = issue_token(regulator)
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
     assert client.get("/api/v1/reports/pipeline/", {"region": region_world.region.code}).status_code == 200
@@ -339,12 +339,14 @@ QUERY_COUNT_CASES = [
 
 def test_queries_per_report_do_not_grow_with_the_data(region, django_assert_max_num_queries):
     regulator = UserFactory(role=Role.REGULATOR, region=region)
-    token = Token.objects.create(user=regulator)
+    token = issue_token(regulator)
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
     counts = {}
     with time_machine.travel(NOW, tick=False):
         world = RegionWorld(region)
+        # The token's first use records it (an UPDATE at most once a minute); what is counted is the steady state.
+        assert client.get("/api/v1/reports/").status_code == 200
         for size in (2, 6):
             world.grow(size)
             for name, params, most in QUERY_COUNT_CASES:

@@ -11,7 +11,6 @@ from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from hypothesis import HealthCheck, given, settings
-from rest_framework.authtoken.models import Token
 from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
@@ -22,7 +21,7 @@ from schemathesis.checks import (
 from schemathesis.core.failures import FailureGroup
 
 from cgtclinic.roles import Role
-from tests.factories.cgtclinic import UserFactory
+from tests.factories.cgtclinic import UserFactory, issue_token
 from tests.factories.trials import TrialFactory, TrialSiteFactory
 
 pytestmark = pytest.mark.django_db
@@ -57,7 +56,7 @@ def tokens(region, institution):
     trial = TrialFactory(lead_institution=institution, pi=investigator)
     TrialSiteFactory(trial=trial)
     people = {"regulator": regulator, "pi": investigator, "research_office": office}
-    return {role: Token.objects.create(user=person).key for role, person in people.items()}
+    return {role: issue_token(person).key for role, person in people.items()}
 
 
 def fuzz(operation, token: str, failures: list[str]) -> None:

@@ -115,3 +115,12 @@ def review_interval_parameter() -> PolicyParameter:
         source_document="《涉及人的生命科学和医学研究伦理审查办法》（国卫科教发〔2023〕4号）",
         source_clause="跟踪审查",
     )
+
+
+def issue_token(user, **fields):
+    """An API token for ``user`` as the admin issues it; the plaintext key (shown once in the product) is ``.key``."""
+    from cgtclinic.models import ApiToken
+
+    token, key = ApiToken.objects.create(user=user, **fields)
+    token.key = key
+    return token

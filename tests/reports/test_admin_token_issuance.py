@@ -2,22 +2,25 @@
 them by any of these; a person whose role cannot read the reports gets no token, with the reason; a regulator's
 token still reads its region's reports."""
 
+import re
+
 import pytest
 from django.contrib.messages import get_messages
 from django.urls import reverse
 from django.utils import translation
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from cgtclinic import services
 from cgtclinic.admin import person_label
 from cgtclinic.errors import DomainError
+from cgtclinic.models import ApiToken
 from cgtclinic.roles import Role, may_read_reports
-from tests.factories.cgtclinic import InstitutionFactory, RegionFactory, UserFactory
+from tests.factories.cgtclinic import InstitutionFactory, RegionFactory, UserFactory, issue_token
 
 pytestmark = pytest.mark.django_db
-ADD = "admin:authtoken_tokenproxy_add"
-HOLDERS = "admin:authtoken_tokenproxy_holders"
+ADD = "admin:cgtclinic_apitoken_add"
+HOLDERS = "admin:cgtclinic_apitoken_holders"
+KEY = re.compile(r"cgt_[0-9a-f]{64}")
 
 
 @pytest.fixture
@@ -34,7 +37,7 @@ def regulators():
 def holders(client, term: str) -> list[str]:
     response = client.get(
         reverse(HOLDERS),
-        {"term": term, "app_label": "authtoken", "model_name": "tokenproxy", "field_name": "user"},
+        {"term": term, "app_label": "cgtclinic", "model_name": "apitoken", "field_name": "user"},
     )
     assert response.status_code == 200, response.content
     return [row["text"] for row in response.json()["results"]]
@@ -64,7 +67,7 @@ def test_the_picker_searches_by_region_and_institution_and_offers_only_report_re
     assert all("regulator-ro" not in text for text in holders(client, "regulator"))
     assert holders(client, institution.name_zh) == []
     # Someone who already holds a token is not offered again.
-    Token.objects.create(user=regulators["beijing"])
+    issue_token(regulators["beijing"])
     assert holders(client, "regulator") == [person_label(regulators["guangdong"])]
 
 
@@ -72,12 +75,12 @@ def test_the_picker_searches_by_region_and_institution_and_offers_only_report_re
 def test_a_token_for_a_role_that_cannot_read_reports_is_refused_with_the_reason(client, system_admin, role, request):
     person = request.getfixturevalue(role)
     client.force_login(system_admin)
-    response = client.post(reverse(ADD), {"user": person.pk}, HTTP_ACCEPT_LANGUAGE="en")
+    response = client.post(reverse(ADD), {"user": person.pk, "valid_days": 365}, HTTP_ACCEPT_LANGUAGE="en")
     assert response.status_code == 200
-    assert not Token.objects.filter(user=person).exists()
+    assert not ApiToken.objects.filter(user=person).exists()
     errors = " ".join(response.context["adminform"].form.errors["user"])
     assert "cannot read the reports" in errors and person.get_role_display() in errors
-    chinese = client.post(reverse(ADD), {"user": person.pk}, HTTP_ACCEPT_LANGUAGE="zh-hans")
+    chinese = client.post(reverse(ADD), {"user": person.pk, "valid_days": 365}, HTTP_ACCEPT_LANGUAGE="zh-hans")
     assert "cannot read the reports" not in " ".join(chinese.context["adminform"].form.errors["user"])
 
 
@@ -97,21 +100,22 @@ def test_the_service_refuses_as_the_form_does(system_admin, research_office, reg
 
 def test_a_regulators_token_is_shown_once_and_reads_its_regions_reports(client, system_admin, regulators):
     client.force_login(system_admin)
-    response = client.post(reverse(ADD), {"user": regulators["guangdong"].pk})
+    response = client.post(reverse(ADD), {"user": regulators["guangdong"].pk, "valid_days": 365})
     assert response.status_code == 302
-    token = Token.objects.get(user=regulators["guangdong"])
+    token = ApiToken.objects.get(user=regulators["guangdong"])
     (message,) = [str(m) for m in get_messages(response.wsgi_request)]
-    assert token.key in message
+    key = KEY.search(message).group(0)
+    assert key.startswith(token.token_key)
     api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    api.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     assert api.get("/api/v1/reports/pipeline/").status_code == 200
-    assert not Token.objects.filter(user=regulators["beijing"]).exists()
+    assert not ApiToken.objects.filter(user=regulators["beijing"]).exists()
 
 
 def test_offices_cannot_use_the_picker(client, research_office):
     client.force_login(research_office)
     response = client.get(
-        reverse(HOLDERS), {"term": "", "app_label": "authtoken", "model_name": "tokenproxy", "field_name": "user"}
+        reverse(HOLDERS), {"term": "", "app_label": "cgtclinic", "model_name": "apitoken", "field_name": "user"}
     )
     assert response.status_code == 403
 

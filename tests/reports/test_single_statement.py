@@ -5,13 +5,12 @@ statement."""
 import pytest
 import time_machine
 from django.db import connection
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from cgtclinic.api.reports import _COMPILED
 from cgtclinic.models import ReportRequest
 from cgtclinic.roles import Role
-from tests.factories.cgtclinic import UserFactory
+from tests.factories.cgtclinic import UserFactory, issue_token
 from tests.reports.helpers import report
 from tests.reports.world import NOW, RegionWorld
 
@@ -64,7 +63,7 @@ def test_the_chosen_statuses_count_institutions_and_programs_with_such_claims(wo
 
 @pytest.mark.django_db(transaction=True)
 def test_the_log_row_of_every_request_is_written_outside_a_transaction(region, regulator):
-    token = Token.objects.create(user=regulator)
+    token = issue_token(regulator)
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
     assert not connection.in_atomic_block

@@ -27,7 +27,6 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, models, transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
-from rest_framework.authtoken.models import Token
 
 from cgtclinic import workdays
 from cgtclinic.errors import DomainError
@@ -1807,10 +1806,10 @@ class Generator:
             self.out.write(f"  {'ANALYZE':<36} {'':>9}       {time.monotonic() - began:6.2f} s")
 
     def make_tokens(self) -> None:
-        for region in self.regions:
-            Token.objects.create(user_id=self.regulators[region.pk], key=secrets.token_hex(20))
+        # Their API keys are issued when needed (make bench issues its own; an operator in the admin): keys are
+        # stored only as digests, so a key made here could not be handed to anyone.
         self.out.write(
-            _("Regulator accounts (API token only, no password): %(names)s")
+            _("Regulator accounts (no password; issue an API token in the admin): %(names)s")
             % {"names": ", ".join(f"scale-regulator-{r.code}" for r in self.regions)}
         )
 
