@@ -1,6 +1,6 @@
 # make run:  install into .venv, migrate, load the policy seeds and demo data, and start the web server,
 #            a Celery worker and Celery beat together (Procfile, through honcho); Ctrl-C stops all three.
-#            SQLite and kombu's filesystem broker unless DATABASE_URL / REDIS_URL are set (or in .env).
+#            the Celery workers (tasks; deadlines) and Celery beat together (Procfile, through honcho); Ctrl-C stops them.
 # make test: the whole suite against the real PostgreSQL and Redis on this machine.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -71,7 +71,7 @@ run: system-packages install $(STATIC_MANIFEST)
 	$(HONCHO_RUN) $(BIN)/python manage.py migrate --noinput
 	$(HONCHO_RUN) $(BIN)/python manage.py sync_calendar
 	$(HONCHO_RUN) $(BIN)/python manage.py load_seeds --demo
-	@echo "Starting web (http://127.0.0.1:8000/admin/), Celery worker and Celery beat; Ctrl-C stops all three."
+	@echo "Starting web (http://127.0.0.1:8000/admin/), the Celery workers (tasks, deadlines) and Celery beat; Ctrl-C stops them all."
 	$(BIN)/honcho start
 
 test: system-packages-test install-dev
