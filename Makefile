@@ -1,6 +1,6 @@
 # make run:  install into .venv, migrate, load the policy seeds and demo data, and start the web server,
-#            a Celery worker and Celery beat together (Procfile, through honcho); Ctrl-C stops all three.
 #            the Celery workers (tasks; deadlines) and Celery beat together (Procfile, through honcho); Ctrl-C stops them.
+#            SQLite and kombu's filesystem broker unless DATABASE_URL / REDIS_URL are set (or in .env).
 # make test: the whole suite against the real PostgreSQL and Redis on this machine.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
