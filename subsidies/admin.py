@@ -88,9 +88,10 @@ class SubsidyProgramAdmin(ScopedAdmin):
     fieldsets = [
         (None, {"fields": ["code", "name_zh", "name_en", "region", "years", "amount_rule", "selective"]}),
         (_("Source"), {"fields": ["source_document", "source_clause", "source_quote"]}),
-        (_("Amount"), {"fields": ["values_in_force", "policy_values", "fixed_amount"]}),
+        (_("Amount"), {"fields": ["values_in_force", "policy_values", "project_cap_scope", "fixed_amount"]}),
     ]
     readonly_fields = [
+        "project_cap_scope",
         "code",
         "name_zh",
         "name_en",

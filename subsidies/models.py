@@ -39,6 +39,10 @@ class SubsidyProgram(models.Model):
     that hold them, read for the region on the claim's reference date.
     """
 
+    class ProjectCapScope(models.TextChoices):
+        PROJECT = "project", _("per project, over all hospitals")
+        PROJECT_PER_HOSPITAL = "project_per_hospital", _("per project and hospital")
+
     class AmountRule(models.TextChoices):
         PER_PATIENT = "per_patient", _("Per enrolled patient, with caps")
         PERCENT_OF_COST = "percent_of_cost", _("Percentage of a cost, with a cap per item")
@@ -63,6 +67,16 @@ class SubsidyProgram(models.Model):
     percent_parameter = models.CharField(_("percentage (policy value)"), max_length=60, blank=True)
     item_cap_parameter = models.CharField(_("cap per item (policy value)"), max_length=60, blank=True)
     project_cap_parameter = models.CharField(_("cap per project (policy value)"), max_length=60, blank=True)
+    project_cap_scope = models.CharField(
+        _("the project cap counts"),
+        max_length=30,
+        choices=ProjectCapScope.choices,
+        default=ProjectCapScope.PROJECT,
+        help_text=_(
+            "What the cap per project covers, as the program's text says: the project's awards at every hospital "
+            "(the default reading of 每个项目资助总额), or each hospital's awards for it separately."
+        ),
+    )
     institution_year_cap_parameter = models.CharField(
         _("cap per institution per year (policy value)"), max_length=60, blank=True
     )

@@ -40,6 +40,7 @@ class AmountRule:
     percent: Decimal | None = None  # share of the cost, in percent
     item_cap: Decimal | None = None  # RMB per cost item
     project_cap: Decimal | None = None  # RMB per project over all claims
+    project_cap_scope: str = "project"  # "project": every hospital's awards count; "project_per_hospital": its own
     institution_year_cap: Decimal | None = None  # RMB per institution per year over all claims
     fixed_amount: Decimal | None = None  # RMB per project, set by the regulator
 
@@ -49,7 +50,8 @@ class LineInput:
     key: object
     enrolled: int = 0  # net enrolled at the site, from the ledger
     previously_claimed: int = 0  # patients of this trial already in earlier counting claims
-    previously_awarded: Decimal = ZERO  # RMB already counted for this project in earlier claims
+    previously_awarded: Decimal = ZERO  # RMB already counted against the project cap in earlier claims
+    awarded_elsewhere: Decimal = ZERO  # of which, to other hospitals (when the cap covers the whole project)
     cost: Decimal | None = None  # for a percentage program
 
 
@@ -148,7 +150,11 @@ def calculate(rule: AmountRule, lines: Sequence[LineInput], *, institution_year_
         if rule.project_cap is not None:
             room = max(ZERO, to_fen(rule.project_cap) - to_fen(line.previously_awarded))
             if amount > room:
-                steps.append(_cap_step("project_cap", rule.project_cap, line.previously_awarded, amount, room))
+                step = _cap_step("project_cap", rule.project_cap, line.previously_awarded, amount, room)
+                step["scope"] = rule.project_cap_scope
+                if line.awarded_elsewhere:  # what other hospitals took, for the explanation
+                    step["elsewhere"] = _money(line.awarded_elsewhere)
+                steps.append(step)
                 amount = room
         if year_room is not None:
             if amount > year_room:
@@ -205,6 +211,22 @@ def describe_step(step: dict) -> str:
     if code == "item_cap":
         return _("Cap per item %(cap)s RMB: cut by %(cut)s RMB to %(amount)s RMB") % step
     if code == "project_cap":
+        if step.get("scope") == "project_per_hospital":
+            return (
+                _(
+                    "Cap per project at this hospital %(cap)s RMB, %(already)s RMB already awarded to it for the "
+                    "project: cut by %(cut)s RMB to %(amount)s RMB"
+                )
+                % step
+            )
+        if step.get("elsewhere") and step["elsewhere"] != grouped(ZERO):
+            return (
+                _(
+                    "Cap per project %(cap)s RMB over all hospitals, %(already)s RMB already awarded for it "
+                    "(%(elsewhere)s RMB of it to other hospitals): cut by %(cut)s RMB to %(amount)s RMB"
+                )
+                % step
+            )
         return (
             _(
                 "Cap per project %(cap)s RMB, %(already)s RMB already awarded for it: "

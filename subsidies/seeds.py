@@ -59,6 +59,7 @@ PROGRAM_FIELDS = (
     "percent_parameter",
     "item_cap_parameter",
     "project_cap_parameter",
+    "project_cap_scope",
     "institution_year_cap_parameter",
     "selective",
 )

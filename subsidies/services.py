@@ -279,6 +279,7 @@ def amount_rule(program: SubsidyProgram, on: datetime.date) -> rules.AmountRule:
         project_cap=value(program.project_cap_parameter),
         institution_year_cap=value(program.institution_year_cap_parameter),
         fixed_amount=program.fixed_amount_rmb,
+        project_cap_scope=program.project_cap_scope,
     )
 
 
@@ -310,6 +311,25 @@ def earlier_by_trial(claim: Claim) -> dict[int, dict]:
         _earlier_lines(claim).values("trial_id").annotate(patients=Sum("patients_claimed"), amount=Sum(_line_amount()))
     )
     return {row["trial_id"]: {"patients": row["patients"] or 0, "amount": row["amount"] or rules.ZERO} for row in rows}
+
+
+def awarded_elsewhere_by_trial(claim: Claim) -> dict[int, Decimal]:
+    """Per trial: RMB other hospitals' counting claims under the program took, when its cap per project covers the
+    whole project (001 task 5: 每个项目资助总额不超过50万元). Empty for a cap per hospital. One query."""
+    if (
+        claim.program.project_cap_scope != SubsidyProgram.ProjectCapScope.PROJECT
+        or not claim.program.project_cap_parameter
+    ):
+        return {}
+    rows = (
+        ClaimLine.objects.filter(
+            claim__program_id=claim.program_id, claim__status__in=Claim.COUNTING_STATUSES, status=L.ELIGIBLE
+        )
+        .exclude(claim__institution_id=claim.institution_id)
+        .values("trial_id")
+        .annotate(amount=Sum(_line_amount()))
+    )
+    return {row["trial_id"]: row["amount"] or rules.ZERO for row in rows}
 
 
 def institution_year_already(claim: Claim) -> Decimal:
@@ -444,6 +464,7 @@ def _recompute(claim: Claim) -> None:
     program_rules = list(program.eligibility_rules.all())
     existing = {(line.trial_id, line.item_reference): line for line in claim.lines.all()}
     earlier = earlier_by_trial(claim)
+    elsewhere = awarded_elsewhere_by_trial(claim)
 
     if program.amount_rule == P.PERCENT_OF_COST:
         # Cost items are entered by the office; their trials are checked like any other line.
@@ -466,7 +487,7 @@ def _recompute(claim: Claim) -> None:
         took = earlier.get(trial.pk, {"patients": 0, "amount": rules.ZERO})
         line.enrolled_total = enrolled.get(site.pk, 0)
         line.previously_claimed = took["patients"]
-        line.previously_awarded = took["amount"]
+        line.previously_awarded = took["amount"] + elsewhere.get(trial.pk, rules.ZERO)
         if not reasons and program.amount_rule == P.PER_PATIENT and line.enrolled_total <= line.previously_claimed:
             reasons.append(_reason("nothing_to_claim", _both(lambda: _("No enrolled patient is left to claim."))))
         # A project on an earlier counting claim was claimed, even if the regulator approved less (or nothing).
@@ -484,6 +505,7 @@ def _recompute(claim: Claim) -> None:
                     enrolled=line.enrolled_total,
                     previously_claimed=line.previously_claimed,
                     previously_awarded=line.previously_awarded,
+                    awarded_elsewhere=elsewhere.get(trial.pk, rules.ZERO),
                     cost=line.cost_rmb,
                 )
             )

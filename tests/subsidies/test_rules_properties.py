@@ -286,6 +286,7 @@ def test_per_patient_cut_by_the_project_cap():
         "before": str(rules.to_fen(RATE * (FITS + 2))),
         "cut": str(rules.to_fen(RATE * 2)),
         "amount": str(rules.to_fen(PROJECT_CAP)),
+        "scope": "project",
     }
 
 

@@ -11,12 +11,14 @@ from cgtclinic.errors import DomainError, TransitionNotAllowed
 from cgtclinic.models import PolicyParameter
 from cgtclinic.roles import Role
 from subsidies import rules, services
-from subsidies.models import Claim, ClaimLine, ClaimStatusChange
+from subsidies.models import Claim, ClaimLine, ClaimStatusChange, SubsidyProgram
 from tests.factories.cgtclinic import InstitutionFactory, RegionFactory, UserFactory
 from tests.factories.subsidies import (
+    CLAIM_YEAR,
     completed_gene_trial,
     fixed_program,
     insurance_program,
+    policy_value,
     shanghai_program,
 )
 from tests.factories.trials import DocumentVersionFactory
@@ -774,3 +776,53 @@ def test_only_a_regulator_of_the_region_reviews_decides_and_pays(
 def test_a_refused_transition_is_a_transition_error(submitted, research_office):
     with pytest.raises(TransitionNotAllowed):
         services.claim_recompute(claim=submitted, actor=research_office)
+
+
+# --- the cap per project covers the project, whichever hospitals claim it (issue 12) -------------------------------
+
+
+def _second_site_claims(program, region, trial, office, other_office, regulator_user):
+    """A second Shanghai hospital that recruited for the same trial claims after the first hospital's claim."""
+    from tests.factories.trials import TrialSiteFactory, approve_site
+
+    site = TrialSiteFactory(trial=trial, institution=other_office.institution)
+    approve_site(site, datetime.date(2024, 2, 10))
+    enrolment.enrolment_report(
+        site=site, actor=other_office, kind="enrolled", occurred_on=datetime.date(2024, 3, 20), count=8
+    )
+    return services.claim_open(actor=other_office, program=program, year=CLAIM_YEAR)
+
+
+def test_two_hospitals_of_one_project_share_its_cap(program, region, institution, research_office, regulator_user):
+    """001 task 5 caps "每个项目资助总额不超过50万元": a trial with two Shanghai hospitals got 800,000 in total."""
+    rate = policy_value("subsidy_per_patient_rmb", region)
+    cap = policy_value("subsidy_project_cap_rmb", region)
+    trial = completed_gene_trial(institution, enrolled=int(cap / rate) - 2, actor=research_office)
+    first = services.claim_open(actor=research_office, program=program, year=CLAIM_YEAR)
+    services.claim_submit(claim=first, actor=research_office)
+    first_amount = first.lines.get(trial=trial).amount_computed
+    other = InstitutionFactory(region=region)
+    other_office = UserFactory(role=Role.RESEARCH_OFFICE, institution=other)
+    second = _second_site_claims(program, region, trial, research_office, other_office, regulator_user)
+    line = second.lines.get(trial=trial)
+    assert first_amount + line.amount_computed == cap
+    assert line.previously_awarded == first_amount
+    assert line.explanation[-1]["scope"] == "project"
+    with translation.override("en"):
+        text = rules.describe_step(line.explanation[-1])
+    assert "over all hospitals" in text and "to other hospitals" in text
+
+
+def test_a_cap_per_hospital_leaves_each_hospital_its_own(program, region, institution, research_office, regulator_user):
+    program.project_cap_scope = SubsidyProgram.ProjectCapScope.PROJECT_PER_HOSPITAL
+    program.save(update_fields=["project_cap_scope"])
+    rate = policy_value("subsidy_per_patient_rmb", region)
+    cap = policy_value("subsidy_project_cap_rmb", region)
+    trial = completed_gene_trial(institution, enrolled=int(cap / rate) - 2, actor=research_office)
+    first = services.claim_open(actor=research_office, program=program, year=CLAIM_YEAR)
+    services.claim_submit(claim=first, actor=research_office)
+    other_office = UserFactory(role=Role.RESEARCH_OFFICE, institution=InstitutionFactory(region=region))
+    second = _second_site_claims(program, region, trial, research_office, other_office, regulator_user)
+    line = second.lines.get(trial=trial)
+    assert line.amount_computed == 8 * rate
+    assert line.previously_awarded == 0
