@@ -58,6 +58,8 @@ def test_a_broker_outage_is_not_ready(client, settings):
     assert response.status_code == 503
     assert response.json()["checks"]["broker"]["ok"] is False
     assert "Error" in response.json()["checks"]["broker"]["error"]
+    # A public endpoint: the kind of failure, never the broker's address.
+    assert "127.0.0.1" not in response.content.decode()
 
 
 def test_heartbeat_is_scheduled_on_the_deadline_queue():
