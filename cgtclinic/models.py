@@ -15,6 +15,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 from knox.models import AbstractAuthToken, AuthTokenManager
 from simple_history.models import HistoricalRecords
 
@@ -286,6 +287,8 @@ class PolicyParameter(models.Model):
 
     class Unit(models.TextChoices):
         WORKING_DAYS = "working_days", _("working days")
+        CALENDAR_DAYS = "calendar_days", pgettext_lazy("unit", "calendar days")
+        HOURS = "hours", pgettext_lazy("unit", "hours")
         WEEKS = "weeks", _("weeks")
         MONTHS = "months", _("months")
         RMB = "rmb", _("RMB")

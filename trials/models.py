@@ -438,6 +438,39 @@ class EnrolmentSubject(models.Model):
         return self.code
 
 
+class SubjectConsent(models.Model):
+    """A subject's signature on one version of the informed-consent form: at enrolment, then at each re-consent.
+
+    The ICF version is the approved document version the subject signed; a new approved ICF version lists the
+    subjects whose latest consent is on an earlier version for re-consent (trials/consent.py).
+    """
+
+    subject = models.ForeignKey(
+        EnrolmentSubject, on_delete=models.PROTECT, related_name="consents", verbose_name=_("subject code")
+    )
+    icf_version = models.ForeignKey(
+        DocumentVersion, on_delete=models.PROTECT, related_name="consents", verbose_name=_("ICF version")
+    )
+    consented_on = models.DateField(_("consent date"))
+    is_reconsent = models.BooleanField(_("re-consent"), default=False)
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("recorded by")
+    )
+    recorded_at = models.DateTimeField(_("recorded at"))
+    note = models.CharField(_("note"), max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["subject_id", "consented_on", "id"]
+        verbose_name = _("subject consent")
+        verbose_name_plural = _("subject consents")
+        constraints = [
+            models.UniqueConstraint(fields=["subject", "icf_version"], name="subject_consent_unique_version")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject} · {self.icf_version} · {self.consented_on}"
+
+
 class EnrolmentEntry(models.Model):
     """One line of a site's enrolment ledger. Rows are only ever added: a correction is a new entry that
     reverses an earlier one (with a reason), so every count can be traced to who reported it and when."""
