@@ -1107,8 +1107,7 @@ class RecognitionRequestAdmin(ScopedAdmin):
         "received_at",
         "due_at",
         "remind_at",
-        "provisional",
-        "provisional_years",
+        "deadline_basis",
         "responded_at",
         "responded_by",
         "response_note",
@@ -1120,6 +1119,17 @@ class RecognitionRequestAdmin(ScopedAdmin):
         "local_review",
     ]
     fields = readonly_fields
+
+    @admin.display(description=_("provisional deadline"))
+    def deadline_basis(self, obj):
+        # Only a provisional deadline needs explaining: it names the years whose schedule is awaited.
+        if not obj.provisional:
+            return gettext("No: every working day it counts is on a published holiday schedule.")
+        years = ", ".join(str(year) for year in obj.provisional_years)
+        return gettext(
+            "Yes: it reaches %(years)s, whose holiday schedule is not yet published; it is recomputed when the "
+            "schedule is entered."
+        ) % {"years": years}
 
     # The lead's decision lives in another hospital's records: it is shown on this page and its letter served from
     # here, never by a link into the decisions list, which is scoped to one's own committee.

@@ -5,11 +5,15 @@ from datetime import date
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.functional import lazy
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from cgtclinic.errors import DomainError, TransitionNotAllowed
 from cgtclinic.models import User
+from cgtclinic.notifications import notify, render_later
 from cgtclinic.roles import Role
 from trials.models import DocumentVersion, Trial, TrialDocument, TrialSite, TrialStatusChange
 from trials.uploads import check_upload
@@ -429,7 +433,47 @@ def site_set_pi(
             person.save()
         elif not person.is_active:
             raise DomainError(_("This person's account is no longer active."), field="site_pi")
-        return site_update(site=site, actor=actor, site_pi=person)
+        previous_pi_id = site.site_pi_id
+        site = site_update(site=site, actor=actor, site_pi=person)
+        if previous_pi_id != person.pk:
+            _notify_site_pi_named(site, person)
+        return site
+
+
+SITE_PI_NAMED_SUBJECT = gettext_lazy("Named site PI: %(protocol)s at %(institution)s")
+SITE_PI_NAMED_BODY = gettext_lazy(
+    "%(person)s is now the site PI of “%(trial)s” at %(institution)s. The site PI reports the site's enrolment "
+    "and answers for its conduct; the site's research office keeps the site's start-up milestones."
+)
+
+
+def _notify_site_pi_named(site: TrialSite, person: User) -> None:
+    """The named PI (portal link, or e-mail only when on record without a login) and the site's research office."""
+    trial = site.trial
+    params = {
+        "protocol": trial.protocol_number,
+        "trial": lazy(lambda: trial.title, str)(),
+        "institution": lazy(lambda: str(site.institution), str)(),
+        "person": person.full_name or person.username,
+    }
+    event_key = f"site:{site.pk}:pi:{person.pk}"
+    subject, body = render_later(SITE_PI_NAMED_SUBJECT, **params), render_later(SITE_PI_NAMED_BODY, **params)
+    notify(
+        recipients=[person],
+        topic="site.pi_named",
+        event_key=event_key,
+        subject=subject,
+        body=body,
+        link=reverse("ethics_portal:trial_detail", args=[trial.pk]),
+    )
+    notify(
+        recipients=User.objects.filter(institution_id=site.institution_id, role=Role.RESEARCH_OFFICE, is_active=True),
+        topic="site.pi_named",
+        event_key=event_key,
+        subject=subject,
+        body=body,
+        link=reverse("admin:trials_trialsite_change", args=[site.pk]),
+    )
 
 
 def site_targets_differ(trial: Trial) -> tuple[int, int] | None:

@@ -4,7 +4,7 @@ import datetime
 
 import pytest
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from cgtclinic.roles import Role
 from ethics.models import RecognitionRequest, Submission
@@ -112,3 +112,16 @@ def test_participating_office_records_an_external_lead_approval(client):
     assert created.external_lead_letter_number == "外院伦审〔2026〕088号" and created.site == site
     # Received Monday 16 November: Tuesday, Wednesday, Thursday → due at the end of Thursday 19 November.
     assert timezone.localtime(created.due_at).date() == datetime.date(2026, 11, 20)
+
+
+def test_the_page_explains_a_deadline_as_provisional_only_when_it_is(client, open_request):
+    client.force_login(office_of(open_request, open_request.committee.institution))
+    url = reverse("admin:ethics_recognitionrequest_change", args=[open_request.pk])
+    with translation.override("en"):
+        final = client.get(url, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "every working day it counts is on a published holiday schedule" in final
+    assert "not yet published" not in final
+    RecognitionRequest.objects.filter(pk=open_request.pk).update(provisional=True, provisional_years=[2031])
+    with translation.override("en"):
+        provisional = client.get(url, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "it reaches 2031, whose holiday schedule is not yet published" in provisional

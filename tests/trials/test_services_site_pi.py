@@ -72,3 +72,23 @@ def test_site_targets_that_differ_need_a_confirmation():
     trial.sites.filter(role="lead").update(site_target=10)
     assert services.site_targets_differ(trial) is None
     services.check_site_targets(trial=trial, confirmed=False)
+
+
+def test_the_named_site_pi_and_the_sites_research_office_are_told_once(site, django_capture_on_commit_callbacks):
+    from cgtclinic.models import Notification
+
+    lead_office = UserFactory(role=Role.RESEARCH_OFFICE, institution=site.trial.lead_institution)
+    site_office = UserFactory(role=Role.RESEARCH_OFFICE, institution=site.institution)
+    other_office = UserFactory(role=Role.RESEARCH_OFFICE, institution=InstitutionFactory())
+    theirs = UserFactory(role=Role.PI, institution=site.institution)
+    with django_capture_on_commit_callbacks(execute=False):
+        services.site_set_pi(site=site, actor=lead_office, person=theirs)
+        site.refresh_from_db()
+        services.site_set_pi(site=site, actor=lead_office, person=theirs)  # the same PI again: nothing new
+    told = Notification.objects.filter(topic="site.pi_named")
+    assert {n.recipient for n in told} == {theirs, site_office}
+    assert other_office not in {n.recipient for n in told}
+    pi_notice = told.get(recipient=theirs)
+    assert site.trial.protocol_number in pi_notice.subject
+    assert pi_notice.link == f"/pi/trials/{site.trial_id}/"
+    assert told.get(recipient=site_office).link.startswith("/admin/trials/trialsite/")
