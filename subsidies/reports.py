@@ -59,6 +59,11 @@ def claim_rows(*, claims, statuses=()):
         .annotate(
             # First, while amount_approved and amount_claimed still name the claim's columns.
             counted_toward_cap=_money_sum(_counted_amount(), filter=Q(status__in=Claim.COUNTING_STATUSES)),
+            # Approved and not yet paid, over the chosen claims that are still payable (partly paid among them).
+            amount_owed=_money_sum(
+                F("amount_approved") - Coalesce("amount_paid", ZERO, output_field=MONEY),
+                filter=chosen & Q(status__in=Claim.PAYABLE_STATUSES),
+            ),
             claims=Count("pk", filter=chosen),
             **{f"claims_{status}": Count("pk", filter=chosen & Q(status=status)) for status in CLAIM_STATUSES},
             amount_claimed=_money_sum("amount_claimed", filter=chosen),
@@ -81,12 +86,13 @@ CLAIM_TOTALS = {
     "amount_claimed": "SUM(amount_claimed) OVER ()",
     "amount_approved": "SUM(amount_approved) OVER ()",
     "amount_paid": "SUM(amount_paid) OVER ()",
+    "amount_owed": "SUM(amount_owed) OVER ()",
     "institutions": _distinct_with_claims("institution_id"),
     "programs": _distinct_with_claims("program_id"),
 }
 CLAIM_EMPTY = {
     **dict.fromkeys(CLAIM_TOTALS, 0),
-    **{name: Decimal("0.00") for name in ("amount_claimed", "amount_approved", "amount_paid")},
+    **{name: Decimal("0.00") for name in ("amount_claimed", "amount_approved", "amount_paid", "amount_owed")},
 }
 
 

@@ -24,7 +24,7 @@ from cgtclinic.errors import Conflict, DomainError, TransitionNotAllowed
 from cgtclinic.models import PolicyParameter, User
 from cgtclinic.notifications import notify, render_later
 from cgtclinic.roles import Role
-from subsidies import eligibility, rules
+from subsidies import eligibility, evidence, rules
 from subsidies.models import Claim, ClaimLine, ClaimPayment, ClaimStatusChange, SubsidyProgram
 from trials.enrolment import enrolled_as_of
 from trials.models import Trial, TrialSite, TrialStatusChange
@@ -545,11 +545,28 @@ def _recompute(claim: Claim) -> None:
     )
     result = rules.calculate(rule, inputs, institution_year_already=institution_year_already(claim))
     computed = {line_result.key: line_result for line_result in result.lines}
+    eligible_sites = [line.site for index, line in enumerate(lines) if index in computed]
+    ethics = evidence.ethics_by_site(eligible_sites, on)
+    slots = (
+        evidence.patient_slots([site.pk for site in eligible_sites], on) if program.amount_rule == P.PER_PATIENT else {}
+    )
     for index, line in enumerate(lines):
         line_result = computed.get(index)
         line.patients_claimed = line_result.patients if line_result else 0
         line.amount_computed = line_result.amount if line_result else rules.ZERO
         line.explanation = line_result.steps if line_result else []
+        if line_result:
+            # The evidence of each claimed patient, and of the site's approval and the trial's registration.
+            line.evidence.update(
+                evidence.line_evidence(
+                    trial=line.trial,
+                    site=line.site,
+                    slots=slots.get(line.site_id, []),
+                    ethics=ethics.get(line.site_id),
+                    first=line.previously_claimed,
+                    count=line.patients_claimed,
+                )
+            )
         line.save()
     claim.amount_claimed = result.total
     claim.save(update_fields=["amount_claimed"])

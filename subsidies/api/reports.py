@@ -42,7 +42,8 @@ class SubsidyClaimsReport(ReportView):
         "Hospitals' submitted subsidy claims under the region's programs, per program, institution and claim year: "
         "claims by status, amounts claimed, approved and paid (RMB), and the institution's yearly cap (the policy "
         "value in force on the year's reference date) with what the year's claims take from it (approved amounts "
-        "once decided, else claimed; rejected claims take nothing) and the room left. Drafts are not counted."
+        "once decided, else claimed; rejected claims take nothing) and the room left. A claim paid less than "
+        "approved is partly paid; its balance is in the balance owed. Drafts are not counted."
     )
     filter_serializer_class = ClaimFilters
     columns = (
@@ -57,6 +58,12 @@ class SubsidyClaimsReport(ReportView):
         Column("amount_claimed", "money", _("amount claimed (RMB)")),
         Column("amount_approved", "money", _("amount approved (RMB)")),
         Column("amount_paid", "money", _("amount paid (RMB)")),
+        Column(
+            "amount_owed",
+            "money",
+            _("balance owed (RMB)"),
+            _("Approved and not yet paid, over the approved and partly paid claims."),
+        ),
         Column("institution_year_cap", "money", _("cap per institution per year (RMB)"), _("Null: no such cap.")),
         Column("counted_toward_cap", "money", _("taken from the yearly cap (RMB)")),
         Column("room_under_institution_year_cap", "money", _("room left under the yearly cap (RMB)")),
@@ -67,6 +74,7 @@ class SubsidyClaimsReport(ReportView):
         Column("amount_claimed", "money", _("amount claimed (RMB)")),
         Column("amount_approved", "money", _("amount approved (RMB)")),
         Column("amount_paid", "money", _("amount paid (RMB)")),
+        Column("amount_owed", "money", _("balance owed (RMB)")),
         Column("institutions", "integer", _("institutions")),
         Column("programs", "integer", _("programs")),
     )
@@ -78,10 +86,13 @@ class SubsidyClaimsReport(ReportView):
                    COUNT(*) FILTER (WHERE c.status = 'approved') AS claims_approved,
                    COUNT(*) FILTER (WHERE c.status = 'partially_approved') AS claims_partially_approved,
                    COUNT(*) FILTER (WHERE c.status = 'rejected') AS claims_rejected,
+                   COUNT(*) FILTER (WHERE c.status = 'partially_paid') AS claims_partially_paid,
                    COUNT(*) FILTER (WHERE c.status = 'paid') AS claims_paid,
                    COALESCE(SUM(c.amount_claimed), 0) AS amount_claimed,
                    COALESCE(SUM(c.amount_approved), 0) AS amount_approved,
                    COALESCE(SUM(c.amount_paid), 0) AS amount_paid,
+                   COALESCE(SUM(c.amount_approved - COALESCE(c.amount_paid, 0)) FILTER (
+                       WHERE c.status IN ('approved', 'partially_approved', 'partially_paid')), 0) AS amount_owed,
                    COALESCE(SUM(COALESCE(c.amount_approved, c.amount_claimed))
                             FILTER (WHERE c.status <> 'rejected'), 0) AS counted_toward_cap,
                    COUNT(DISTINCT c.institution_id) AS institutions, COUNT(DISTINCT c.program_id) AS programs
