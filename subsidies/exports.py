@@ -523,7 +523,8 @@ def _put(sheet, row: int, column: int, value, number_format: str | None):
 
 def claim_workbook(claim: Claim, language: str = DEFAULT_LANGUAGE) -> bytes:
     """The claim as an .xlsx workbook: a Summary sheet, one Lines row per trial (or cost item) with its evidence,
-    the documents frozen with it, one Patients row per claimed patient with its evidence, and the Payments. Money cells hold the exact Decimal amounts, shown as RMB to the fen."""
+    the documents frozen with it, one Patients row per claimed patient with its evidence, and the Payments. Money
+    cells hold the exact Decimal amounts, shown as RMB to the fen."""
     from openpyxl import Workbook
     from openpyxl.styles import Font
 
