@@ -454,7 +454,7 @@ def _summary_rows(figures: ClaimFigures) -> list[tuple[str, object, str | None]]
     rows.append(
         (
             _("Missing evidence (does not block submission)"),
-            "\n".join(figures.missing_evidence) or _("None"),
+            "\n".join(figures.missing_evidence) or _("Nothing missing"),
             None,
         )
     )
