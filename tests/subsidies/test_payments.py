@@ -167,3 +167,15 @@ def test_the_claims_list_reads_payments_without_a_query_per_claim(
     assert len(rows) == size
     assert all(len(row["payments"]) == 1 and row["status"] == C.PARTIALLY_PAID for row in rows)
     assert datetime.date.fromisoformat(rows[0]["payments"][0]["paid_on"]) == timezone.localdate()
+
+
+def test_the_cover_letter_lists_each_payment_and_the_balance(approved, regulator_user):
+    from tests.subsidies.test_exports_claims import pdf_text
+
+    first = (approved.amount_approved / 4).quantize(Decimal("0.01"))
+    pay(approved, regulator_user, first, "BANK-1")
+    text = pdf_text(exports.claim_cover_letter_pdf(approved, "en"))
+    assert "Partlypaid" in text
+    assert "Payment1(RMB)" in text and "BANK-1" in text
+    assert f"Balanceowed(RMB){exports.rmb(approved.amount_approved - first)}" in text
+    assert "待拨付余额" in pdf_text(exports.claim_cover_letter_pdf(approved, "zh-hans"))

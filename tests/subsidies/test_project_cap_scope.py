@@ -132,3 +132,20 @@ def test_the_projects_report_per_hospital_when_the_program_says_so(shared, progr
         shared["office"].institution_id: shared["cap"] - 6 * shared["rate"],
     }
     assert {r["cap_scope"] for r in rows} == {"project_per_hospital"}
+
+
+def test_the_cover_letter_and_the_workbook_explain_the_shared_cap(shared, program, institution):
+    import io
+
+    from openpyxl import load_workbook
+
+    from subsidies import exports
+    from tests.subsidies.test_exports_claims import pdf_text
+
+    claim = services.claim_open(actor=shared["office"], program=program, year=CLAIM_YEAR)
+    text = pdf_text(exports.claim_cover_letter_pdf(claim, "en"))
+    assert "overallhospitals" in text and shared["first_claim"].reference in text
+    book = load_workbook(io.BytesIO(exports.claim_workbook(claim, "en")))
+    lines = list(book["Lines"].iter_rows(values_only=True))
+    header = lines[0].index("How the amount was computed")
+    assert institution.name_zh in lines[1][header] and "over all hospitals" in lines[1][header]
