@@ -222,7 +222,15 @@ class ClaimFigures:
             value = self.rule.get(key)
             if value is not None:
                 rows.append((labels[key], f"{value.normalize():f}" if key == "percent" else rmb(value)))
+                if key == "project_cap":
+                    rows.append((_("The project cap counts"), self.project_cap_scope_label))
         return rows
+
+    @property
+    def project_cap_scope_label(self) -> str:
+        """Which awards the cap per project counts, as frozen with the claim (or the program's, for a draft)."""
+        frozen = (self.claim.snapshot or {}).get("rule", {}).get("project_cap_scope")
+        return _label(SubsidyProgram.ProjectCapScope, frozen or self.program.project_cap_scope)
 
     @property
     def rmb(self) -> dict[str, str]:
@@ -446,6 +454,8 @@ def _summary_rows(figures: ClaimFigures) -> list[tuple[str, object, str | None]]
         value = figures.rule.get(key)
         if value is not None:
             rows.append((labels[key], value, "0.##" if key == "percent" else MONEY_FORMAT))
+            if key == "project_cap":
+                rows.append((_("The project cap counts"), figures.project_cap_scope_label, None))
     if figures.institution_year_cap is not None:
         rows += [
             (_("Already taken by earlier claims of the year (RMB)"), figures.institution_year_already, MONEY_FORMAT),

@@ -91,7 +91,8 @@ def test_each_payment_is_told_to_the_office_once(approved, regulator_user, resea
     pay(claim, regulator_user, claim.balance)
     notes = Notification.objects.filter(topic="claim.paid", recipient=research_office).order_by("pk")
     assert notes.count() == 2
-    assert "partly paid" in notes[0].subject or "部分支付" in notes[0].subject
+    assert "部分拨付" in notes[0].subject and claim.reference in notes[0].subject
+    assert "部分拨付" not in notes[1].subject
 
 
 def test_the_api_shows_the_balance_and_the_payments(approved, regulator_user, research_office):

@@ -149,3 +149,5 @@ def test_the_cover_letter_and_the_workbook_explain_the_shared_cap(shared, progra
     lines = list(book["Lines"].iter_rows(values_only=True))
     header = lines[0].index("How the amount was computed")
     assert institution.name_zh in lines[1][header] and "over all hospitals" in lines[1][header]
+    summary = dict(row[:2] for row in book["Summary"].iter_rows(values_only=True))
+    assert summary["The project cap counts"] == "per project, over all hospitals"

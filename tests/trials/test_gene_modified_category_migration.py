@@ -17,11 +17,15 @@ T = Trial.TherapyCategory
 def test_car_t_and_tcr_t_trials_move_and_the_others_stay(capsys):
     moved = [
         TrialFactory(therapy_category=T.IMMUNE_CELL, title_zh="靶向BCMA的CAR-T细胞治疗多发性骨髓瘤", title_en=""),
-        TrialFactory(therapy_category=T.IMMUNE_CELL, title_zh="实体瘤研究", title_en="NY-ESO-1 TCR-T cells for sarcoma"),
+        TrialFactory(
+            therapy_category=T.IMMUNE_CELL, title_zh="实体瘤研究", title_en="NY-ESO-1 TCR-T cells for sarcoma"
+        ),
         TrialFactory(therapy_category=T.IMMUNE_CELL, title_zh="CAR-NK 细胞治疗急性髓系白血病", title_en=""),
     ]
     stays = [
-        TrialFactory(therapy_category=T.IMMUNE_CELL, title_zh="肿瘤浸润淋巴细胞（TIL）治疗宫颈癌", title_en="TIL therapy"),
+        TrialFactory(
+            therapy_category=T.IMMUNE_CELL, title_zh="肿瘤浸润淋巴细胞（TIL）治疗宫颈癌", title_en="TIL therapy"
+        ),
         # Already in a gene-therapy category: an edited allogeneic CAR-T stays gene editing.
         TrialFactory(therapy_category=T.GENE_EDITING, title_zh="基因编辑通用型 CAR-T 细胞", title_en=""),
     ]
