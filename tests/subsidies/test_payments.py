@@ -180,3 +180,18 @@ def test_the_cover_letter_lists_each_payment_and_the_balance(approved, regulator
     assert "Payment1(RMB)" in text and "BANK-1" in text
     assert f"Balanceowed(RMB){exports.rmb(approved.amount_approved - first)}" in text
     assert "待拨付余额" in pdf_text(exports.claim_cover_letter_pdf(approved, "zh-hans"))
+
+
+def test_a_partly_paid_claim_stays_in_the_regulators_queue_with_its_balance(approved, regulator_user):
+    from subsidies import selectors
+
+    first = (approved.amount_approved / 4).quantize(Decimal("0.01"))
+    pay(approved, regulator_user, first)
+    with translation.override("en"):
+        (to_pay,) = [s for s in selectors.regulator_work(regulator_user) if s.kind == "claim.pay"]
+    (item,) = to_pay.items
+    assert approved.reference in item.title
+    assert item.detail == f"Partly paid, {approved.amount_approved - first:,.2f} RMB owed"
+    pay(Claim.objects.get(pk=approved.pk), regulator_user, approved.amount_approved - first)
+    (to_pay,) = [s for s in selectors.regulator_work(regulator_user) if s.kind == "claim.pay"]
+    assert to_pay.count == 0
