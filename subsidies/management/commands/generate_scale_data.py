@@ -50,7 +50,7 @@ from ethics.models import (
 )
 from ethics.recognition import compute_deadline
 from subsidies import eligibility, rules
-from subsidies.models import Claim, ClaimLine, ClaimStatusChange, EligibilityRule, SubsidyProgram
+from subsidies.models import Claim, ClaimLine, ClaimPayment, ClaimStatusChange, EligibilityRule, SubsidyProgram
 from subsidies.services import NOT_CANDIDATE_STATUSES, amount_rule
 from trials.models import EnrolmentEntry, EnrolmentSubject, SiteEnrolment, Trial, TrialSite, TrialStatusChange
 
@@ -1863,6 +1863,7 @@ class ClaimBuilder:
         self.claims = gen.table(Claim)
         self.lines = gen.table(ClaimLine)
         self.changes = gen.table(ClaimStatusChange)
+        self.payments = gen.table(ClaimPayment)
         self.rule_cache = {}
         # What the rules say depends only on these facts, which change a few times in a trial's life.
         self.reasons_cache = {}
@@ -2229,6 +2230,17 @@ class ClaimBuilder:
             decided_at=decided_at,
             status_changed_at=history[-1][2] if history else moments[0],
         )
+        if paid_at:
+            # Paid in one payment of the whole approved amount, recorded by the regulator who paid it.
+            self.payments.add(
+                claim_id=claim_id,
+                amount=approved_total,
+                paid_on=paid_at.date(),
+                reference=f"CZ{paid_at.year}{claim_id:06d}",
+                recorded_by_id=regulator,
+                recorded_at=paid_at,
+                balance_after=rules.ZERO,
+            )
 
 
 def _both(code: str, zh: str, en: str) -> dict:
