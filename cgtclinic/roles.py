@@ -76,6 +76,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
         | _perms("subsidies.claim", *EDIT, "delete")
         | _perms("subsidies.claimline", "view", "change")
         | _perms("subsidies.claimstatuschange", *VIEW)
+        | _perms("subsidies.claimpayment", *VIEW)
         # Its institution's committee and the reviews of its trials, read-only.
         | _perms("ethics.ethicscommittee", *VIEW)
         | _perms("ethics.committeemember", *VIEW)
@@ -137,6 +138,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
         | _perms("subsidies.subsidyprogram", *VIEW)
         | _perms("subsidies.claim", *VIEW)
         | _perms("subsidies.claimline", *VIEW)
+        | _perms("subsidies.claimpayment", *VIEW)
     ),
     # System administrators are superusers; Django grants them everything before asking this backend.
     Role.SYSTEM_ADMIN: frozenset(),

@@ -24,7 +24,7 @@ from cgtclinic.errors import DomainError
 from cgtclinic.i18n import requested_language
 from cgtclinic.models import Institution, PolicyParameter
 from subsidies import exports, services
-from subsidies.models import Claim, ClaimLine, ClaimStatusChange, EligibilityRule, SubsidyProgram
+from subsidies.models import Claim, ClaimLine, ClaimPayment, ClaimStatusChange, EligibilityRule, SubsidyProgram
 from trials.models import Trial
 
 C = Claim.Status
@@ -309,6 +309,16 @@ class ClaimStatusChangeInline(ReadOnlyInline):
         return super().get_queryset(request).select_related("actor")
 
 
+class ClaimPaymentInline(ReadOnlyInline):
+    model = ClaimPayment
+    fields = ["paid_on", "amount", "reference", "balance_after", "recorded_by", "recorded_at"]
+    readonly_fields = fields
+    verbose_name_plural = _("payments")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("recorded_by")
+
+
 @admin.register(Claim)
 class ClaimAdmin(ScopedAdmin):
     change_form_template = "admin/subsidies/claim/change_form.html"
@@ -323,6 +333,7 @@ class ClaimAdmin(ScopedAdmin):
         "amount_claimed",
         "amount_approved",
         "amount_paid",
+        "balance_owed",
         "submitted_at",
         "status_changed_at",
     ]
@@ -330,7 +341,7 @@ class ClaimAdmin(ScopedAdmin):
     search_fields = ["institution__name_zh", "program__code", "program__name_zh", "lines__trial__protocol_number"]
     list_select_related = ["institution", "program"]
     date_hierarchy = "opened_at"
-    inlines = [ClaimStatusChangeInline]
+    inlines = [ClaimPaymentInline, ClaimStatusChangeInline]
     fieldsets = [
         (None, {"fields": ["claim_reference", "institution", "program", "year", "status", "reference_date"]}),
         (
@@ -367,6 +378,10 @@ class ClaimAdmin(ScopedAdmin):
     @admin.display(description=_("claim"), ordering="id")
     def claim_reference(self, claim):
         return claim.reference
+
+    @admin.display(description=_("balance owed (RMB)"))
+    def balance_owed(self, claim):
+        return "—" if claim.balance is None else exports.rmb(claim.balance)
 
     @admin.display(description=_("eligible trials"), ordering="eligible_count")
     def eligible_lines(self, claim):

@@ -17,8 +17,9 @@ from django.utils.translation import gettext as _
 from cgtclinic.errors import DomainError
 from cgtclinic.pdf import render_pdf
 from cgtclinic.spreadsheets import MONEY_FORMAT, append_row, put_cell
+from subsidies import evidence as claim_evidence
 from subsidies import rules, services
-from subsidies.models import Claim, ClaimLine, SubsidyProgram
+from subsidies.models import Claim, ClaimLine, ClaimPayment, SubsidyProgram
 from trials.models import Trial, TrialDocument, TrialSite
 
 L = ClaimLine.Status
@@ -86,6 +87,35 @@ class LineFigures:
     approved_amount: Decimal | None
     regulator_note: str
     documents: list[dict] = field(default_factory=list)
+    # Evidence of the claimed patients (subsidies.evidence): the site's approval, the trial's registration, one entry
+    # per patient with its consent, and {code: how many} of what is missing.
+    ethics: dict | None = None
+    registration: dict = field(default_factory=dict)
+    patients: list[dict] = field(default_factory=list)
+    missing: dict = field(default_factory=dict)
+
+    @property
+    def missing_labels(self) -> list[str]:
+        """What evidence is missing, in the active language, with how many patients it concerns."""
+        return [
+            f"{claim_evidence.missing_label(code)} ({count})"
+            if code in ("subject_code", "consent")
+            else claim_evidence.missing_label(code)
+            for code, count in self.missing.items()
+        ]
+
+    @property
+    def registration_text(self) -> str:
+        labels = registration_labels()
+        return "; ".join(f"{labels[key]} {value}" for key, value in self.registration.items() if value)
+
+    @property
+    def ethics_text(self) -> str:
+        if not self.ethics:
+            return ""
+        parts = [self.ethics.get("letter_number") or "—", self.ethics.get("decided_on") or ""]
+        source = ethics_source_labels().get(self.ethics.get("source"), "")
+        return " ".join(part for part in (*parts, f"({source})" if source else "") if part)
 
     @property
     def status_label(self) -> str:
@@ -127,6 +157,7 @@ class ClaimFigures:
     rule_error: str
     institution_year_already: Decimal
     amount_claimed: Decimal
+    payments: list = field(default_factory=list)
 
     @property
     def program(self) -> SubsidyProgram:
@@ -153,8 +184,21 @@ class ClaimFigures:
         return sum(line.patients_claimed for line in self.eligible)
 
     @property
+    def missing_evidence(self) -> list[str]:
+        """Over the eligible lines: each kind of missing evidence with how many patients or lines it concerns."""
+        totals: dict[str, int] = {}
+        for line in self.eligible:
+            for code, count in line.missing.items():
+                totals[code] = totals.get(code, 0) + count
+        return [f"{claim_evidence.missing_label(code)}: {count}" for code, count in totals.items()]
+
+    @property
     def decided(self) -> bool:
         return self.claim.amount_approved is not None
+
+    @property
+    def balance(self) -> Decimal | None:
+        return self.claim.balance
 
     @property
     def institution_year_cap(self) -> Decimal | None:
@@ -178,7 +222,15 @@ class ClaimFigures:
             value = self.rule.get(key)
             if value is not None:
                 rows.append((labels[key], f"{value.normalize():f}" if key == "percent" else rmb(value)))
+                if key == "project_cap":
+                    rows.append((_("The project cap counts"), self.project_cap_scope_label))
         return rows
+
+    @property
+    def project_cap_scope_label(self) -> str:
+        """Which awards the cap per project counts, as frozen with the claim (or the program's, for a draft)."""
+        frozen = (self.claim.snapshot or {}).get("rule", {}).get("project_cap_scope")
+        return _label(SubsidyProgram.ProjectCapScope, frozen or self.program.project_cap_scope)
 
     @property
     def rmb(self) -> dict[str, str]:
@@ -187,10 +239,37 @@ class ClaimFigures:
             "amount_claimed": rmb(self.amount_claimed),
             "amount_approved": rmb(claim.amount_approved),
             "amount_paid": rmb(claim.amount_paid),
+            "balance": rmb(claim.balance),
             "institution_year_cap": rmb(self.institution_year_cap),
             "institution_year_already": rmb(self.institution_year_already),
             "year_room_left": rmb(self.year_room_left),
         }
+
+
+def registration_labels() -> dict[str, str]:
+    return {
+        "chictr_id": _("ChiCTR"),
+        "nct_id": _("NCT"),
+        "filing_number": _("Filing number"),
+        "nmpa_approval_number": _("NMPA approval"),
+    }
+
+
+def ethics_source_labels() -> dict[str, str]:
+    return {
+        "decision": _("the site's committee's approval"),
+        "recognition": _("recognition of the lead site's approval"),
+        "recorded": _("date recorded on the site"),
+    }
+
+
+def consent_text(consent: dict | None) -> str:
+    """A patient's consent as printed: the ICF, its version, the date, and whether it was a re-consent."""
+    if not consent:
+        return ""
+    version = consent.get("version_label") or f"v{consent.get('version')}"
+    text = f"{consent.get('document', '')} {version}, {consent.get('consented_on', '')}"
+    return text + (" " + _("(re-consent)") if consent.get("is_reconsent") else "")
 
 
 def rule_labels() -> dict[str, str]:
@@ -240,6 +319,13 @@ def _line_figures(data: dict, line_id: int, status: str, approved, regulator_not
         approved_amount=approved,
         regulator_note=regulator_note,
         documents=documents,
+        ethics=evidence.get("ethics"),
+        registration=evidence.get("registration") or {},
+        patients=[
+            {**patient, "consent_text": consent_text(patient.get("consent"))}
+            for patient in evidence.get("patients") or []
+        ],
+        missing=evidence.get("missing") or {},
     )
 
 
@@ -251,6 +337,7 @@ def claim_figures(claim: Claim) -> ClaimFigures:
     """The claim's lines, totals and caps in the active language: the snapshot once submitted, else the lines."""
     claim = Claim.objects.select_related("program__region", "institution", "opened_by", "submitted_by").get(pk=claim.pk)
     stored = {line.pk: line for line in ClaimLine.objects.filter(claim=claim)}
+    payments = list(ClaimPayment.objects.filter(claim=claim).select_related("recorded_by"))
     snapshot = claim.snapshot
     if snapshot:
         lines = [
@@ -274,6 +361,7 @@ def claim_figures(claim: Claim) -> ClaimFigures:
             rule_error="",
             institution_year_already=Decimal(snapshot["institution_year_already"]),
             amount_claimed=Decimal(snapshot["amount_claimed"]),
+            payments=payments,
         )
     lines = []
     for line in stored.values():
@@ -308,6 +396,7 @@ def claim_figures(claim: Claim) -> ClaimFigures:
         rule_error=rule_error,
         institution_year_already=services.institution_year_already(claim),
         amount_claimed=claim.amount_claimed,
+        payments=payments,
     )
 
 
@@ -355,7 +444,8 @@ def _summary_rows(figures: ClaimFigures) -> list[tuple[str, object, str | None]]
         (_("Amount claimed (RMB)"), figures.amount_claimed, MONEY_FORMAT),
         (_("Amount approved (RMB)"), claim.amount_approved, MONEY_FORMAT),
         (_("Amount paid (RMB)"), claim.amount_paid, MONEY_FORMAT),
-        (_("Paid on"), claim.paid_on, DATE_FORMAT),
+        (_("Balance owed (RMB)"), claim.balance, MONEY_FORMAT),
+        (_("Last paid on"), claim.paid_on, DATE_FORMAT),
         (_("Payment reference"), claim.payment_reference, None),
         (_("Regulator's note"), claim.decision_note, None),
     ]
@@ -364,11 +454,20 @@ def _summary_rows(figures: ClaimFigures) -> list[tuple[str, object, str | None]]
         value = figures.rule.get(key)
         if value is not None:
             rows.append((labels[key], value, "0.##" if key == "percent" else MONEY_FORMAT))
+            if key == "project_cap":
+                rows.append((_("The project cap counts"), figures.project_cap_scope_label, None))
     if figures.institution_year_cap is not None:
         rows += [
             (_("Already taken by earlier claims of the year (RMB)"), figures.institution_year_already, MONEY_FORMAT),
             (_("Room left under the yearly cap (RMB)"), figures.year_room_left, MONEY_FORMAT),
         ]
+    rows.append(
+        (
+            _("Missing evidence (does not block submission)"),
+            "\n".join(figures.missing_evidence) or _("Nothing missing"),
+            None,
+        )
+    )
     if figures.rule_error:
         rows.append((_("Policy values"), figures.rule_error, None))
     return rows
@@ -393,6 +492,8 @@ def _line_columns(figures: ClaimFigures) -> list[tuple[str, str, int, object, st
     columns += [
         ("completed_on", _("Research completed on"), 14, lambda line: line.completed_on, DATE_FORMAT),
         ("ethics_approved_on", _("Ethics approved on"), 14, lambda line: line.ethics_approved_on, DATE_FORMAT),
+        ("ethics_letter", _("Ethics approval (letter, date)"), 24, lambda line: line.ethics_text, None),
+        ("registration", _("Registration / filing number"), 24, lambda line: line.registration_text, None),
         ("startup_days", _("Start-up (days)"), 10, lambda line: line.startup_days, "0"),
         ("enrolled_total", _("Enrolled (ledger)"), 10, lambda line: line.enrolled_total, "0"),
         ("previously_claimed", _("Already claimed earlier"), 10, lambda line: line.previously_claimed, "0"),
@@ -403,6 +504,7 @@ def _line_columns(figures: ClaimFigures) -> list[tuple[str, str, int, object, st
         ("approved_amount", _("Amount approved (RMB)"), 16, lambda line: line.approved_amount, MONEY_FORMAT),
         ("regulator_note", _("Regulator's reason"), 30, lambda line: line.regulator_note, None),
         ("documents", _("Documents (frozen on submission)"), 60, lambda line: line.documents_text, None),
+        ("missing", _("Missing evidence"), 40, lambda line: "\n".join(line.missing_labels), None),
     ]
     return columns
 
@@ -431,7 +533,8 @@ def _put(sheet, row: int, column: int, value, number_format: str | None):
 
 def claim_workbook(claim: Claim, language: str = DEFAULT_LANGUAGE) -> bytes:
     """The claim as an .xlsx workbook: a Summary sheet, one Lines row per trial (or cost item) with its evidence,
-    and the documents frozen with it. Money cells hold the exact Decimal amounts, shown as RMB to the fen."""
+    the documents frozen with it, one Patients row per claimed patient with its evidence, and the Payments. Money
+    cells hold the exact Decimal amounts, shown as RMB to the fen."""
     from openpyxl import Workbook
     from openpyxl.styles import Font
 
@@ -488,10 +591,86 @@ def claim_workbook(claim: Claim, language: str = DEFAULT_LANGUAGE) -> bytes:
         else:
             append_row(documents, [_("The documents are recorded when the claim is submitted.")])
         _style_header(documents, [18, 22, 40, 12, 70])
+        _patients_sheet(workbook, figures)
+        _payments_sheet(workbook, figures)
 
         out = io.BytesIO()
         workbook.save(out)
     return out.getvalue()
+
+
+def _patients_sheet(workbook, figures: ClaimFigures) -> None:
+    """One row per claimed patient: subject code, enrolment day, consent (ICF version and date), the site's ethics
+    approval and the trial's registration, and what evidence is missing ("MISSING: …" in the last column)."""
+    sheet = workbook.create_sheet(_("Patients")[:31])
+    headers = [
+        _("Protocol number"),
+        _("Patient no. at the site"),
+        _("Subject code"),
+        _("Enrolled on"),
+        _("Consent (ICF version, date)"),
+        _("Ethics approval (letter, date)"),
+        _("Registration / filing number"),
+        _("Missing evidence"),
+    ]
+    append_row(sheet, headers)
+    row = 1
+    for line in figures.eligible:
+        site_missing = [
+            claim_evidence.missing_label(code)
+            for code in ("ethics_approval", "ethics_letter", "registration")
+            if code in line.missing
+        ]
+        for patient in line.patients:
+            row += 1
+            gaps = [claim_evidence.missing_label(code) for code in patient.get("missing", [])] + site_missing
+            values = [
+                (line.protocol_number, None),
+                (patient.get("position"), "0"),
+                (patient.get("subject") or "", None),
+                (_date(patient.get("enrolled_on")), DATE_FORMAT),
+                (patient.get("consent_text", ""), None),
+                (line.ethics_text, None),
+                (line.registration_text, None),
+                ((_("MISSING: ") + "; ".join(gaps)) if gaps else "", None),
+            ]
+            for column, (value, number_format) in enumerate(values, start=1):
+                _put(sheet, row, column, value, number_format)
+    if row == 1:
+        append_row(sheet, [_("No patient is claimed on an eligible line.")])
+    _style_header(sheet, [18, 10, 16, 14, 40, 30, 30, 50])
+
+
+def _payments_sheet(workbook, figures: ClaimFigures) -> None:
+    """One row per payment: day, amount, reference, the balance after it, who recorded it and when."""
+    sheet = workbook.create_sheet(_("Payments")[:31])
+    append_row(
+        sheet,
+        [
+            _("Paid on"),
+            _("Amount paid (RMB)"),
+            _("Payment reference"),
+            _("Balance after (RMB)"),
+            _("Recorded by"),
+            _("Recorded at"),
+        ],
+    )
+    for row, payment in enumerate(figures.payments, start=2):
+        for column, (value, number_format) in enumerate(
+            [
+                (payment.paid_on, DATE_FORMAT),
+                (payment.amount, MONEY_FORMAT),
+                (payment.reference, None),
+                (payment.balance_after, MONEY_FORMAT),
+                (str(payment.recorded_by), None),
+                (timezone.localtime(payment.recorded_at).replace(tzinfo=None), "yyyy-mm-dd hh:mm"),
+            ],
+            start=1,
+        ):
+            _put(sheet, row, column, value, number_format)
+    if not figures.payments:
+        append_row(sheet, [_("No payment recorded yet.")])
+    _style_header(sheet, [14, 18, 24, 18, 20, 18])
 
 
 # --- the cover letter ---------------------------------------------------------------------------------------------

@@ -199,6 +199,7 @@ class Claim(models.Model):
         APPROVED = "approved", _("Approved")
         PARTIALLY_APPROVED = "partially_approved", _("Partially approved")
         REJECTED = "rejected", _("Rejected")
+        PARTIALLY_PAID = "partially_paid", _("Partly paid")
         PAID = "paid", _("Paid")
 
     # Claims still being worked on: one at a time per hospital and program, so two can never count a patient twice.
@@ -209,8 +210,11 @@ class Claim(models.Model):
         Status.UNDER_REVIEW,
         Status.APPROVED,
         Status.PARTIALLY_APPROVED,
+        Status.PARTIALLY_PAID,
         Status.PAID,
     )
+    # Decided claims with money still owed: the regulator records payments until the balance is nil.
+    PAYABLE_STATUSES = (Status.APPROVED, Status.PARTIALLY_APPROVED, Status.PARTIALLY_PAID)
 
     institution = models.ForeignKey(
         Institution, on_delete=models.PROTECT, related_name="subsidy_claims", verbose_name=_("institution")
@@ -240,6 +244,7 @@ class Claim(models.Model):
     snapshot = models.JSONField(_("frozen snapshot"), null=True, blank=True, editable=False)
     amount_claimed = models.DecimalField(_("amount claimed (RMB)"), default=Decimal("0.00"), **MONEY)
     amount_approved = models.DecimalField(_("amount approved (RMB)"), null=True, blank=True, **MONEY)
+    # The sum of the claim's payments (ClaimPayment rows), and the day and reference of the last one.
     amount_paid = models.DecimalField(_("amount paid (RMB)"), null=True, blank=True, **MONEY)
     paid_on = models.DateField(_("paid on"), null=True, blank=True)
     payment_reference = models.CharField(_("payment reference"), max_length=100, blank=True)
@@ -278,6 +283,13 @@ class Claim(models.Model):
     def reference(self) -> str:
         # Short enough to quote on the phone; the program is always shown beside it.
         return f"{self.year}-{self.pk:05d}" if self.pk else ""
+
+    @property
+    def balance(self) -> Decimal | None:
+        """What is approved and not yet paid; None before the decision and for a rejected claim."""
+        if self.amount_approved is None or self.status == self.Status.REJECTED:
+            return None
+        return self.amount_approved - (self.amount_paid or Decimal("0.00"))
 
 
 class ClaimLine(models.Model):
@@ -353,3 +365,29 @@ class ClaimStatusChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_from_status_display()} → {self.get_to_status_display()}"
+
+
+class ClaimPayment(models.Model):
+    """One payment the regulator records against a decided claim; a claim may be paid in several instalments."""
+
+    claim = models.ForeignKey(Claim, on_delete=models.PROTECT, related_name="payments", verbose_name=_("claim"))
+    amount = models.DecimalField(_("amount paid (RMB)"), validators=[MinValueValidator(Decimal("0.01"))], **MONEY)
+    paid_on = models.DateField(_("paid on"))
+    reference = models.CharField(_("payment reference"), max_length=100, blank=True)
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("recorded by")
+    )
+    recorded_at = models.DateTimeField(_("recorded at"))
+    balance_after = models.DecimalField(_("balance after (RMB)"), **MONEY)
+
+    class Meta:
+        ordering = ["claim_id", "paid_on", "id"]
+        verbose_name = _("claim payment")
+        verbose_name_plural = _("claim payments")
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="claim_payment_amount_positive"),
+            models.CheckConstraint(condition=Q(balance_after__gte=0), name="claim_payment_balance_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.paid_on} {self.amount}"

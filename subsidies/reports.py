@@ -1,5 +1,6 @@
 """Regulator reports over subsidy claims: claims and amounts per program, institution and year with the room left
-under the institution's yearly cap, and per project with the room left under the project cap.
+under the institution's yearly cap, and per project with the room left under the project cap (over all hospitals,
+or per hospital, as the program's cap scope says).
 
 Claims are scoped by ``Claim.visible_to`` (a regulator: submitted claims of the region's programs); drafts are the
 hospital's work in progress and are never counted, also for a system administrator.
@@ -8,7 +9,7 @@ hospital's work in progress and are never counted, also for a system administrat
 import datetime
 from decimal import Decimal
 
-from django.db.models import Case, Count, DecimalField, F, Max, Q, Sum, Value, When
+from django.db.models import Case, CharField, Count, DecimalField, F, IntegerField, Max, Q, Sum, Value, When
 from django.db.models.functions import Cast, Coalesce, Greatest
 
 from cgtclinic.api.reports import PolicyValues
@@ -58,6 +59,11 @@ def claim_rows(*, claims, statuses=()):
         .annotate(
             # First, while amount_approved and amount_claimed still name the claim's columns.
             counted_toward_cap=_money_sum(_counted_amount(), filter=Q(status__in=Claim.COUNTING_STATUSES)),
+            # Approved and not yet paid, over the chosen claims that are still payable (partly paid among them).
+            amount_owed=_money_sum(
+                F("amount_approved") - Coalesce("amount_paid", ZERO, output_field=MONEY),
+                filter=chosen & Q(status__in=Claim.PAYABLE_STATUSES),
+            ),
             claims=Count("pk", filter=chosen),
             **{f"claims_{status}": Count("pk", filter=chosen & Q(status=status)) for status in CLAIM_STATUSES},
             amount_claimed=_money_sum("amount_claimed", filter=chosen),
@@ -80,12 +86,13 @@ CLAIM_TOTALS = {
     "amount_claimed": "SUM(amount_claimed) OVER ()",
     "amount_approved": "SUM(amount_approved) OVER ()",
     "amount_paid": "SUM(amount_paid) OVER ()",
+    "amount_owed": "SUM(amount_owed) OVER ()",
     "institutions": _distinct_with_claims("institution_id"),
     "programs": _distinct_with_claims("program_id"),
 }
 CLAIM_EMPTY = {
     **dict.fromkeys(CLAIM_TOTALS, 0),
-    **{name: Decimal("0.00") for name in ("amount_claimed", "amount_approved", "amount_paid")},
+    **{name: Decimal("0.00") for name in ("amount_claimed", "amount_approved", "amount_paid", "amount_owed")},
 }
 
 
@@ -134,25 +141,47 @@ def _project_cap(policy: PolicyValues, today: datetime.date):
     return Case(*whens, default=Cast(Value(None), MONEY), output_field=MONEY)
 
 
+def _per_hospital():
+    return Q(claim__program__project_cap_scope=SubsidyProgram.ProjectCapScope.PROJECT_PER_HOSPITAL)
+
+
 def project_rows(*, viewer, today: datetime.date, program_id=None, institution_id=None):
-    """Per program, institution and trial: the eligible lines of the counting claims, what they took, and the
-    room left under the program's project cap in force today (null for a program without one)."""
-    claims = claims_in_scope(viewer=viewer, program_id=program_id, institution_id=institution_id).filter(
-        status__in=Claim.COUNTING_STATUSES
-    )
+    """Per program and trial (project): the eligible lines of the counting claims, what they took, and the room left
+    under the program's project cap in force today (null for a program without one).
+
+    The cap's scope is the program's: a cap over the whole project (001 task 5, 每个项目资助总额) gives one row per
+    project with every hospital's claims summed (institution empty, ``institutions`` counts them); a cap per
+    hospital gives one row per project and hospital. Filtering by institution keeps the projects it claimed,
+    still summed over every hospital when the cap covers the whole project."""
+    claims = claims_in_scope(viewer=viewer, program_id=program_id).filter(status__in=Claim.COUNTING_STATUSES)
     policy = cap_values(viewer=viewer, field="project_cap_parameter")
+    lines = ClaimLine.objects.filter(claim__in=claims, status=ClaimLine.Status.ELIGIBLE)
+    if institution_id:
+        claimed_by_it = lines.filter(claim__institution_id=institution_id).values("trial_id")
+        lines = lines.filter(trial_id__in=claimed_by_it).filter(
+            ~_per_hospital() | Q(claim__institution_id=institution_id)
+        )
     rows = (
-        ClaimLine.objects.filter(claim__in=claims, status=ClaimLine.Status.ELIGIBLE)
-        .annotate(line_cap=_project_cap(policy, today))
+        lines.annotate(
+            line_cap=_project_cap(policy, today),
+            cap_institution_id=Case(
+                When(_per_hospital(), then=F("claim__institution_id")), default=None, output_field=IntegerField()
+            ),
+            cap_institution_name=Case(
+                When(_per_hospital(), then=F("claim__institution__name_zh")), default=None, output_field=CharField()
+            ),
+        )
         .values(
             "trial_id",
             program_id=F("claim__program_id"),
             program_code=F("claim__program__code"),
-            institution_id=F("claim__institution_id"),
-            institution_name=F("claim__institution__name_zh"),
+            cap_scope=F("claim__program__project_cap_scope"),
+            institution_id=F("cap_institution_id"),
+            institution_name=F("cap_institution_name"),
             protocol_number=F("trial__protocol_number"),
         )
         .annotate(
+            institutions=Count("claim__institution_id", distinct=True),
             claims=Count("claim_id", distinct=True),
             # Not "patients_claimed": an annotation named like a column breaks aggregating over the groups.
             patients=Coalesce(Sum("patients_claimed"), 0),
@@ -167,7 +196,7 @@ def project_rows(*, viewer, today: datetime.date, program_id=None, institution_i
             default=Greatest(F("project_cap") - F("amount_counted"), ZERO),
             output_field=MONEY,
         )
-    ).order_by("program_code", "institution_name", "protocol_number", "trial_id")
+    ).order_by("program_code", "protocol_number", "trial_id", "institution_name")
 
 
 # The summary over project_rows, as window expressions over the grouped rows.

@@ -8,8 +8,12 @@ Order of the cuts, each recorded as a step: the line's gross amount; the per-ite
 the per-project cap, less what earlier claims were awarded for the project; then the institution's yearly cap,
 less what its earlier claims of the year took, applied to the lines in the order given (the first lines keep
 their amount, a later line is cut when the remaining room runs out). A line's gross less the cuts of its steps
-is its amount. A per-patient line the yearly cap cuts to nothing claims no patients: they stay claimable in a
-later year (a line cut only in part keeps its patients; the office may exclude it to claim it whole later).
+is its amount.
+
+A per-patient line the yearly cap cuts claims only the patients it is paid for: whole patients at the rate, the
+others stay claimable in a later year. A remainder of the year's room below one patient's rate is not paid (the
+program pays per patient, 每人5万元: a patient paid in part could be neither claimed again without being paid twice
+nor finished later), so the line's amount is its paid patients times the rate and the remainder stays unused.
 """
 
 from collections.abc import Sequence
@@ -52,6 +56,8 @@ class LineInput:
     previously_claimed: int = 0  # patients of this trial already in earlier counting claims
     previously_awarded: Decimal = ZERO  # RMB already counted against the project cap in earlier claims
     awarded_elsewhere: Decimal = ZERO  # of which, to other hospitals (when the cap covers the whole project)
+    # Those awards one by one, for the explanation: ({"institution", "claim", "amount"}, ...).
+    elsewhere_awards: tuple = ()
     cost: Decimal | None = None  # for a percentage program
 
 
@@ -149,30 +155,58 @@ def calculate(rule: AmountRule, lines: Sequence[LineInput], *, institution_year_
             amount = to_fen(rule.item_cap)
         if rule.project_cap is not None:
             room = max(ZERO, to_fen(rule.project_cap) - to_fen(line.previously_awarded))
+            step = None
             if amount > room:
                 step = _cap_step("project_cap", rule.project_cap, line.previously_awarded, amount, room)
+                amount = room
+            elif line.previously_awarded:
+                # Not reached, but earlier awards counted against it: say which and how much room is left.
+                step = {
+                    "code": "project_cap_checked",
+                    "cap": _money(rule.project_cap),
+                    "already": _money(line.previously_awarded),
+                    "room": _money(room),
+                    "amount": _money(amount),
+                }
+            if step is not None:
                 step["scope"] = rule.project_cap_scope
                 if line.awarded_elsewhere:  # what other hospitals took, for the explanation
                     step["elsewhere"] = _money(line.awarded_elsewhere)
+                    step["elsewhere_awards"] = [dict(award) for award in line.elsewhere_awards]
                 steps.append(step)
-                amount = room
         if year_room is not None:
             if amount > year_room:
-                steps.append(
-                    _cap_step(
-                        "institution_year_cap",
-                        rule.institution_year_cap,
-                        institution_year_already,
-                        amount,
-                        year_room,
-                        in_this_claim=this_claim,
-                    )
+                after = year_room
+                paid = patients
+                if rule.kind == PER_PATIENT and patients and rule.rate:
+                    # Whole patients only: a remainder of the room below one patient's rate is not paid.
+                    paid = min(patients, int(year_room / rule.rate))
+                    while paid and to_fen(rule.rate * paid) > year_room:
+                        paid -= 1
+                    after = to_fen(rule.rate * paid)
+                step = _cap_step(
+                    "institution_year_cap",
+                    rule.institution_year_cap,
+                    institution_year_already,
+                    amount,
+                    after,
+                    in_this_claim=this_claim,
                 )
-                amount = year_room
-                if amount == ZERO and patients:
-                    # Nothing of the line fits this year's cap: its patients stay unclaimed for a later year.
-                    steps.append({"code": "patients_deferred", "patients": patients, "amount": _money(ZERO)})
-                    patients = 0
+                if after != year_room:
+                    step["room"] = _money(year_room)
+                steps.append(step)
+                amount = after
+                if paid < patients:
+                    # The patients the line is not paid for stay unclaimed, for a later year's claim.
+                    steps.append(
+                        {
+                            "code": "patients_deferred",
+                            "patients": patients - paid,
+                            "paid_patients": paid,
+                            "amount": _money(amount),
+                        }
+                    )
+                    patients = paid
             year_room -= amount
         this_claim += amount
         results.append(LineResult(key=line.key, patients=patients, gross=gross, amount=amount, steps=steps))
@@ -185,7 +219,9 @@ def calculate(rule: AmountRule, lines: Sequence[LineInput], *, institution_year_
     )
 
 
-MONEY_KEYS = frozenset({"rate", "amount", "cap", "already", "cut", "before", "cost", "in_this_claim"})
+MONEY_KEYS = frozenset(
+    {"rate", "amount", "cap", "already", "cut", "before", "cost", "in_this_claim", "room", "elsewhere"}
+)
 
 
 def grouped(value) -> str:
@@ -210,51 +246,70 @@ def describe_step(step: dict) -> str:
         return _("The regulator has not yet set the amount for this program.")
     if code == "item_cap":
         return _("Cap per item %(cap)s RMB: cut by %(cut)s RMB to %(amount)s RMB") % step
-    if code == "project_cap":
-        if step.get("scope") == "project_per_hospital":
-            return (
-                _(
-                    "Cap per project at this hospital %(cap)s RMB, %(already)s RMB already awarded to it for the "
-                    "project: cut by %(cut)s RMB to %(amount)s RMB"
-                )
-                % step
-            )
-        if step.get("elsewhere") and step["elsewhere"] != grouped(ZERO):
-            return (
-                _(
-                    "Cap per project %(cap)s RMB over all hospitals, %(already)s RMB already awarded for it "
-                    "(%(elsewhere)s RMB of it to other hospitals): cut by %(cut)s RMB to %(amount)s RMB"
-                )
-                % step
-            )
-        return (
-            _(
-                "Cap per project %(cap)s RMB, %(already)s RMB already awarded for it: "
-                "cut by %(cut)s RMB to %(amount)s RMB"
-            )
-            % step
-        )
+    if code in ("project_cap", "project_cap_checked"):
+        return _project_cap_text(code, step)
     if code == "institution_year_cap":
         if step.get("in_this_claim") and step["in_this_claim"] != grouped(ZERO):
-            return (
+            text = (
                 _(
                     "Cap per institution per year %(cap)s RMB, %(already)s RMB in earlier claims of the year and "
                     "%(in_this_claim)s RMB on the lines before this one: cut by %(cut)s RMB to %(amount)s RMB"
                 )
                 % step
             )
-        return (
-            _(
-                "Cap per institution per year %(cap)s RMB, %(already)s RMB in earlier claims of the year: cut by "
-                "%(cut)s RMB to %(amount)s RMB"
+        else:
+            text = (
+                _(
+                    "Cap per institution per year %(cap)s RMB, %(already)s RMB in earlier claims of the year: cut by "
+                    "%(cut)s RMB to %(amount)s RMB"
+                )
+                % step
             )
-            % step
-        )
+        if step.get("room"):
+            text += " " + _(
+                "(the room left was %(room)s RMB; a patient is paid in full or not at all, so the rest of the room "
+                "stays unused)"
+            ) % {"room": step["room"]}
+        return text
     if code == "patients_deferred":
+        if step.get("paid_patients"):
+            return (
+                _(
+                    "Patients claimed: %(paid_patients)s, those paid for. The other %(patients)s stay unclaimed and "
+                    "can be claimed in a later year."
+                )
+                % step
+            )
         return _("The %(patients)s patients stay unclaimed and can be claimed in a later year.") % step
     if code == "regulator_adjustment":
         return _("Adjusted by the regulator from %(before)s RMB to %(amount)s RMB: %(reason)s") % step
     return str(step)
+
+
+def _project_cap_text(code: str, step: dict) -> str:
+    """The project cap's step: which scope the program gives it, what earlier awards it counted, and the cut."""
+    if step.get("scope") == "project_per_hospital":
+        head = _(
+            "Cap per project at this hospital %(cap)s RMB (each hospital's awards for the project count "
+            "separately), %(already)s RMB already awarded to it for the project"
+        )
+    elif step.get("elsewhere") and step["elsewhere"] != grouped(ZERO):
+        head = _(
+            "Cap per project %(cap)s RMB over all hospitals, %(already)s RMB already awarded for it "
+            "(%(elsewhere)s RMB of it to other hospitals)"
+        )
+    else:
+        head = _("Cap per project %(cap)s RMB over all hospitals, %(already)s RMB already awarded for it")
+    tail = _("cut by %(cut)s RMB to %(amount)s RMB") if code == "project_cap" else _("not reached (%(room)s RMB left)")
+    text = pgettext("explanation", "%(head)s: %(tail)s") % {"head": head % step, "tail": tail % step}
+    awards = step.get("elsewhere_awards") or []
+    if awards:
+        listed = pgettext("list separator", "; ").join(
+            _("%(institution)s, claim %(claim)s: %(amount)s RMB") % {**award, "amount": grouped(award["amount"])}
+            for award in awards
+        )
+        text += " " + _("(awards to other hospitals counted: %(awards)s)") % {"awards": listed}
+    return text
 
 
 def describe(steps: list[dict]) -> str:

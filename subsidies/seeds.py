@@ -350,11 +350,11 @@ def _decide(step: _Step) -> None:
 
 
 def _pay(step: _Step) -> None:
-    """Pay the approved amount (or the ``amount`` given) on the step's day."""
+    """Pay the balance still owed (or the ``amount`` given: less leaves the claim partly paid) on the step's day."""
     data = step.part.data
     claim = step.plan.claim
     # Undecided, there is nothing approved to pay: the service then says the claim cannot be paid yet.
-    amount = data.get("amount", claim.amount_approved if claim.amount_approved is not None else Decimal("0"))
+    amount = data.get("amount", claim.balance if claim.balance is not None else Decimal("0"))
     step.plan.claim = services.claim_pay(
         claim=claim,
         actor=step.actor,

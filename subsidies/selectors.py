@@ -18,7 +18,12 @@ def _claim_item(kind: str, title, claim: Claim, url: str) -> WorkItem:
         kind=kind,
         title=title % {"reference": claim.reference, "program": claim.program.name, "institution": claim.institution},
         url=url,
-        detail=claim.get_status_display(),
+        detail=(
+            _("%(status)s, %(balance)s RMB owed")
+            % {"status": claim.get_status_display(), "balance": f"{claim.balance:,.2f}"}
+            if claim.status == C.PARTIALLY_PAID
+            else claim.get_status_display()
+        ),
     )
 
 
@@ -45,7 +50,7 @@ def research_office_work(user) -> list[Section]:
 
 
 def regulator_work(user) -> list[Section]:
-    """Its region's submitted claims: to take into review, to decide, and approved ones to pay."""
+    """Its region's submitted claims: to take into review, to decide, and approved or partly paid ones to pay."""
     claims = (
         Claim.objects.filter(program__region_id=user.region_id)
         .select_related("program", "institution")
@@ -67,8 +72,8 @@ def regulator_work(user) -> list[Section]:
         (
             "claim.pay",
             _("Approved claims to pay"),
-            Q(status__in=[C.APPROVED, C.PARTIALLY_APPROVED], paid_on__isnull=True),
-            _("Record the payment of claim %(reference)s of %(institution)s"),
+            Q(status__in=Claim.PAYABLE_STATUSES),
+            _("Record a payment of claim %(reference)s of %(institution)s"),
         ),
     ]
     return [

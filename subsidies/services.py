@@ -24,8 +24,8 @@ from cgtclinic.errors import Conflict, DomainError, TransitionNotAllowed
 from cgtclinic.models import PolicyParameter, User
 from cgtclinic.notifications import notify, render_later
 from cgtclinic.roles import Role
-from subsidies import eligibility, rules
-from subsidies.models import Claim, ClaimLine, ClaimStatusChange, SubsidyProgram
+from subsidies import eligibility, evidence, rules
+from subsidies.models import Claim, ClaimLine, ClaimPayment, ClaimStatusChange, SubsidyProgram
 from trials.enrolment import enrolled_as_of
 from trials.models import Trial, TrialSite, TrialStatusChange
 
@@ -79,8 +79,10 @@ ALLOWED: dict[str, dict[str, str]] = {
     C.DRAFT: {"recompute": C.DRAFT, "change_lines": C.DRAFT, "submit": C.SUBMITTED, "discard": DELETED},
     C.SUBMITTED: {"start_review": C.UNDER_REVIEW},
     C.UNDER_REVIEW: {APPROVE: C.APPROVED, PARTIAL: C.PARTIALLY_APPROVED, REJECT: C.REJECTED},
-    C.APPROVED: {"pay": C.PAID},
-    C.PARTIALLY_APPROVED: {"pay": C.PAID},
+    # A payment of the whole balance pays the claim; a smaller one leaves it partly paid, with its balance.
+    C.APPROVED: {"pay": C.PAID, "pay_part": C.PARTIALLY_PAID},
+    C.PARTIALLY_APPROVED: {"pay": C.PAID, "pay_part": C.PARTIALLY_PAID},
+    C.PARTIALLY_PAID: {"pay": C.PAID, "pay_part": C.PARTIALLY_PAID},
 }
 DECISIONS = ALLOWED[C.UNDER_REVIEW]
 # Who may take each step: the same checks the step functions below make.
@@ -94,6 +96,7 @@ STEP_ACTORS = {
     PARTIAL: _is_regulator,
     REJECT: _is_regulator,
     "pay": _is_regulator,
+    "pay_part": _is_regulator,
 }
 STEPS = tuple(dict.fromkeys(step for steps in ALLOWED.values() for step in steps))
 
@@ -159,6 +162,11 @@ PAID_BODY = gettext_lazy(
     "%(paid)s RMB of the %(approved)s RMB approved for your claim %(reference)s under %(program)s for %(year)s was "
     "paid on %(day)s.%(payment_reference)s"
 )
+PART_PAID_SUBJECT = gettext_lazy("Subsidy claim %(reference)s partly paid: %(paid)s RMB, %(balance)s RMB owed")
+PART_PAID_BODY = gettext_lazy(
+    "%(paid)s RMB of the %(approved)s RMB approved for your claim %(reference)s under %(program)s for %(year)s was "
+    "paid on %(day)s.%(payment_reference)s Paid so far: %(so_far)s RMB; still owed: %(balance)s RMB."
+)
 NOTE = gettext_lazy("\nThe regulator's note: %(note)s")
 PAYMENT_REFERENCE = gettext_lazy(" Payment reference: %(reference)s.")
 
@@ -184,12 +192,12 @@ def _research_office(claim: Claim):
     return User.objects.filter(institution_id=claim.institution_id, role=Role.RESEARCH_OFFICE, is_active=True)
 
 
-def _notify_office(claim: Claim, *, topic: str, subject, body) -> None:
+def _notify_office(claim: Claim, *, topic: str, subject, body, event_key: str = "") -> None:
     """The claiming hospital's research office, with a link to the claim's admin page."""
     notify(
         recipients=_research_office(claim),
         topic=topic,
-        event_key=f"claim:{claim.pk}",
+        event_key=event_key or f"claim:{claim.pk}",
         subject=subject,
         body=body,
         link=reverse("admin:subsidies_claim_change", args=[claim.pk]),
@@ -236,20 +244,25 @@ def _notify_decided(claim: Claim, decision: str, lines) -> None:
     _notify_office(claim, topic="claim.decided", subject=subject, body=body)
 
 
-def _notify_paid(claim: Claim) -> None:
+def _notify_paid(claim: Claim, payment: ClaimPayment) -> None:
+    """The hospital's office, for every payment: how much, and what is still owed if anything."""
     params = {
         **_claim_params(claim),
-        "paid": _yuan(claim.amount_paid),
+        "paid": _yuan(payment.amount),
+        "so_far": _yuan(claim.amount_paid),
+        "balance": _yuan(claim.balance),
         "day": claim.paid_on.isoformat(),
         "payment_reference": (
             render_later(PAYMENT_REFERENCE, reference=claim.payment_reference) if claim.payment_reference else ""
         ),
     }
+    whole = claim.status == C.PAID
     _notify_office(
         claim,
         topic="claim.paid",
-        subject=render_later(PAID_SUBJECT, **params),
-        body=render_later(PAID_BODY, **params),
+        subject=render_later(PAID_SUBJECT if whole else PART_PAID_SUBJECT, **params),
+        body=render_later(PAID_BODY if whole else PART_PAID_BODY, **params),
+        event_key=f"claim:{claim.pk}:payment:{payment.pk}",
     )
 
 
@@ -313,9 +326,10 @@ def earlier_by_trial(claim: Claim) -> dict[int, dict]:
     return {row["trial_id"]: {"patients": row["patients"] or 0, "amount": row["amount"] or rules.ZERO} for row in rows}
 
 
-def awarded_elsewhere_by_trial(claim: Claim) -> dict[int, Decimal]:
-    """Per trial: RMB other hospitals' counting claims under the program took, when its cap per project covers the
-    whole project (001 task 5: 每个项目资助总额不超过50万元). Empty for a cap per hospital. One query."""
+def awarded_elsewhere_by_trial(claim: Claim) -> dict[int, list[dict]]:
+    """Per trial: what other hospitals' counting claims under the program took, claim by claim ({"institution",
+    "claim", "amount"}), when its cap per project covers the whole project (001 task 5: 每个项目资助总额不超过50万元).
+    Empty for a cap per hospital. One query."""
     if (
         claim.program.project_cap_scope != SubsidyProgram.ProjectCapScope.PROJECT
         or not claim.program.project_cap_parameter
@@ -326,10 +340,24 @@ def awarded_elsewhere_by_trial(claim: Claim) -> dict[int, Decimal]:
             claim__program_id=claim.program_id, claim__status__in=Claim.COUNTING_STATUSES, status=L.ELIGIBLE
         )
         .exclude(claim__institution_id=claim.institution_id)
-        .values("trial_id")
+        .values("trial_id", "claim_id", "claim__year", "claim__institution__name_zh")
         .annotate(amount=Sum(_line_amount()))
+        .order_by("trial_id", "claim__year", "claim_id")
     )
-    return {row["trial_id"]: row["amount"] or rules.ZERO for row in rows}
+    out: dict[int, list[dict]] = {}
+    for row in rows:
+        out.setdefault(row["trial_id"], []).append(
+            {
+                "institution": row["claim__institution__name_zh"],
+                "claim": Claim(pk=row["claim_id"], year=row["claim__year"]).reference,
+                "amount": str(row["amount"] or rules.ZERO),
+            }
+        )
+    return out
+
+
+def _elsewhere_total(awards: list[dict]) -> Decimal:
+    return sum((Decimal(award["amount"]) for award in awards), rules.ZERO)
 
 
 def institution_year_already(claim: Claim) -> Decimal:
@@ -487,7 +515,8 @@ def _recompute(claim: Claim) -> None:
         took = earlier.get(trial.pk, {"patients": 0, "amount": rules.ZERO})
         line.enrolled_total = enrolled.get(site.pk, 0)
         line.previously_claimed = took["patients"]
-        line.previously_awarded = took["amount"] + elsewhere.get(trial.pk, rules.ZERO)
+        awards = elsewhere.get(trial.pk, [])
+        line.previously_awarded = took["amount"] + _elsewhere_total(awards)
         if not reasons and program.amount_rule == P.PER_PATIENT and line.enrolled_total <= line.previously_claimed:
             reasons.append(_reason("nothing_to_claim", _both(lambda: _("No enrolled patient is left to claim."))))
         # A project on an earlier counting claim was claimed, even if the regulator approved less (or nothing).
@@ -505,7 +534,8 @@ def _recompute(claim: Claim) -> None:
                     enrolled=line.enrolled_total,
                     previously_claimed=line.previously_claimed,
                     previously_awarded=line.previously_awarded,
-                    awarded_elsewhere=elsewhere.get(trial.pk, rules.ZERO),
+                    awarded_elsewhere=_elsewhere_total(awards),
+                    elsewhere_awards=tuple(awards),
                     cost=line.cost_rmb,
                 )
             )
@@ -515,11 +545,28 @@ def _recompute(claim: Claim) -> None:
     )
     result = rules.calculate(rule, inputs, institution_year_already=institution_year_already(claim))
     computed = {line_result.key: line_result for line_result in result.lines}
+    eligible_sites = [line.site for index, line in enumerate(lines) if index in computed]
+    ethics = evidence.ethics_by_site(eligible_sites, on)
+    slots = (
+        evidence.patient_slots([site.pk for site in eligible_sites], on) if program.amount_rule == P.PER_PATIENT else {}
+    )
     for index, line in enumerate(lines):
         line_result = computed.get(index)
         line.patients_claimed = line_result.patients if line_result else 0
         line.amount_computed = line_result.amount if line_result else rules.ZERO
         line.explanation = line_result.steps if line_result else []
+        if line_result:
+            # The evidence of each claimed patient, and of the site's approval and the trial's registration.
+            line.evidence.update(
+                evidence.line_evidence(
+                    trial=line.trial,
+                    site=line.site,
+                    slots=slots.get(line.site_id, []),
+                    ethics=ethics.get(line.site_id),
+                    first=line.previously_claimed,
+                    count=line.patients_claimed,
+                )
+            )
         line.save()
     claim.amount_claimed = result.total
     claim.save(update_fields=["amount_claimed"])
@@ -823,33 +870,62 @@ def _apply_adjustments(eligible: dict[int, ClaimLine], adjustments: dict) -> Non
 
 
 def claim_pay(*, claim: Claim, actor: User, amount, paid_on: datetime.date, payment_reference: str = "") -> Claim:
-    """Record the payment of an approved claim: at most the approved amount, not before the decision."""
+    """Record a payment of a decided claim: more than 0 and at most its balance (approved less paid so far), on a
+    day between the decision and today. The whole balance pays the claim; less leaves it partly paid with the rest
+    owed, and later payments follow until the balance is nil. Each payment is a row with who, when and reference."""
     _require_regulator(actor, claim)
+    paid = _parse_money(amount, "amount")
     with transaction.atomic():
         locked = _lock(claim)
         if not _allows(locked, "pay"):
             raise TransitionNotAllowed(
                 _("A claim that is “%(current)s” cannot be paid.") % {"current": locked.get_status_display()}
             )
-        paid = _parse_money(amount, "amount")
-        if paid <= 0 or paid > locked.amount_approved:
+        balance = locked.balance
+        if paid <= 0:
+            raise DomainError(_("The payment must be more than 0."), field="amount")
+        if paid > balance:
             raise DomainError(
-                _("The payment must be more than 0 and at most the %(approved)s RMB approved.")
-                % {"approved": locked.amount_approved},
+                _(
+                    "The payment of %(paid)s RMB is more than the %(balance)s RMB still owed on the claim (approved "
+                    "%(approved)s RMB, paid so far %(so_far)s RMB); an overpayment is not recorded."
+                )
+                % {
+                    "paid": _yuan(paid),
+                    "balance": _yuan(balance),
+                    "approved": _yuan(locked.amount_approved),
+                    "so_far": _yuan(locked.amount_paid),
+                },
                 field="amount",
+                code="overpayment",
             )
         if paid_on > timezone.localdate() or paid_on < timezone.localdate(locked.decided_at):
             raise DomainError(_("The payment date must lie between the decision and today."), field="paid_on")
-        locked.amount_paid = paid
+        now = timezone.now()
+        payment = ClaimPayment.objects.create(
+            claim=locked,
+            amount=paid,
+            paid_on=paid_on,
+            reference=payment_reference.strip(),
+            recorded_by=actor,
+            recorded_at=now,
+            balance_after=balance - paid,
+        )
+        locked.amount_paid = (locked.amount_paid or rules.ZERO) + paid
         locked.paid_on = paid_on
         locked.payment_reference = payment_reference.strip()
+        step = "pay" if paid == balance else "pay_part"
         _move(
             locked,
-            step="pay",
+            step=step,
             actor=actor,
+            note=_("%(paid)s RMB paid, %(balance)s RMB still owed.")
+            % {"paid": _yuan(paid), "balance": _yuan(balance - paid)}
+            if step == "pay_part"
+            else "",
             fields=("amount_paid", "paid_on", "payment_reference"),
         )
-        _notify_paid(locked)
+        _notify_paid(locked, payment)
     return locked
 
 

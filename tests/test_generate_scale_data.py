@@ -168,7 +168,10 @@ def test_claim_totals_are_the_sums_of_their_lines(generated):
             eligible = lines.filter(status=ClaimLine.Status.ELIGIBLE)
             assert claim.amount_approved == eligible.aggregate(total=Sum("approved_amount"))["total"]
         if claim.status == Claim.Status.PAID:
-            assert 0 < claim.amount_paid <= claim.amount_approved
+            assert 0 < claim.amount_paid == claim.amount_approved
+            # Paid as the service pays: one payment row of the whole balance.
+            (payment,) = claim.payments.all()
+            assert (payment.amount, payment.balance_after) == (claim.amount_paid, 0)
     # One claim per hospital and program open at a time (the database constraint holds it, too).
     open_claims = Claim.objects.filter(status__in=Claim.OPEN_STATUSES)
     assert open_claims.count() == open_claims.values("institution", "program").distinct().count()

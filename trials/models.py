@@ -52,7 +52,10 @@ class Trial(models.Model):
         OTHER = "other", _("Other clinical research")
 
     class TherapyCategory(models.TextChoices):
-        IMMUNE_CELL = "immune_cell", _("CAR-T and other immune-cell therapy")
+        # Cells whose genes were modified ex vivo (a CAR or TCR brought in by a vector or by editing): gene therapy
+        # as well as cell therapy, so a program says whether it counts them (seeds/policy/subsidy_programs.yaml).
+        GENE_MODIFIED_CELL = "gene_modified_cell", _("Gene-modified cell therapy (CAR-T, TCR-T)")
+        IMMUNE_CELL = "immune_cell", _("Other immune-cell therapy (not gene-modified)")
         STEM_CELL = "stem_cell", _("Stem-cell therapy")
         VIRAL_VECTOR_GENE = "viral_vector_gene", _("Gene therapy with viral vector")
         GENE_EDITING = "gene_editing", _("Gene editing")

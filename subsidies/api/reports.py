@@ -42,7 +42,8 @@ class SubsidyClaimsReport(ReportView):
         "Hospitals' submitted subsidy claims under the region's programs, per program, institution and claim year: "
         "claims by status, amounts claimed, approved and paid (RMB), and the institution's yearly cap (the policy "
         "value in force on the year's reference date) with what the year's claims take from it (approved amounts "
-        "once decided, else claimed; rejected claims take nothing) and the room left. Drafts are not counted."
+        "once decided, else claimed; rejected claims take nothing) and the room left. A claim paid less than "
+        "approved is partly paid; its balance is in the balance owed. Drafts are not counted."
     )
     filter_serializer_class = ClaimFilters
     columns = (
@@ -57,6 +58,12 @@ class SubsidyClaimsReport(ReportView):
         Column("amount_claimed", "money", _("amount claimed (RMB)")),
         Column("amount_approved", "money", _("amount approved (RMB)")),
         Column("amount_paid", "money", _("amount paid (RMB)")),
+        Column(
+            "amount_owed",
+            "money",
+            _("balance owed (RMB)"),
+            _("Approved and not yet paid, over the approved and partly paid claims."),
+        ),
         Column("institution_year_cap", "money", _("cap per institution per year (RMB)"), _("Null: no such cap.")),
         Column("counted_toward_cap", "money", _("taken from the yearly cap (RMB)")),
         Column("room_under_institution_year_cap", "money", _("room left under the yearly cap (RMB)")),
@@ -67,6 +74,7 @@ class SubsidyClaimsReport(ReportView):
         Column("amount_claimed", "money", _("amount claimed (RMB)")),
         Column("amount_approved", "money", _("amount approved (RMB)")),
         Column("amount_paid", "money", _("amount paid (RMB)")),
+        Column("amount_owed", "money", _("balance owed (RMB)")),
         Column("institutions", "integer", _("institutions")),
         Column("programs", "integer", _("programs")),
     )
@@ -78,10 +86,13 @@ class SubsidyClaimsReport(ReportView):
                    COUNT(*) FILTER (WHERE c.status = 'approved') AS claims_approved,
                    COUNT(*) FILTER (WHERE c.status = 'partially_approved') AS claims_partially_approved,
                    COUNT(*) FILTER (WHERE c.status = 'rejected') AS claims_rejected,
+                   COUNT(*) FILTER (WHERE c.status = 'partially_paid') AS claims_partially_paid,
                    COUNT(*) FILTER (WHERE c.status = 'paid') AS claims_paid,
                    COALESCE(SUM(c.amount_claimed), 0) AS amount_claimed,
                    COALESCE(SUM(c.amount_approved), 0) AS amount_approved,
                    COALESCE(SUM(c.amount_paid), 0) AS amount_paid,
+                   COALESCE(SUM(c.amount_approved - COALESCE(c.amount_paid, 0)) FILTER (
+                       WHERE c.status IN ('approved', 'partially_approved', 'partially_paid')), 0) AS amount_owed,
                    COALESCE(SUM(COALESCE(c.amount_approved, c.amount_claimed))
                             FILTER (WHERE c.status <> 'rejected'), 0) AS counted_toward_cap,
                    COUNT(DISTINCT c.institution_id) AS institutions, COUNT(DISTINCT c.program_id) AS programs
@@ -145,18 +156,28 @@ class SubsidyProjectsReport(ReportView):
     name = "subsidy-projects"
     title = _("Subsidies per project")
     description = _(
-        "Per program, institution and trial (project): the eligible lines of the submitted and decided claims "
-        "(rejected claims excluded), the patients claimed, the RMB they take (approved amounts once decided, else "
-        "computed), and the room left under the program's cap per project in force today."
+        "Per program and trial (project): the eligible lines of the submitted and decided claims (rejected claims "
+        "excluded), the patients claimed, the RMB they take (approved amounts once decided, else computed), and the "
+        "room left under the program's cap per project in force today. Where the program's cap covers the project "
+        "over all hospitals (cap_scope project, 001 task 5: 每个项目资助总额), a project is one row summing every "
+        "hospital's claims and the institution is empty; where it caps each hospital separately "
+        "(project_per_hospital), there is one row per project and hospital."
     )
     filter_serializer_class = ProjectFilters
     columns = (
         Column("program_id", "integer", _("program id")),
         Column("program_code", "string", _("program code")),
-        Column("institution_id", "integer", _("institution id")),
-        Column("institution_name", "string", _("institution")),
+        Column(
+            "cap_scope",
+            "string",
+            _("the project cap counts"),
+            _("project: over all hospitals; project_per_hospital: each hospital separately."),
+        ),
+        Column("institution_id", "integer", _("institution id"), _("Null: the cap covers every hospital.")),
+        Column("institution_name", "string", _("institution"), _("Null: the cap covers every hospital.")),
         Column("trial_id", "integer", _("trial id")),
         Column("protocol_number", "string", _("protocol number")),
+        Column("institutions", "integer", _("hospitals with claims")),
         Column("claims", "integer", _("claims")),
         Column("patients_claimed", "integer", _("patients claimed")),
         Column("amount_counted", "money", _("amount taken (RMB)")),
@@ -173,15 +194,18 @@ class SubsidyProjectsReport(ReportView):
     )
     bench_sql = """
         WITH projects AS (
-            SELECT c.program_id, c.institution_id, l.trial_id, COUNT(DISTINCT l.claim_id) AS claims,
+            SELECT c.program_id, p.project_cap_scope AS cap_scope,
+                   CASE WHEN p.project_cap_scope = 'project_per_hospital' THEN c.institution_id END AS institution_id,
+                   l.trial_id, COUNT(DISTINCT c.institution_id) AS institutions,
+                   COUNT(DISTINCT l.claim_id) AS claims,
                    COALESCE(SUM(l.patients_claimed), 0) AS patients_claimed,
                    COALESCE(SUM(COALESCE(l.approved_amount, l.amount_computed)), 0) AS amount_counted
             FROM subsidies_claimline l
             JOIN subsidies_claim c ON c.id = l.claim_id
             JOIN subsidies_subsidyprogram p ON p.id = c.program_id
             WHERE p.region_id = %(region_id)s AND l.status = 'eligible'
-              AND c.status IN ('submitted', 'under_review', 'approved', 'partially_approved', 'paid')
-            GROUP BY c.program_id, c.institution_id, l.trial_id
+              AND c.status IN ('submitted', 'under_review', 'approved', 'partially_approved', 'partially_paid', 'paid')
+            GROUP BY 1, 2, 3, 4
         )
         SELECT *, COUNT(*) OVER () AS projects, SUM(patients_claimed) OVER () AS total_patients_claimed,
                SUM(amount_counted) OVER () AS total_amount_counted,
@@ -193,7 +217,7 @@ class SubsidyProjectsReport(ReportView):
                cap.value AS project_cap, GREATEST(cap.value - g.amount_counted, 0) AS room_under_project_cap
         FROM projects g
         JOIN subsidies_subsidyprogram p ON p.id = g.program_id
-        JOIN cgtclinic_institution i ON i.id = g.institution_id
+        LEFT JOIN cgtclinic_institution i ON i.id = g.institution_id
         JOIN trials_trial t ON t.id = g.trial_id
         LEFT JOIN LATERAL (
             SELECT v.value FROM cgtclinic_policyparameter v
@@ -203,7 +227,7 @@ class SubsidyProjectsReport(ReportView):
             ORDER BY v.region_id NULLS LAST, v.effective_from DESC LIMIT 1
         ) cap ON TRUE
         ) q
-        ORDER BY program_code, institution_name, protocol_number, trial_id
+        ORDER BY program_code, protocol_number, trial_id, institution_name
         LIMIT 100
     """
 

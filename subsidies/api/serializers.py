@@ -14,8 +14,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from cgtclinic.models import Institution, PolicyParameter
-from subsidies import rules, services
-from subsidies.models import Claim, ClaimLine, ClaimStatusChange, EligibilityRule, SubsidyProgram
+from subsidies import evidence, rules, services
+from subsidies.models import Claim, ClaimLine, ClaimPayment, ClaimStatusChange, EligibilityRule, SubsidyProgram
 from trials.api.serializers import VisibleTrialField
 
 MONEY = {"max_digits": 14, "decimal_places": 2}
@@ -191,6 +191,12 @@ class ReasonSerializer(serializers.Serializer):
     message = serializers.CharField(help_text=_("Why the line does not qualify, in the request's language."))
 
 
+class MissingEvidenceSerializer(serializers.Serializer):
+    code = serializers.ChoiceField(choices=evidence.MISSING)
+    count = serializers.IntegerField(help_text=_("How many patients (or 1 for the site or the trial)."))
+    message = serializers.CharField(help_text=_("What is missing, in the request's language."))
+
+
 class ClaimLineSerializer(serializers.ModelSerializer):
     """One trial (or cost item) of a claim with how its amount was reached."""
 
@@ -207,7 +213,18 @@ class ClaimLineSerializer(serializers.ModelSerializer):
     cost_rmb = serializers.DecimalField(**MONEY, read_only=True, allow_null=True)
     amount_computed = serializers.DecimalField(**MONEY, read_only=True)
     approved_amount = serializers.DecimalField(**MONEY, read_only=True, allow_null=True)
-    evidence = serializers.JSONField(read_only=True, help_text=_("The trial and site facts the line was checked on."))
+    evidence = serializers.JSONField(
+        read_only=True,
+        help_text=_(
+            "The trial and site facts the line was checked on, and the evidence of each claimed patient: ethics "
+            "(the site's approval: letter_number, decided_on, source), registration (chictr_id, nct_id, "
+            "filing_number, nmpa_approval_number), patients (position, subject, enrolled_on, consent, missing) and "
+            "missing ({code: count})."
+        ),
+    )
+    evidence_missing = serializers.SerializerMethodField(
+        help_text=_("What evidence is missing for the line, in the request's language (does not block submission).")
+    )
 
     class Meta:
         model = ClaimLine
@@ -231,6 +248,7 @@ class ClaimLineSerializer(serializers.ModelSerializer):
             "explanation",
             "explanation_steps",
             "evidence",
+            "evidence_missing",
             "excluded_reason",
             "excluded_at",
             "approved_amount",
@@ -241,6 +259,13 @@ class ClaimLineSerializer(serializers.ModelSerializer):
     @extend_schema_field(ReasonSerializer(many=True))
     def get_ineligible_reasons(self, line: ClaimLine) -> list[dict]:
         return [{"rule": r.get("rule", ""), "message": reason_in_language(r)} for r in line.ineligible_reasons]
+
+    @extend_schema_field(MissingEvidenceSerializer(many=True))
+    def get_evidence_missing(self, line: ClaimLine) -> list[dict]:
+        missing = (line.evidence or {}).get("missing") or {}
+        return [
+            {"code": code, "count": count, "message": evidence.missing_label(code)} for code, count in missing.items()
+        ]
 
     def get_explanation(self, line: ClaimLine) -> str:
         return rules.describe(line.explanation)
@@ -256,6 +281,21 @@ class ClaimStatusChangeSerializer(serializers.ModelSerializer):
     class Meta:
         model = ClaimStatusChange
         fields = ("from_status", "to_status", "at", "actor_name", "note")
+        read_only_fields = fields
+
+
+class ClaimPaymentSerializer(serializers.ModelSerializer):
+    """One payment of the claim: how much, on which day, with what reference, recorded by whom and when."""
+
+    amount = serializers.DecimalField(**MONEY, read_only=True)
+    balance_after = serializers.DecimalField(
+        **MONEY, read_only=True, help_text=_("What was still owed after this payment.")
+    )
+    recorded_by_name = serializers.CharField(source="recorded_by.full_name", read_only=True)
+
+    class Meta:
+        model = ClaimPayment
+        fields = ("id", "amount", "paid_on", "reference", "balance_after", "recorded_by_name", "recorded_at")
         read_only_fields = fields
 
 
@@ -280,6 +320,8 @@ CLAIM_FIELDS = (
     "amount_claimed",
     "amount_approved",
     "amount_paid",
+    "balance",
+    "payments",
     "paid_on",
     "payment_reference",
     "decision_note",
@@ -308,13 +350,23 @@ class ClaimSerializer(serializers.ModelSerializer):
     decided_by_name = serializers.CharField(source="decided_by.full_name", read_only=True, allow_null=True)
     amount_claimed = serializers.DecimalField(**MONEY, read_only=True)
     amount_approved = serializers.DecimalField(**MONEY, read_only=True, allow_null=True)
-    amount_paid = serializers.DecimalField(**MONEY, read_only=True, allow_null=True)
+    amount_paid = serializers.DecimalField(
+        **MONEY, read_only=True, allow_null=True, help_text=_("The sum of the payments so far.")
+    )
+    balance = serializers.DecimalField(
+        **MONEY,
+        read_only=True,
+        allow_null=True,
+        help_text=_("Approved and not yet paid; null before the decision and for a rejected claim."),
+    )
+    payments = ClaimPaymentSerializer(many=True, read_only=True)
     lines = ClaimLineSerializer(many=True, read_only=True)
     available_steps = serializers.SerializerMethodField(
         help_text=_(
             "The steps the claim's status allows and you may take now: recompute, change_lines (exclude, include, "
             "cost-items), submit, discard (DELETE), start_review (/start-review/), approve, partially_approve and "
-            "reject (/decide/ with that decision), pay."
+            "reject (/decide/ with that decision), pay and pay_part (/pay/: the whole balance pays the claim, less "
+            "leaves it partly paid)."
         )
     )
 
@@ -408,7 +460,12 @@ class DecideSerializer(serializers.Serializer):
 
 
 class PaySerializer(serializers.Serializer):
-    amount = serializers.DecimalField(**MONEY, help_text=_("RMB paid, at most the amount approved."))
+    amount = serializers.DecimalField(
+        **MONEY,
+        help_text=_(
+            "RMB paid, at most the balance still owed: the whole balance pays the claim, less leaves it partly paid."
+        ),
+    )
     paid_on = serializers.DateField(help_text=_("The day the money was paid."))
     payment_reference = serializers.CharField(
         required=False, allow_blank=True, default="", max_length=100, help_text=_("e.g. the bank transfer number.")

@@ -18,7 +18,7 @@ from rest_framework.response import Response
 from cgtclinic.i18n import requested_language
 from subsidies import exports, services
 from subsidies.api import filters, serializers
-from subsidies.models import Claim, ClaimLine, ClaimStatusChange, SubsidyProgram
+from subsidies.models import Claim, ClaimLine, ClaimPayment, ClaimStatusChange, SubsidyProgram
 from trials.api.serializers import ErrorSerializer
 from trials.api.views import ViewThenServiceDecides, _errors
 
@@ -171,7 +171,10 @@ class ClaimViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         queryset = (
             Claim.objects.visible_to(self.request.user)
             .select_related("program__region", "institution", "opened_by", "submitted_by", "decided_by")
-            .prefetch_related(Prefetch("lines", queryset=ClaimLine.objects.select_related("trial", "site")))
+            .prefetch_related(
+                Prefetch("lines", queryset=ClaimLine.objects.select_related("trial", "site")),
+                Prefetch("payments", queryset=ClaimPayment.objects.select_related("recorded_by")),
+            )
         )
         if self.action != "list":
             queryset = queryset.prefetch_related(
@@ -298,7 +301,15 @@ class ClaimViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     def decide(self, request, pk=None):
         return self._step(services.claim_decide)
 
-    @_step_schema("claims_pay", gettext_lazy("Record the payment of an approved claim"), serializers.PaySerializer)
+    @_step_schema(
+        "claims_pay",
+        gettext_lazy("Record a payment of an approved claim"),
+        serializers.PaySerializer,
+        gettext_lazy(
+            "At most the balance still owed; the whole balance pays the claim, a smaller payment leaves it partly "
+            "paid with its balance. An overpayment is refused (400, code overpayment)."
+        ),
+    )
     @action(detail=True, methods=["post"], permission_classes=[ViewThenServiceDecides])
     def pay(self, request, pk=None):
         return self._step(services.claim_pay)

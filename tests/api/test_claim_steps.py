@@ -42,9 +42,12 @@ def call(client: APIClient, claim: Claim, step: str):
         if step == services.PARTIAL:
             body["adjustments"] = {str(line.pk): {"amount": str(line.amount_computed - 1), "reason": "one invoice"}}
         return client.post(f"{base}decide/", body, format="json")
-    if step == "pay":
-        body = {"amount": str(claim.amount_approved or claim.amount_claimed), "paid_on": timezone.localdate()}
-        return client.post(f"{base}pay/", body, format="json")
+    if step in ("pay", "pay_part"):
+        # One action for both steps: the whole balance pays the claim, half of it leaves it partly paid.
+        amount = claim.balance if claim.balance is not None else claim.amount_claimed
+        if step == "pay_part":
+            amount = (amount / 2).quantize(amount.__class__("0.01"))
+        return client.post(f"{base}pay/", {"amount": str(amount), "paid_on": timezone.localdate()}, format="json")
     return client.post(f"{base}{step.replace('_', '-')}/", {}, format="json")
 
 
@@ -70,7 +73,8 @@ def went_through(client, claim, step) -> bool:
         (C.DRAFT, ["recompute", "change_lines", "submit", "discard"], None),  # a regulator never sees a draft
         (C.SUBMITTED, [], ["start_review"]),
         (C.UNDER_REVIEW, [], ["approve", "partially_approve", "reject"]),
-        (C.PARTIALLY_APPROVED, [], ["pay"]),
+        (C.PARTIALLY_APPROVED, [], ["pay", "pay_part"]),
+        (C.PARTIALLY_PAID, [], ["pay", "pay_part"]),
         (C.PAID, [], []),
     ],
 )
@@ -88,7 +92,7 @@ def test_the_detail_and_the_list_show_the_steps_the_caller_may_take(
         assert [row["available_steps"] for row in listed if row["id"] == claim.pk] == [expected]
 
 
-@pytest.mark.parametrize("status", [C.DRAFT, C.SUBMITTED, C.UNDER_REVIEW, C.APPROVED, C.PAID])
+@pytest.mark.parametrize("status", [C.DRAFT, C.SUBMITTED, C.UNDER_REVIEW, C.APPROVED, C.PARTIALLY_PAID, C.PAID])
 @pytest.mark.parametrize("role", ["office", "regulator"])
 def test_every_listed_action_goes_through_and_every_other_is_refused(draft, research_office, regulator, status, role):
     claim = claim_in(status, draft, research_office, regulator)

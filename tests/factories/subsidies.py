@@ -84,7 +84,10 @@ class EligibilityRuleFactory(factory.django.DjangoModelFactory):
 
 
 SHANGHAI_RULES = [
-    (EligibilityRule.Kind.THERAPY_CATEGORY, {"categories": ["viral_vector_gene", "gene_editing", "nucleic_acid"]}),
+    (
+        EligibilityRule.Kind.THERAPY_CATEGORY,
+        {"categories": ["viral_vector_gene", "gene_editing", "nucleic_acid", "gene_modified_cell"]},
+    ),
     (EligibilityRule.Kind.TRIAL_KIND, {"iit": True, "industry_sponsor_in_region": True}),
     (EligibilityRule.Kind.RESEARCH_COMPLETED, {"completed_on_or_after": "2023-08-31"}),
     (EligibilityRule.Kind.ETHICS_APPROVAL, {}),
@@ -224,8 +227,11 @@ def run(claim, actor, step: str):
         line = eligible_line(claim) or claim.lines.first()
         lowered = {line.pk: {"amount": str(line.amount_computed - 1), "reason": "one invoice missing"}}
         return services.claim_decide(claim=claim, actor=actor, decision=step, adjustments=lowered)
-    if step == "pay":
-        amount = claim.amount_approved or claim.amount_claimed
+    if step in ("pay", "pay_part"):
+        # The whole balance pays the claim; half of it leaves the claim partly paid.
+        amount = claim.balance if claim.balance is not None else claim.amount_claimed
+        if step == "pay_part":
+            amount = (amount / 2).quantize(Decimal("0.01"))
         return services.claim_pay(claim=claim, actor=actor, amount=amount, paid_on=timezone.localdate())
     raise AssertionError(step)
 
@@ -239,6 +245,7 @@ def claim_in(status, claim, office, regulator):
         Claim.Status.APPROVED: ["submit", "start_review", services.APPROVE],
         Claim.Status.PARTIALLY_APPROVED: ["submit", "start_review", services.PARTIAL],
         Claim.Status.REJECTED: ["submit", "start_review", services.REJECT],
+        Claim.Status.PARTIALLY_PAID: ["submit", "start_review", services.APPROVE, "pay_part"],
         Claim.Status.PAID: ["submit", "start_review", services.APPROVE, "pay"],
     }[status]
     for step in path:

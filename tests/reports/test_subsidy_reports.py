@@ -121,7 +121,11 @@ def test_projects_and_the_room_under_their_cap(claims, regulator, region):
     cap = value(claims.project_cap_parameter, region, TODAY)
     projects = defaultdict(list)
     for line in lines:
-        projects[(line.claim.program_id, line.claim.institution_id, line.trial_id)].append(line)
+        # The cap covers the project over all hospitals (the program's default scope): one row per project.
+        per_hospital = line.claim.program.project_cap_scope == "project_per_hospital"
+        projects[(line.claim.program_id, line.claim.institution_id if per_hospital else None, line.trial_id)].append(
+            line
+        )
     rows = {(r["program_id"], r["institution_id"], r["trial_id"]): r for r in data["rows"]}
     assert set(rows) == set(projects)
     at_cap = 0
@@ -135,6 +139,7 @@ def test_projects_and_the_room_under_their_cap(claims, regulator, region):
         assert Decimal(str(row["project_cap"])) == cap
         assert Decimal(str(row["room_under_project_cap"])) == max(cap - taken, 0)
         assert row["claims"] == len({line.claim_id for line in group})
+        assert row["institutions"] == len({line.claim.institution_id for line in group})
         at_cap += taken >= cap
     assert at_cap == 1  # the trial that enrolled over the cap
     summary = data["summary"]

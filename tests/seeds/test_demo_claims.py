@@ -33,7 +33,8 @@ INSURANCE = "shanghai-trial-liability-insurance"
 # active gene therapy (the rules each fails).
 ELIGIBLE = {"RK-GT-2023-01", "RK-IIT-2024-03"}
 INELIGIBLE = {
-    "RK-CART-2025-01": {Kind.THERAPY_CATEGORY, Kind.RESEARCH_COMPLETED},
+    # A CAR-T trial is gene-modified cell therapy, which the Shanghai program counts; it is not completed yet.
+    "RK-CART-2025-01": {Kind.RESEARCH_COMPLETED},
     "ZJ-LV-2025-02": {Kind.RESEARCH_COMPLETED},
 }
 
@@ -95,10 +96,13 @@ def test_the_earlier_claim_was_paid_for_the_subjects_reported_by_its_submission(
     expected = min(rate * reported, cap)
 
     line = claim.lines.get(trial__protocol_number="RK-GT-2023-01")
-    assert claim.status == C.PAID
+    # Paid in part: the first instalment of the demo row, the rest still owed.
+    paid = Decimal(str(next(step["amount"] for step in row["steps"] if step["do"] == "pay")))
+    assert claim.status == C.PARTIALLY_PAID
     assert (line.status, line.enrolled_total, line.patients_claimed) == (L.ELIGIBLE, reported, reported)
     assert reported < _enrolled("RK-GT-2023-01"), "some subjects were reported after the claim"
-    assert claim.amount_claimed == claim.amount_approved == claim.amount_paid == line.amount_computed == expected
+    assert claim.amount_claimed == claim.amount_approved == line.amount_computed == expected
+    assert (claim.amount_paid, claim.balance) == (paid, expected - paid)
     assert claim.paid_on == _step_date(row, "pay")
     frozen = next(item for item in claim.snapshot["lines"] if item["protocol_number"] == "RK-GT-2023-01")
     assert frozen["patients_claimed"] == reported
@@ -106,7 +110,7 @@ def test_the_earlier_claim_was_paid_for_the_subjects_reported_by_its_submission(
         C.SUBMITTED,
         C.UNDER_REVIEW,
         C.APPROVED,
-        C.PAID,
+        C.PARTIALLY_PAID,
     ]
     assert {change.actor.username for change in ClaimStatusChange.objects.filter(claim=claim)} == {
         "research_office",
@@ -123,8 +127,11 @@ def test_the_insurance_claim_paid_its_share_of_the_premium(demo_report):
 
     line = claim.lines.get()
     assert (line.item_reference, line.cost_rmb) == (item["policy_number"], Decimal(str(item["cost"])))
+    # Paid in two instalments; the second, of the balance, closed the claim.
     assert claim.status == C.PAID
     assert claim.amount_paid == line.amount_computed == rules.to_fen(min(line.cost_rmb * percent / 100, item_cap))
+    assert [payment.balance_after for payment in claim.payments.all()][-1] == 0
+    assert claim.payments.count() == len([step for step in row["steps"] if step["do"] == "pay"]) == 2
 
 
 def test_done_when_the_office_claims_this_year_and_the_regulator_approves(demo_report, office, regulator, program):

@@ -270,3 +270,23 @@ def test_a_bad_program_row_names_file_and_row_and_loads_nothing(seeds_dir, break
     assert expected in message
     assert not SubsidyProgram.objects.exists()
     assert not PolicyParameter.objects.exists(), "the policy set loads whole or not at all"
+
+
+def test_each_program_says_whether_it_counts_gene_modified_cell_therapy(policy_report):
+    """Shanghai's plan (001) counts gene-modified cells (CAR-T, TCR-T) in "基因治疗领域" and leaves other cell
+    therapy to its cell-therapy plan; the rule's clause quotes the words the reading rests on (checked verbatim by
+    test_rules_quote_the_words_they_rest_on_verbatim). Beijing's program has no category rule: its text names
+    细胞与基因治疗企业, so every category counts."""
+    for amount_rule in (Rule.PER_PATIENT, Rule.PERCENT_OF_COST):
+        rule = _seeded("shanghai", amount_rule).eligibility_rules.get(kind=Kind.THERAPY_CATEGORY)
+        assert "gene_modified_cell" in rule.params["categories"]
+        assert not {"immune_cell", "stem_cell"} & set(rule.params["categories"])
+    clause = _seeded("shanghai", Rule.PER_PATIENT).eligibility_rules.get(kind=Kind.THERAPY_CATEGORY).source_clause
+    for words in ("在基因治疗领域", "基因编辑、药物递送等领域", "推动基因治疗与细胞治疗协同发展"):
+        assert f"“{words}”" in clause
+    if POLICY_DIR.exists():
+        text = (POLICY_DIR / _seeded("shanghai", Rule.PER_PATIENT).source_document).read_text(encoding="utf-8")
+        assert "在基因治疗领域" in text and "推动基因治疗与细胞治疗协同发展" in text
+    beijing = _seeded("beijing", Rule.FIXED_AMOUNT)
+    assert not beijing.eligibility_rules.filter(kind=Kind.THERAPY_CATEGORY).exists()
+    assert "细胞与基因治疗" in beijing.source_quote

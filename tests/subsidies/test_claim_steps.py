@@ -21,8 +21,9 @@ EXPECTED = {
     C.DRAFT: {"office": ["recompute", "change_lines", "submit", "discard"], "regulator": []},
     C.SUBMITTED: {"office": [], "regulator": ["start_review"]},
     C.UNDER_REVIEW: {"office": [], "regulator": ["approve", "partially_approve", "reject"]},
-    C.APPROVED: {"office": [], "regulator": ["pay"]},
-    C.PARTIALLY_APPROVED: {"office": [], "regulator": ["pay"]},
+    C.APPROVED: {"office": [], "regulator": ["pay", "pay_part"]},
+    C.PARTIALLY_APPROVED: {"office": [], "regulator": ["pay", "pay_part"]},
+    C.PARTIALLY_PAID: {"office": [], "regulator": ["pay", "pay_part"]},
     C.REJECTED: {"office": [], "regulator": []},
     C.PAID: {"office": [], "regulator": []},
 }

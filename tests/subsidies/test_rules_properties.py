@@ -129,7 +129,12 @@ def test_gross_less_the_cuts_of_the_steps_is_the_amount(case, already):
         previous = line.gross
         for step in caps_applied:
             if step["code"] == "patients_deferred":
-                assert line.amount == 0 and line.patients == 0
+                # The patients paid for are claimed, the rest deferred; the amount is the year cap's.
+                assert (line.patients, Decimal(step["amount"])) == (step["paid_patients"], line.amount)
+                continue
+            if step["code"] == "project_cap_checked":
+                # The cap was not reached: nothing cut, the room left said.
+                assert Decimal(step["amount"]) == previous <= Decimal(step["room"])
                 continue
             assert step["code"] in CAP_CODES
             assert Decimal(step["before"]) == previous
@@ -147,10 +152,13 @@ def test_per_patient_never_claims_patients_claimed_before(rule, lines, already):
     for line, item in zip(result.lines, lines, strict=True):
         claimable = max(0, item.enrolled - item.previously_claimed)
         deferred = [step for step in line.steps if step["code"] == "patients_deferred"]
-        # Patients a line gets nothing for under this year's cap are not claimed: they stay for a later year.
-        assert line.patients == (0 if deferred else claimable)
+        # Patients a line is not paid for under this year's cap are not claimed: they stay for a later year.
         if deferred:
-            assert line.amount == 0 and deferred[0]["patients"] == claimable
+            assert line.patients + deferred[0]["patients"] == claimable
+            # Whole patients at the rate: no patient is paid in part.
+            assert line.amount == (rule.rate * line.patients).quantize(FEN, rounding=ROUND_HALF_UP)
+        else:
+            assert line.patients == claimable
         assert line.gross == (rule.rate * claimable).quantize(FEN, rounding=ROUND_HALF_UP)
         if item.enrolled <= item.previously_claimed:
             assert line.amount == 0
@@ -186,7 +194,9 @@ def test_each_line_and_the_total_grow_with_enrolment(rule, lines, already, data)
 
     assert after.lines[index].amount >= before.lines[index].amount
     assert after.lines[index].gross >= before.lines[index].gross
-    assert after.total >= before.total
+    # Whole patients only under the yearly cap: a grown line may leave a later one a remainder it cannot use, so the
+    # total may lose less than one patient's rate, never more.
+    assert after.total >= before.total - (rule.rate + FEN if rule.institution_year_cap is not None else 0)
     # Lines before the grown one are untouched; only later lines can lose room under the yearly cap.
     assert [line.amount for line in after.lines[:index]] == [line.amount for line in before.lines[:index]]
 
@@ -202,8 +212,15 @@ def test_the_yearly_cap_cuts_the_last_lines_first(case, already):
 
     cut_at = [i for i, line in enumerate(result.lines) if year_cap_step(line)]
     if cut_at:
-        assert all(line.amount == 0 for line in result.lines[cut_at[0] + 1 :])
-        assert result.total == max(ZERO, rule.institution_year_cap - already)
+        room = max(ZERO, rule.institution_year_cap - already)
+        if rule.kind == rules.PER_PATIENT:
+            # Whole patients only: what stays unused of the room is less than one patient's rate, and only a line
+            # the project cap already cut below one patient's rate can still fit into it.
+            assert room - result.total < rule.rate + FEN
+            assert all(line.amount < rule.rate + FEN for line in result.lines[cut_at[0] + 1 :])
+        else:
+            assert all(line.amount == 0 for line in result.lines[cut_at[0] + 1 :])
+            assert result.total == room
         step = year_cap_step(result.lines[cut_at[0]])
         assert Decimal(step["in_this_claim"]) == sum((line.amount for line in result.lines[: cut_at[0]]), ZERO)
         assert Decimal(step["already"]) == already
@@ -315,10 +332,16 @@ def test_the_yearly_cap_counts_earlier_claims_of_the_year():
     first, second = result.lines
     assert (first.amount, first.cut) == (RATE * 2, RATE * 3)
     assert (second.amount, second.cut) == (0, RATE)
-    # The line that gets nothing this year claims no patients: they stay for a later year's claim.
-    assert (first.patients, second.patients) == (5, 0)
-    assert second.steps[-1] == {"code": "patients_deferred", "patients": 1, "amount": "0.00"}
+    # Only the patients paid for are claimed: two of the first line's five; the rest stay for a later year.
+    assert (first.patients, second.patients) == (2, 0)
     assert first.steps[-1] == {
+        "code": "patients_deferred",
+        "patients": 3,
+        "paid_patients": 2,
+        "amount": str(rules.to_fen(RATE * 2)),
+    }
+    assert second.steps[-1] == {"code": "patients_deferred", "patients": 1, "paid_patients": 0, "amount": "0.00"}
+    assert first.steps[-2] == {
         "code": "institution_year_cap",
         "cap": str(rules.to_fen(YEAR_CAP)),
         "already": str(rules.to_fen(already)),
@@ -394,10 +417,11 @@ def test_the_explanation_reads_in_english():
     assert text.split("; ") == [
         f"{FITS + 1} patients × {rules.grouped(RATE)} RMB = {rules.grouped(RATE * (FITS + 1))} RMB "
         f"({FITS + 2} enrolled, 1 already claimed earlier)",
-        f"Cap per project {rules.grouped(PROJECT_CAP)} RMB, 0.00 RMB already awarded for it: cut by "
-        f"{rules.grouped(RATE)} RMB to {rules.grouped(PROJECT_CAP)} RMB",
+        f"Cap per project {rules.grouped(PROJECT_CAP)} RMB over all hospitals, 0.00 RMB already awarded for it: "
+        f"cut by {rules.grouped(RATE)} RMB to {rules.grouped(PROJECT_CAP)} RMB",
         f"Cap per institution per year {rules.grouped(YEAR_CAP)} RMB, {rules.grouped(already)} RMB in earlier claims "
         f"of the year: cut by {rules.grouped(PROJECT_CAP - RATE)} RMB to {rules.grouped(RATE)} RMB",
+        f"Patients claimed: 1, those paid for. The other {FITS} stay unclaimed and can be claimed in a later year.",
     ]
 
 

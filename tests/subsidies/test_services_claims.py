@@ -202,8 +202,14 @@ def test_the_yearly_cap_cuts_the_research_completed_last(research_office, progra
     claim = services.claim_open(actor=research_office, program=program, year=YEAR)
     assert claim.lines.get(trial=earlier).amount_computed == rate * 5
     cut = claim.lines.get(trial=later)
-    assert (cut.amount_computed, cut.explanation[-1]["code"]) == (rate * 2, "institution_year_cap")
-    assert Decimal(cut.explanation[-1]["in_this_claim"]) == rate * 5
+    assert (cut.amount_computed, cut.explanation[-2]["code"]) == (rate * 2, "institution_year_cap")
+    assert Decimal(cut.explanation[-2]["in_this_claim"]) == rate * 5
+    # Only the two patients paid for are claimed; the other three stay for next year.
+    assert (cut.patients_claimed, cut.explanation[-1]["code"], cut.explanation[-1]["patients"]) == (
+        2,
+        "patients_deferred",
+        3,
+    )
     assert claim.amount_claimed == rate * 7
 
 
@@ -604,11 +610,13 @@ def test_pay_records_amount_date_and_reference(approved, regulator_user, rate):
     )
 
 
-@pytest.mark.parametrize("amount", ["MORE", "0", "-1", "x"])
-def test_pay_refuses_more_than_approved_or_nothing(amount, approved, regulator_user, rate):
+@pytest.mark.parametrize(
+    ("amount", "code"), [("MORE", "overpayment"), ("0", "invalid"), ("-1", "invalid"), ("x", "invalid")]
+)
+def test_pay_refuses_more_than_approved_or_nothing(amount, code, approved, regulator_user, rate):
     amount = str(rate * 5 + Decimal("0.01")) if amount == "MORE" else amount
     error = assert_refused(
-        "invalid", services.claim_pay, claim=approved, actor=regulator_user, amount=amount, paid_on=timezone.localdate()
+        code, services.claim_pay, claim=approved, actor=regulator_user, amount=amount, paid_on=timezone.localdate()
     )
     assert error.field == "amount"
 

@@ -50,7 +50,7 @@ from ethics.models import (
 )
 from ethics.recognition import compute_deadline
 from subsidies import eligibility, rules
-from subsidies.models import Claim, ClaimLine, ClaimStatusChange, EligibilityRule, SubsidyProgram
+from subsidies.models import Claim, ClaimLine, ClaimPayment, ClaimStatusChange, EligibilityRule, SubsidyProgram
 from subsidies.services import NOT_CANDIDATE_STATUSES, amount_rule
 from trials.models import EnrolmentEntry, EnrolmentSubject, SiteEnrolment, Trial, TrialSite, TrialStatusChange
 
@@ -124,7 +124,7 @@ SPONSOR_SUFFIXES = [
 ]
 # (Chinese, English) of what a trial tests, per therapy category; the phase is added to the title.
 THERAPIES = {
-    "immune_cell": [
+    "gene_modified_cell": [
         ("CD19 CAR-T 细胞治疗复发难治性B细胞淋巴瘤", "CD19 CAR-T cells for relapsed/refractory B-cell lymphoma"),
         ("BCMA CAR-T 细胞治疗复发难治性多发性骨髓瘤", "BCMA CAR-T cells for relapsed/refractory multiple myeloma"),
         ("CD7 CAR-T 细胞治疗T细胞急性淋巴细胞白血病", "CD7 CAR-T cells for T-cell acute lymphoblastic leukaemia"),
@@ -132,7 +132,15 @@ THERAPIES = {
         ("Claudin18.2 CAR-T 细胞治疗晚期胃癌", "Claudin18.2 CAR-T cells for advanced gastric cancer"),
         ("CD19 CAR-T 细胞治疗难治性系统性红斑狼疮", "CD19 CAR-T cells for refractory systemic lupus erythematosus"),
         ("CAR-NK 细胞治疗急性髓系白血病", "CAR-NK cells for acute myeloid leukaemia"),
+        ("NY-ESO-1 TCR-T 细胞治疗晚期滑膜肉瘤", "NY-ESO-1 TCR-T cells for advanced synovial sarcoma"),
+    ],
+    "immune_cell": [
         ("肿瘤浸润淋巴细胞治疗晚期宫颈癌", "Tumour-infiltrating lymphocytes for advanced cervical cancer"),
+        ("自体NK细胞治疗晚期非小细胞肺癌", "Autologous NK cells for advanced non-small-cell lung cancer"),
+        (
+            "细胞因子诱导的杀伤细胞联合化疗治疗晚期胃癌",
+            "Cytokine-induced killer cells with chemotherapy for gastric cancer",
+        ),
     ],
     "stem_cell": [
         ("人脐带间充质干细胞治疗膝骨关节炎", "Umbilical-cord mesenchymal stem cells for knee osteoarthritis"),
@@ -168,17 +176,19 @@ THERAPIES = {
     ],
 }
 CATEGORY_WEIGHTS = {
-    "immune_cell": 0.42,
+    "gene_modified_cell": 0.34,
+    "immune_cell": 0.08,
     "stem_cell": 0.2,
     "viral_vector_gene": 0.14,
     "gene_editing": 0.1,
     "nucleic_acid": 0.09,
     "other": 0.05,
 }
-# The gene therapies (Shanghai's program covers these, not cell therapy).
-GENE_CATEGORIES = ("viral_vector_gene", "gene_editing", "nucleic_acid")
+# The gene therapies Shanghai's program covers (seeds/policy/subsidy_programs.yaml): gene-modified cells too.
+GENE_CATEGORIES = ("viral_vector_gene", "gene_editing", "nucleic_acid", "gene_modified_cell")
 CATEGORY_CODES = {
-    "immune_cell": "CT",
+    "gene_modified_cell": "CT",
+    "immune_cell": "IC",
     "stem_cell": "SC",
     "viral_vector_gene": "GT",
     "gene_editing": "GE",
@@ -1853,6 +1863,7 @@ class ClaimBuilder:
         self.claims = gen.table(Claim)
         self.lines = gen.table(ClaimLine)
         self.changes = gen.table(ClaimStatusChange)
+        self.payments = gen.table(ClaimPayment)
         self.rule_cache = {}
         # What the rules say depends only on these facts, which change a few times in a trial's life.
         self.reasons_cache = {}
@@ -2219,6 +2230,17 @@ class ClaimBuilder:
             decided_at=decided_at,
             status_changed_at=history[-1][2] if history else moments[0],
         )
+        if paid_at:
+            # Paid in one payment of the whole approved amount, recorded by the regulator who paid it.
+            self.payments.add(
+                claim_id=claim_id,
+                amount=approved_total,
+                paid_on=paid_at.date(),
+                reference=f"CZ{paid_at.year}{claim_id:06d}",
+                recorded_by_id=regulator,
+                recorded_at=paid_at,
+                balance_after=rules.ZERO,
+            )
 
 
 def _both(code: str, zh: str, en: str) -> dict:
