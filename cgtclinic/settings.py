@@ -332,6 +332,9 @@ SPECTACULAR_SETTINGS = {
         "SubmissionKindEnum": "ethics.models.Submission.Kind",
         "TrialStepEnum": "trials.services.STEPS",
         "ClaimStepEnum": "subsidies.services.STEPS",
+        "SafetyReportStatusEnum": "ethics.models.SafetyEvent.Status",
+        "SafetyReportKindEnum": "ethics.models.SafetyEvent.Kind",
+        "SafetyReportOutcomeEnum": "ethics.models.SafetyEvent.Outcome",
     },
 }
 

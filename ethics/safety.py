@@ -477,12 +477,12 @@ def _submission_details(event: SafetyEvent) -> dict:
     return {
         "event_date": (event.onset_on or timezone.localdate(_start(event))).isoformat(),
         "description": f"{event.term}\n{event.description}",
-        "causality": event.get_causality_display(),
-        "outcome": event.get_outcome_display(),
+        "causality": str(event.get_causality_display()),
+        "outcome": str(event.get_outcome_display()),
         "report_type": event.kind,
         "safety_event": event.pk,
-        "seriousness": [SafetyEvent.Criterion(c).label for c in event.criteria],
-        "expectedness": event.get_expectedness_display(),
+        "seriousness": [str(SafetyEvent.Criterion(c).label) for c in event.criteria],
+        "expectedness": str(event.get_expectedness_display()),
         "subject_code": event.subject.code if event.subject_id else "",
     }
 

@@ -39,7 +39,12 @@ def beijing(*args) -> datetime.datetime:
 @pytest.fixture
 def world(db):
     load_safety_parameters()
-    hospital = InstitutionFactory()
+    return build_world()
+
+
+def build_world(hospital=None) -> dict:
+    """A hospital (new unless given) whose committee approved a new trial led there, with its offices."""
+    hospital = hospital or InstitutionFactory()
     committee = EthicsCommitteeFactory(institution=hospital)
     trial = TrialFactory(lead_institution=hospital)
     DecisionFactory(submission=SubmissionFactory(trial=trial, committee=committee, status="decided"))
