@@ -101,3 +101,30 @@ def test_list_queries_do_not_grow(world):
             assert client.get(URL).status_code == 200
         used.append(len(queries))
     assert used[0] == used[1]
+
+
+def test_work_queues_show_the_clocks_to_whoever_must_act_overdue_first(world):
+
+    import time_machine
+
+    from ethics import safety
+    from tests.ethics.safety_world import beijing
+
+    with time_machine.travel(beijing(2026, 3, 2, 9, 0), tick=False):
+        late = record_sae(world, beijing(2026, 3, 1, 8, 0))
+        fresh = record_sae(world, beijing(2026, 3, 2, 8, 0))
+        safety.safety_send_to_sponsor(event=fresh, actor=world["pi"])
+        safety.safety_report_to_ec(event=fresh, actor=world["pi"])
+        pi_queue = as_user(world["pi"]).get("/api/v1/work-queue/").json()
+        office_queue = as_user(world["ethics_office"]).get("/api/v1/work-queue/").json()
+        research_queue = as_user(world["research_office"]).get("/api/v1/work-queue/").json()
+    mine = [item for item in pi_queue["items"] if item["kind"].startswith("safety.")]
+    assert [item["overdue"] for item in mine] == [True, True]
+    assert {item["url"] for item in mine} == {f"/pi/safety/{late.pk}/"}
+    review = [item for item in office_queue["items"] if item["kind"] == "safety.committee_review"]
+    assert [item["url"] for item in review] == [f"/admin/ethics/safetyevent/{fresh.pk}/change/"]
+    assert review[0]["overdue"] is False and review[0]["due_at"].endswith("+08:00")
+    overdue = [item for item in research_queue["items"] if item["kind"].startswith("safety.")]
+    assert {item["url"] for item in overdue} == {f"/admin/ethics/safetyevent/{late.pk}/change/"}
+    stranger = build_world()["research_office"]
+    assert not [i for i in as_user(stranger).get("/api/v1/work-queue/").json()["items"] if "safety" in i["kind"]]
