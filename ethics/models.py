@@ -905,23 +905,23 @@ class SafetyEvent(models.Model):
         OTHER_IMPORTANT = "other_important", _("Other important medical event")
 
     class Expectedness(models.TextChoices):
-        EXPECTED = "expected", _("Expected")
-        UNEXPECTED = "unexpected", _("Unexpected")
+        EXPECTED = "expected", pgettext_lazy("safety", "Expected")
+        UNEXPECTED = "unexpected", pgettext_lazy("safety", "Unexpected")
 
     class Causality(models.TextChoices):
-        RELATED = "related", _("Related")
-        POSSIBLY_RELATED = "possibly_related", _("Possibly related")
-        UNLIKELY_RELATED = "unlikely_related", _("Unlikely related")
-        NOT_RELATED = "not_related", _("Not related")
-        NOT_ASSESSABLE = "not_assessable", _("Cannot be assessed")
+        RELATED = "related", pgettext_lazy("safety", "Related")
+        POSSIBLY_RELATED = "possibly_related", pgettext_lazy("safety", "Possibly related")
+        UNLIKELY_RELATED = "unlikely_related", pgettext_lazy("safety", "Unlikely related")
+        NOT_RELATED = "not_related", pgettext_lazy("safety", "Not related")
+        NOT_ASSESSABLE = "not_assessable", pgettext_lazy("safety", "Cannot be assessed")
 
     class Outcome(models.TextChoices):
-        ONGOING = "ongoing", _("Not yet recovered")
-        RECOVERING = "recovering", _("Recovering")
-        RECOVERED = "recovered", _("Recovered")
+        ONGOING = "ongoing", pgettext_lazy("safety", "Not yet recovered")
+        RECOVERING = "recovering", pgettext_lazy("safety", "Recovering")
+        RECOVERED = "recovered", pgettext_lazy("safety", "Recovered")
         RECOVERED_WITH_SEQUELAE = "recovered_with_sequelae", _("Recovered with sequelae")
-        FATAL = "fatal", _("Fatal")
-        UNKNOWN = "unknown", _("Unknown")
+        FATAL = "fatal", pgettext_lazy("safety", "Fatal")
+        UNKNOWN = "unknown", pgettext_lazy("safety", "Unknown")
 
     kind = models.CharField(_("kind"), max_length=10, choices=Kind.choices)
     trial = models.ForeignKey(Trial, on_delete=models.PROTECT, related_name="safety_events", verbose_name=_("trial"))
@@ -951,7 +951,9 @@ class SafetyEvent(models.Model):
     criteria = models.JSONField(_("seriousness criteria"), default=list)
     expectedness = models.CharField(_("expectedness"), max_length=20, choices=Expectedness.choices)
     causality = models.CharField(_("causality"), max_length=20, choices=Causality.choices)
-    outcome = models.CharField(_("outcome"), max_length=30, choices=Outcome.choices, default=Outcome.ONGOING)
+    outcome = models.CharField(
+        pgettext_lazy("safety", "outcome"), max_length=30, choices=Outcome.choices, default=Outcome.ONGOING
+    )
     onset_on = models.DateField(_("onset date"), null=True, blank=True)
     aware_at = models.DateTimeField(
         _("investigator aware at"), null=True, blank=True, help_text=_("SAE: when the investigator became aware.")
@@ -1026,7 +1028,7 @@ class SafetyEventStep(models.Model):
     """The report's timeline: who took which step, when it happened and when it was recorded."""
 
     event = models.ForeignKey(SafetyEvent, on_delete=models.CASCADE, related_name="steps", verbose_name=_("report"))
-    step = models.CharField(_("step"), max_length=30)
+    step = models.CharField(pgettext_lazy("safety", "step"), max_length=30)
     from_status = models.CharField(_("from"), max_length=20, choices=SafetyEvent.Status.choices, blank=True)
     to_status = models.CharField(_("to"), max_length=20, choices=SafetyEvent.Status.choices, blank=True)
     actor = models.ForeignKey(
@@ -1063,11 +1065,11 @@ class SafetyClock(models.Model):
         COMMITTEE_REVIEW = "committee_review", _("Review by the ethics committee")
 
     event = models.ForeignKey(SafetyEvent, on_delete=models.CASCADE, related_name="clocks", verbose_name=_("report"))
-    kind = models.CharField(_("clock"), max_length=20, choices=Kind.choices)
+    kind = models.CharField(pgettext_lazy("safety", "clock"), max_length=20, choices=Kind.choices)
     started_at = models.DateTimeField(_("started at"))
     due_at = models.DateTimeField(_("due at"))
     remind_at = models.DateTimeField(_("reminder at"))
-    period = models.PositiveSmallIntegerField(_("period"))
+    period = models.PositiveSmallIntegerField(pgettext_lazy("safety", "period"))
     unit = models.CharField(_("unit"), max_length=20)
     period_source = models.CharField(_("period from"), max_length=200, help_text=_("The rule or setting it came from."))
     met_at = models.DateTimeField(_("met at"), null=True, blank=True)

@@ -11,7 +11,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
-from django.utils.translation import gettext
+from django.utils.translation import gettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
 
 from cgtclinic.admin_base import ScopedAdmin
@@ -59,12 +59,16 @@ class OverdueFilter(admin.SimpleListFilter):
 
 
 class SafetyStepForm(forms.Form):
-    at = forms.DateTimeField(label=_("When"), required=False, help_text=_("Beijing time; leave empty for now."))
+    at = forms.DateTimeField(
+        label=pgettext_lazy("safety", "When"), required=False, help_text=_("Beijing time; leave empty for now.")
+    )
     note = forms.CharField(label=_("Note"), required=False, widget=forms.Textarea(attrs={"rows": 3}))
 
 
 class CommitteeReviewForm(forms.Form):
-    at = forms.DateTimeField(label=_("When"), required=False, help_text=_("Beijing time; leave empty for now."))
+    at = forms.DateTimeField(
+        label=pgettext_lazy("safety", "When"), required=False, help_text=_("Beijing time; leave empty for now.")
+    )
     opinion = forms.CharField(label=_("Committee's opinion"), widget=forms.Textarea(attrs={"rows": 4}))
 
 

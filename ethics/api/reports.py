@@ -2,6 +2,7 @@
 safety-reporting timeliness."""
 
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 from rest_framework import serializers
 
 from cgtclinic.api.reports import (
@@ -338,7 +339,7 @@ class SafetyTimelinessReport(ReportView):
         Column("group", "string", _("grouped by"), _("institution or trial.")),
         Column("group_id", "integer", _("institution or trial id")),
         Column("group_name", "string", _("institution or protocol number")),
-        Column("kind", "string", _("clock")),
+        Column("kind", "string", pgettext_lazy("safety", "clock")),
         Column("kind_label", "string", _("clock (label)")),
         Column("clocks", "integer", _("clocks started")),
         Column("on_time", "integer", _("met on time")),

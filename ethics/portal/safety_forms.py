@@ -2,6 +2,7 @@
 
 from django import forms
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from ethics.models import SafetyEvent
 from ethics.portal.forms import DateInput
@@ -35,7 +36,7 @@ class SafetyEventForm(forms.Form):
     )
     expectedness = forms.ChoiceField(label=_("Expectedness"), choices=SafetyEvent.Expectedness.choices)
     causality = forms.ChoiceField(label=_("Causality"), choices=SafetyEvent.Causality.choices)
-    outcome = forms.ChoiceField(label=_("Outcome"), choices=SafetyEvent.Outcome.choices)
+    outcome = forms.ChoiceField(label=pgettext_lazy("safety", "Outcome"), choices=SafetyEvent.Outcome.choices)
     onset_on = forms.DateField(label=_("Onset date"), required=False, widget=DateInput())
     aware_at = forms.DateTimeField(
         label=_("Investigator aware at (SAE)"),
@@ -75,7 +76,7 @@ class SafetyStepForm(forms.Form):
     """One step on a report: when it happened (default: now) and a note."""
 
     at = forms.DateTimeField(
-        label=_("When"),
+        label=pgettext_lazy("safety", "When"),
         required=False,
         widget=DateTimeInput(),
         help_text=_("Beijing time; leave empty for now. Reports to a committee in the system take the filing time."),

@@ -16,7 +16,7 @@ def demo_report(demo_loaded_once, db):
 
 
 def test_the_demo_shows_a_report_within_time_one_late_and_a_susar_awaiting_review(demo_report):
-    within = SafetyEvent.objects.get(term__startswith="细胞因子释放综合征")
+    within = SafetyEvent.objects.get(term__startswith="发热性中性粒细胞减少症")
     assert within.status == SafetyEvent.Status.SENT_TO_SPONSOR
     assert within.clocks.get(kind=C.SPONSOR_REPORT).late is False
     assert within.clocks.get(kind=C.EC_REPORT).met_at is None
