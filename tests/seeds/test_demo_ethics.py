@@ -88,7 +88,7 @@ def _seeded(row) -> Submission:
 def test_every_seeded_submission_ends_where_its_steps_lead(demo_report):
     rows = read_rows(SUBMISSIONS_FILE)
 
-    # Plus the SAE reports the demo safety reports file (seeds/demo/safety_events.yaml, tests/seeds/test_demo_safety.py).
+    # Besides the SAE reports the demo safety reports file (seeds/demo/safety_events.yaml).
     assert Submission.objects.filter(safety_events__isnull=True).count() == len(rows)
     for row in rows:
         assert _seeded(row).status == _expected_status(row), row["summary"]
