@@ -33,7 +33,7 @@ import logging
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -189,7 +189,7 @@ def period(code: str, site: TrialSite, on: datetime.date) -> tuple[int, str]:
         PolicyParameter.objects.filter(code=code, effective_from__lte=on)
         .filter(Q(effective_to__isnull=True) | Q(effective_to__gte=on))
         .filter(Q(region_id=site.institution.region_id) | Q(region__isnull=True))
-        .order_by("region_id", "-effective_from")
+        .order_by(F("region").asc(nulls_last=True), "-effective_from")
         .first()
     )
     if row is None:
@@ -432,30 +432,32 @@ def _start(event: SafetyEvent) -> datetime.datetime:
     return event.aware_at or event.received_at
 
 
+def _timed_step(event: SafetyEvent, actor: User, step: str, at, note: str, stamps) -> SafetyEvent:
+    """A step that happened at ``at`` (default now, never before the report's start): ``stamps(at)`` gives the
+    fields it writes on the report."""
+    at = at or timezone.now()
+    with transaction.atomic():
+        locked = _lock(event)
+        _check(locked, step, actor)
+        _check_moment(at, field="at", after=_start(locked))
+        fields = stamps(at)
+        for name, value in fields.items():
+            setattr(locked, name, value)
+        return _move(locked, step, actor, at=at, note=note, fields=list(fields))
+
+
 def safety_send_to_sponsor(
     *, event: SafetyEvent, actor: User, at: datetime.datetime | None = None, note: str = ""
 ) -> SafetyEvent:
     """The investigator sent the written SAE report to the sponsor at ``at`` (default: now)."""
-    at = at or timezone.now()
-    with transaction.atomic():
-        locked = _lock(event)
-        _check(locked, SEND_TO_SPONSOR, actor)
-        _check_moment(at, field="at", after=_start(locked))
-        locked.sponsor_notified_at = at
-        return _move(locked, SEND_TO_SPONSOR, actor, at=at, note=note, fields=["sponsor_notified_at"])
+    return _timed_step(event, actor, SEND_TO_SPONSOR, at, note, lambda at: {"sponsor_notified_at": at})
 
 
 def safety_pi_review(
     *, event: SafetyEvent, actor: User, at: datetime.datetime | None = None, note: str = ""
 ) -> SafetyEvent:
     """The site PI signed for and read the SUSAR (and judged whether subjects' care must change)."""
-    at = at or timezone.now()
-    with transaction.atomic():
-        locked = _lock(event)
-        _check(locked, PI_REVIEW, actor)
-        _check_moment(at, field="at", after=_start(locked))
-        locked.pi_reviewed_at, locked.pi_reviewed_by = at, actor
-        return _move(locked, PI_REVIEW, actor, at=at, note=note, fields=["pi_reviewed_at", "pi_reviewed_by"])
+    return _timed_step(event, actor, PI_REVIEW, at, note, lambda at: {"pi_reviewed_at": at, "pi_reviewed_by": actor})
 
 
 def reviewing_committee(event: SafetyEvent) -> EthicsCommittee | None:
@@ -559,7 +561,8 @@ def safety_withdraw(*, event: SafetyEvent, actor: User, reason: str) -> SafetyEv
     with transaction.atomic():
         locked = _lock(event)
         _move(locked, WITHDRAW, actor, at=timezone.now(), note=reason.strip())
-        SafetyClock.objects.filter(event=locked).open().update(cancelled=True)
+        # Every clock, the met ones too (a SUSAR's expedited clock is met on receipt): none counts in a report.
+        SafetyClock.objects.filter(event=locked).update(cancelled=True)
     return locked
 
 

@@ -18,29 +18,23 @@ from cgtclinic.admin_base import ScopedAdmin
 from cgtclinic.errors import DomainError
 from cgtclinic.roles import Role
 from ethics import reports, safety
+
+# ethics/admin.py imports this module at its end, after defining the inline base.
+from ethics.admin import ReadOnlyInline
 from ethics.models import SafetyClock, SafetyEvent, SafetyEventStep, SafetyReportingSettings
+from trials.models import TrialSite
 
 
-class SafetyClockInline(admin.TabularInline):
+class SafetyClockInline(ReadOnlyInline):
     model = SafetyClock
     fields = ["kind", "period", "unit", "period_source", "started_at", "due_at", "met_at", "late", "escalated_at"]
     readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
-class SafetyEventStepInline(admin.TabularInline):
+class SafetyEventStepInline(ReadOnlyInline):
     model = SafetyEventStep
     fields = ["step", "from_status", "to_status", "actor", "happened_at", "recorded_at", "note"]
     readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 class OverdueFilter(admin.SimpleListFilter):
@@ -132,6 +126,7 @@ class SafetyEventAdmin(ScopedAdmin):
                 self.admin_site.admin_view(self.step_view),
                 name="ethics_safetyevent_step",
             ),
+            path("record/", self.admin_site.admin_view(self.record_view), name="ethics_safetyevent_record"),
             path(
                 "timeliness/",
                 self.admin_site.admin_view(self.timeliness_view),
@@ -139,6 +134,10 @@ class SafetyEventAdmin(ScopedAdmin):
             ),
         ]
         return own + super().get_urls()
+
+    def changelist_view(self, request, extra_context=None):
+        can_record = request.user.is_superuser or request.user.role == Role.RESEARCH_OFFICE
+        return super().changelist_view(request, {**(extra_context or {}), "can_record": can_record})
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = extra_context or {}
@@ -175,6 +174,36 @@ class SafetyEventAdmin(ScopedAdmin):
             "form": form,
             "object_url": reverse("admin:ethics_safetyevent_change", args=[pk]),
             "object_label": str(event),
+        }
+        return TemplateResponse(request, "admin/ethics/action.html", context)
+
+    def record_view(self, request):
+        """The site's research office (机构办公室) records a SUSAR the sponsor sent (or an SAE a PI reported on paper);
+        ``safety_event_record`` decides whether this person may, for this site."""
+        from ethics.portal.safety_forms import SafetyEventForm
+        from ethics.portal.safety_views import record_from_form
+
+        if not (request.user.is_superuser or request.user.role == Role.RESEARCH_OFFICE):
+            raise Http404
+        sites = (
+            TrialSite.objects.all()
+            if request.user.is_superuser
+            else TrialSite.objects.filter(institution_id=request.user.institution_id)
+        )
+        form = SafetyEventForm(request.POST or None, sites=sites, initial={"kind": SafetyEvent.Kind.SUSAR})
+        if request.method == "POST" and form.is_valid():
+            event = record_from_form(request.user, form)
+            if event is not None:
+                self.message_user(request, gettext("Saved."), messages.SUCCESS)
+                return HttpResponseRedirect(reverse("admin:ethics_safetyevent_change", args=[event.pk]))
+        label = gettext("Record a safety report")
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": label,
+            "step_label": label,
+            "form": form,
+            "object_url": reverse("admin:ethics_safetyevent_changelist"),
         }
         return TemplateResponse(request, "admin/ethics/action.html", context)
 
@@ -216,9 +245,13 @@ class SafetyReportingSettingsAdmin(ScopedAdmin):
     def get_readonly_fields(self, request, obj=None):
         return ["institution"] if not request.user.is_superuser else []
 
-    def has_add_permission(self, request):
-        own = SafetyReportingSettings.objects.filter(institution_id=request.user.institution_id).exists()
-        return super().has_add_permission(request) and (request.user.is_superuser or not own)
+    def add_view(self, request, form_url="", extra_context=None):
+        # One row per institution: an office that has one edits it (no query in has_add_permission, which the
+        # admin's menu asks on every page).
+        own = SafetyReportingSettings.objects.filter(institution_id=request.user.institution_id).first()
+        if own is not None and not request.user.is_superuser and self.has_add_permission(request):
+            return HttpResponseRedirect(reverse("admin:ethics_safetyreportingsettings_change", args=[own.pk]))
+        return super().add_view(request, form_url, extra_context)
 
     def save_model(self, request, obj, form, change):
         if not request.user.is_superuser:

@@ -512,37 +512,21 @@ def _safety_sections(user, *, now: datetime.datetime) -> list[Section]:
     from ethics import safety
 
     events = SafetyEvent.objects.visible_to(user)
+
+    def one(kind: str, label, clocks: QuerySet, url_name: str) -> list[Section]:
+        return [section(kind, label, clocks, lambda c: _safety_item(c, now, reverse(url_name, args=[c.event_id])))]
+
+    admin_url = "admin:ethics_safetyevent_change"
     if user.role == Role.PI:
         mine = events.filter(Q(site__site_pi_id=user.pk) | Q(trial__pi_id=user.pk))
-        link = "ethics_portal:safety_detail"
-        return [
-            section(
-                "safety.investigator",
-                _("Safety reports due"),
-                _open_safety_clocks(mine, safety.INVESTIGATOR_CLOCKS),
-                lambda c: _safety_item(c, now, reverse(link, args=[c.event_id])),
-            )
-        ]
-    admin_url = "admin:ethics_safetyevent_change"
+        clocks = _open_safety_clocks(mine, safety.INVESTIGATOR_CLOCKS)
+        return one("safety.investigator", _("Safety reports due"), clocks, "ethics_portal:safety_detail")
     if user.role == Role.ETHICS_OFFICE and user.institution_id:
-        return [
-            section(
-                "safety.committee_review",
-                _("Safety reports for the committee to review"),
-                _open_safety_clocks(events, safety.OFFICE_CLOCKS),
-                lambda c: _safety_item(c, now, reverse(admin_url, args=[c.event_id])),
-            )
-        ]
+        clocks = _open_safety_clocks(events, safety.OFFICE_CLOCKS)
+        return one("safety.committee_review", _("Safety reports for the committee to review"), clocks, admin_url)
     if (user.role == Role.RESEARCH_OFFICE and user.institution_id) or user.is_superuser:
         overdue = _open_safety_clocks(events, SafetyClock.Kind.values).filter(due_at__lte=now)
         if not user.is_superuser:
             overdue = overdue.filter(event__site__institution_id=user.institution_id)
-        return [
-            section(
-                "safety.overdue",
-                _("Overdue safety reporting"),
-                overdue,
-                lambda c: _safety_item(c, now, reverse(admin_url, args=[c.event_id])),
-            )
-        ]
+        return one("safety.overdue", _("Overdue safety reporting"), overdue, admin_url)
     return []

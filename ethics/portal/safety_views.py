@@ -48,11 +48,13 @@ def safety_list(request):
     return _page(request, "ethics/portal/safety_list.html", {"events": events, "now": now})
 
 
-def _record(request, form, follow_up_of=None):
+def record_from_form(actor, form, follow_up_of: SafetyEvent | None = None) -> SafetyEvent | None:
+    """Record the report a valid ``SafetyEventForm`` describes; a refusal goes on the form (None is returned).
+    The admin's "record a safety report" page uses it too."""
     data = form.cleaned_data
     try:
-        event = safety.safety_event_record(
-            actor=request.user,
+        return safety.safety_event_record(
+            actor=actor,
             site=follow_up_of.site if follow_up_of else data["site"],
             kind=follow_up_of.kind if follow_up_of else data["kind"],
             term=data["term"],
@@ -71,6 +73,12 @@ def _record(request, form, follow_up_of=None):
         )
     except DomainError as exc:
         add_domain_error(form, exc)
+        return None
+
+
+def _record(request, form, follow_up_of=None):
+    event = record_from_form(request.user, form, follow_up_of)
+    if event is None:
         return None
     messages.success(request, _("Recorded. Its reporting clocks are running."))
     return redirect("ethics_portal:safety_detail", event.pk)

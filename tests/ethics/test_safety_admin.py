@@ -66,3 +66,38 @@ def test_the_ethics_office_sets_its_institutions_period(client, world):
     changelist = client.get(reverse("admin:ethics_safetyreportingsettings_changelist"))
     assert changelist.status_code == 200
     assert client.get(reverse("admin:ethics_safetyreportingsettings_add")).status_code == 403
+
+
+def test_the_research_office_records_a_received_susar_in_the_admin(client, world):
+    client.force_login(world["research_office"])
+    listing = client.get(reverse("admin:ethics_safetyevent_changelist")).content.decode()
+    url = reverse("admin:ethics_safetyevent_record")
+    assert url in listing
+    data = {
+        "site": world["site"].pk,
+        "kind": "susar",
+        "term": "间质性肺炎",
+        "description": "他中心病例，首次报告。",
+        "criteria": ["hospitalisation"],
+        "expectedness": "unexpected",
+        "causality": "possibly_related",
+        "outcome": "ongoing",
+        "sponsor_aware_on": "2026-03-01",
+        "received_at": "",
+    }
+    refused = client.post(url, data)
+    assert refused.status_code == 200 and refused.context["form"].errors
+    done = client.post(url, data | {"received_at": "2026-03-02 10:00"})
+    assert done.status_code == 302
+    event = SafetyEvent.objects.get()
+    assert (event.kind, event.status, event.reported_by) == ("susar", "received", world["research_office"])
+    client.force_login(world["ethics_office"])
+    assert client.get(url).status_code == 404
+
+
+def test_an_office_with_its_periods_set_edits_them_instead_of_adding(client, world):
+    own = SafetyReportingSettings.objects.create(institution=world["hospital"], pi_review_days=5)
+    client.force_login(world["ethics_office"])
+    response = client.get(reverse("admin:ethics_safetyreportingsettings_add"))
+    assert response.status_code == 302
+    assert response["Location"] == reverse("admin:ethics_safetyreportingsettings_change", args=[own.pk])
