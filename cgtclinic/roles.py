@@ -87,6 +87,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
         | _perms("ethics.recognitionrequest", *VIEW)
         # Safety reports of its sites: it receives SUSARs and may record them; steps go through the services.
         | _perms("ethics.safetyevent", "view", "change")
+        | _perms("ethics.safetyclock", *VIEW)
+        | _perms("ethics.safetyeventstep", *VIEW)
         | _perms("ethics.safetyreportingsettings", *VIEW)
     ),
     Role.ETHICS_OFFICE: frozenset(
@@ -122,6 +124,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
         | _perms("ethics.recognitionrequest", *VIEW)
         # Safety reports to its committee (the review is a step), and its institution's reporting periods.
         | _perms("ethics.safetyevent", "view", "change")
+        | _perms("ethics.safetyclock", *VIEW)
+        | _perms("ethics.safetyeventstep", *VIEW)
         | _perms("ethics.safetyreportingsettings", *EDIT)
     ),
     # A PI drafts their own projects (the services allow it only for their trials while in draft).

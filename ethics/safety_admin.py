@@ -27,8 +27,31 @@ from trials.models import TrialSite
 
 class SafetyClockInline(ReadOnlyInline):
     model = SafetyClock
-    fields = ["kind", "period", "unit", "period_source", "started_at", "due_at", "met_at", "late", "escalated_at"]
+    fields = [
+        "kind",
+        "period",
+        "unit",
+        "period_source",
+        "started_at",
+        "due_at",
+        "time_left",
+        "met_at",
+        "late",
+        "escalated_at",
+    ]
     readonly_fields = fields
+
+    @admin.display(description=_("time left"))
+    def time_left(self, clock):
+        if clock.met_at or clock.cancelled:
+            return "—"
+        left = safety.time_left(clock)
+        hours = abs(left.total_seconds()) / 3600
+        if left.total_seconds() <= 0:
+            return format_html(
+                '<strong class="errornote">{}</strong>', gettext("overdue by %(hours).1f h") % {"hours": hours}
+            )
+        return gettext("%(hours).1f h left") % {"hours": hours}
 
 
 class SafetyEventStepInline(ReadOnlyInline):

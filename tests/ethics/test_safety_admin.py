@@ -25,6 +25,7 @@ def test_the_ethics_office_reviews_with_the_button(client, world):
     page = client.get(reverse("admin:ethics_safetyevent_change", args=[event.pk])).content.decode()
     url = reverse("admin:ethics_safetyevent_step", args=[event.pk, "committee_review"])
     assert url in page
+    assert "小时" in page and "剩余" in page  # the committee-review clock's time left (the admin is Chinese)
     assert reverse("admin:ethics_safetyevent_step", args=[event.pk, "send_to_sponsor"]) not in page
     refused = client.post(url, {"opinion": ""})
     assert refused.status_code == 200 and refused.context["form"].errors
