@@ -859,8 +859,9 @@ class SafetyReportingSettings(models.Model):
 
 class SafetyEventQuerySet(models.QuerySet):
     def visible_to(self, user):
-        """The site's and the trial's PIs, the site institution's offices (and the lead's research office), the
-        region's regulators (who read aggregates only: they have no view permission on the rows)."""
+        """The site's and the trial's PIs, the site institution's offices (and the lead's research office, and the
+        ethics office of the committee it was reported to), the region's regulators (who read aggregates only: they
+        have no view permission on the rows)."""
         if not user.is_authenticated or not user.is_active:
             return self.none()
         if user.is_superuser:
@@ -868,7 +869,11 @@ class SafetyEventQuerySet(models.QuerySet):
         if user.role == Role.PI:
             return self.filter(Q(site__site_pi_id=user.pk) | Q(trial__pi_id=user.pk))
         if user.role == Role.ETHICS_OFFICE:
-            return self.filter(site__institution_id=user.institution_id)
+            # The site's own, and those reported to its committee (the lead's, for a site without its own approval).
+            return self.filter(
+                Q(site__institution_id=user.institution_id)
+                | Q(ec_submission__committee__institution_id=user.institution_id)
+            )
         if user.role == Role.RESEARCH_OFFICE:
             return self.filter(
                 Q(site__institution_id=user.institution_id) | Q(trial__lead_institution_id=user.institution_id)

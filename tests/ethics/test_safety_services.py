@@ -153,3 +153,22 @@ def test_the_committee_review_clock_tells_the_ethics_office(world):
     assert people == {world["ethics_office"].pk, world["research_office"].pk}
     link = Notification.objects.filter(recipient=world["ethics_office"], topic="safety.escalation").first().link
     assert link.startswith("/admin/")
+
+
+def test_a_participating_site_without_its_own_approval_reports_to_the_lead_committee(world):
+    from tests.factories.trials import TrialSiteFactory
+    from trials.models import EnrolmentSubject
+
+    site = TrialSiteFactory(trial=world["trial"])
+    participating = {**world, "site": site, "pi": site.site_pi, "subject": None}
+    participating["subject"] = EnrolmentSubject.objects.create(trial=world["trial"], site=site, code="P-001")
+    event = record_sae(participating)
+    assert not SafetyEvent.objects.visible_to(world["ethics_office"]).filter(pk=event.pk).exists()
+    safety.safety_send_to_sponsor(event=event, actor=site.site_pi)
+    event = safety.safety_report_to_ec(event=event, actor=site.site_pi)
+    assert event.ec_submission.committee == world["committee"]
+    lead_office = world["ethics_office"]
+    assert SafetyEvent.objects.visible_to(lead_office).filter(pk=event.pk).exists()
+    assert safety.available_steps(event, lead_office) == [safety.COMMITTEE_REVIEW]
+    assert Notification.objects.filter(recipient=lead_office, topic="safety.reported").exists()
+    safety.safety_committee_review(event=event, actor=lead_office, opinion="已审阅")
