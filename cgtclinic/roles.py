@@ -86,6 +86,11 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
         | _perms("ethics.decision", *VIEW)
         | _perms("ethics.alliance", *VIEW)
         | _perms("ethics.recognitionrequest", *VIEW)
+        # Safety reports of its sites: it receives SUSARs and may record them; steps go through the services.
+        | _perms("ethics.safetyevent", "view", "change")
+        | _perms("ethics.safetyclock", *VIEW)
+        | _perms("ethics.safetyeventstep", *VIEW)
+        | _perms("ethics.safetyreportingsettings", *VIEW)
     ),
     Role.ETHICS_OFFICE: frozenset(
         _perms("cgtclinic.region", *VIEW)
@@ -118,6 +123,11 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
         | _perms("ethics.decision", *VIEW)
         | _perms("ethics.alliance", *VIEW)
         | _perms("ethics.recognitionrequest", *VIEW)
+        # Safety reports to its committee (the review is a step), and its institution's reporting periods.
+        | _perms("ethics.safetyevent", "view", "change")
+        | _perms("ethics.safetyclock", *VIEW)
+        | _perms("ethics.safetyeventstep", *VIEW)
+        | _perms("ethics.safetyreportingsettings", *EDIT)
     ),
     # A PI drafts their own projects (the services allow it only for their trials while in draft).
     Role.PI: frozenset(
@@ -128,6 +138,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
         | _perms("trials.enrolmententry", "view", "add")
         | _perms("trials.enrolmentsubject", *VIEW)
         | _perms("trials.siteenrolment", *VIEW)
+        # Reports SAEs and records SUSARs of their sites (the services check which).
+        | _perms("ethics.safetyevent", "view", "add")
     ),
     # Read-only over REST, except the review steps on claims (POST actions the services check).
     Role.REGULATOR: frozenset(

@@ -228,11 +228,18 @@ CELERY_TASK_ROUTES = {
         "ethics.tasks.sweep_continuing_reviews",
         "ethics.tasks.remind_continuing_review",
         "ethics.tasks.recompute_recognition_deadlines",
+        "ethics.tasks.safety_remind",
+        "ethics.tasks.safety_escalate",
+        "ethics.tasks.sweep_safety_clocks",
     )
 }
 # The sweeps a deadline worker sends itself each time it (re)connects to the broker: after an outage the effects
 # that fell due meanwhile happen at once, not at the next beat tick.
-DEADLINE_SWEEPS = ("ethics.tasks.sweep_recognition_deadlines", "ethics.tasks.sweep_continuing_reviews")
+DEADLINE_SWEEPS = (
+    "ethics.tasks.sweep_recognition_deadlines",
+    "ethics.tasks.sweep_continuing_reviews",
+    "ethics.tasks.sweep_safety_clocks",
+)
 # Beat writes each run's time to the database at once (the readiness check reads the heartbeat's).
 CELERY_BEAT_SYNC_EVERY = 1
 
@@ -247,6 +254,12 @@ CELERY_BEAT_SCHEDULE = {
     # Recognition deadlines are hours to days away: a one-minute sweep keeps every effect within a minute.
     "ethics-sweep-recognition-deadlines": {
         "task": "ethics.tasks.sweep_recognition_deadlines",
+        "schedule": 60,
+        "options": {"expire_seconds": 50},
+    },
+    # Safety clocks run in hours (an SAE to the sponsor and the committee): swept every minute.
+    "ethics-sweep-safety-clocks": {
+        "task": "ethics.tasks.sweep_safety_clocks",
         "schedule": 60,
         "options": {"expire_seconds": 50},
     },
@@ -319,6 +332,9 @@ SPECTACULAR_SETTINGS = {
         "SubmissionKindEnum": "ethics.models.Submission.Kind",
         "TrialStepEnum": "trials.services.STEPS",
         "ClaimStepEnum": "subsidies.services.STEPS",
+        "SafetyReportStatusEnum": "ethics.models.SafetyEvent.Status",
+        "SafetyReportKindEnum": "ethics.models.SafetyEvent.Kind",
+        "SafetyReportOutcomeEnum": "ethics.models.SafetyEvent.Outcome",
     },
 }
 

@@ -1362,3 +1362,6 @@ def record_external_view(model_admin, request):
         "object_label": str(model_admin.model._meta.verbose_name_plural),
     }
     return TemplateResponse(request, "admin/ethics/action.html", context)
+
+
+from ethics import safety_admin  # noqa: E402, F401  (safety reports: their own module, registered here)

@@ -27,3 +27,4 @@ class EthicsConfig(AppConfig):
         from ethics import selectors
 
         workqueue.register(selectors.work)
+        workqueue.register(selectors.safety_work)

@@ -816,3 +816,313 @@ class RecognitionEffect(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {timezone.localtime(self.happened_at):%Y-%m-%d %H:%M}"
+
+
+# --- safety reporting (ethics.safety) ------------------------------------------------------------------------------
+
+
+class SafetyReportingSettings(models.Model):
+    """An institution's own safety-reporting periods; an empty value falls back to the seeded national default."""
+
+    institution = models.OneToOneField(
+        Institution, on_delete=models.CASCADE, related_name="safety_settings", verbose_name=_("institution")
+    )
+    ec_report_hours = models.PositiveSmallIntegerField(
+        _("SAE report to the ethics committee (hours)"),
+        null=True,
+        blank=True,
+        help_text=_("Hours from the investigator's awareness. Empty: the national default (policy parameter)."),
+    )
+    pi_review_days = models.PositiveSmallIntegerField(
+        _("PI review of a SUSAR (calendar days)"),
+        null=True,
+        blank=True,
+        help_text=_("Calendar days from the site's receipt. Empty: the national default (policy parameter)."),
+    )
+    committee_review_days = models.PositiveSmallIntegerField(
+        _("committee review of a safety report (calendar days)"),
+        null=True,
+        blank=True,
+        help_text=_("Calendar days from the report to the committee. Empty: the national default."),
+    )
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        verbose_name = _("safety-reporting settings")
+        verbose_name_plural = _("safety-reporting settings")
+
+    def __str__(self) -> str:
+        return str(self.institution)
+
+
+class SafetyEventQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """The site's and the trial's PIs, the site institution's offices (and the lead's research office, and the
+        ethics office of the committee it was reported to), the region's regulators (who read aggregates only: they
+        have no view permission on the rows)."""
+        if not user.is_authenticated or not user.is_active:
+            return self.none()
+        if user.is_superuser:
+            return self
+        if user.role == Role.PI:
+            return self.filter(Q(site__site_pi_id=user.pk) | Q(trial__pi_id=user.pk))
+        if user.role == Role.ETHICS_OFFICE:
+            # The site's own, and those reported to its committee (the lead's, for a site without its own approval).
+            return self.filter(
+                Q(site__institution_id=user.institution_id)
+                | Q(ec_submission__committee__institution_id=user.institution_id)
+            )
+        if user.role == Role.RESEARCH_OFFICE:
+            return self.filter(
+                Q(site__institution_id=user.institution_id) | Q(trial__lead_institution_id=user.institution_id)
+            )
+        if user.role == Role.REGULATOR:
+            return self.filter(site__institution__region_id=user.region_id)
+        return self.none()
+
+
+class SafetyEvent(models.Model):
+    """A serious adverse event (SAE) a site's investigator reports, or a SUSAR the sponsor sends to the site; a
+    follow-up report is a row of its own pointing at the first report. No patient identity: at most a subject code.
+    """
+
+    class Kind(models.TextChoices):
+        SAE = "sae", _("Serious adverse event (SAE)")
+        SUSAR = "susar", _("Suspected unexpected serious adverse reaction (SUSAR)")
+
+    class Status(models.TextChoices):
+        RECORDED = "recorded", _("Recorded, not yet sent to the sponsor")
+        SENT_TO_SPONSOR = "sent_to_sponsor", _("Sent to the sponsor")
+        RECEIVED = "received", _("Received from the sponsor")
+        PI_REVIEWED = "pi_reviewed", _("Reviewed by the PI")
+        REPORTED_TO_EC = "reported_to_ec", _("Reported to the ethics committee")
+        REVIEWED = "reviewed", _("Reviewed by the ethics committee")
+        WITHDRAWN = "withdrawn", _("Withdrawn (entered in error)")
+
+    class Criterion(models.TextChoices):
+        DEATH = "death", _("Results in death")
+        LIFE_THREATENING = "life_threatening", _("Life-threatening")
+        HOSPITALISATION = "hospitalisation", _("Requires or prolongs hospitalisation")
+        DISABILITY = "disability", _("Persistent or significant disability or incapacity")
+        CONGENITAL_ANOMALY = "congenital_anomaly", _("Congenital anomaly or birth defect")
+        OTHER_IMPORTANT = "other_important", _("Other important medical event")
+
+    class Expectedness(models.TextChoices):
+        EXPECTED = "expected", pgettext_lazy("safety", "Expected")
+        UNEXPECTED = "unexpected", pgettext_lazy("safety", "Unexpected")
+
+    class Causality(models.TextChoices):
+        RELATED = "related", pgettext_lazy("safety", "Related")
+        POSSIBLY_RELATED = "possibly_related", pgettext_lazy("safety", "Possibly related")
+        UNLIKELY_RELATED = "unlikely_related", pgettext_lazy("safety", "Unlikely related")
+        NOT_RELATED = "not_related", pgettext_lazy("safety", "Not related")
+        NOT_ASSESSABLE = "not_assessable", pgettext_lazy("safety", "Cannot be assessed")
+
+    class Outcome(models.TextChoices):
+        ONGOING = "ongoing", pgettext_lazy("safety", "Not yet recovered")
+        RECOVERING = "recovering", pgettext_lazy("safety", "Recovering")
+        RECOVERED = "recovered", pgettext_lazy("safety", "Recovered")
+        RECOVERED_WITH_SEQUELAE = "recovered_with_sequelae", _("Recovered with sequelae")
+        FATAL = "fatal", pgettext_lazy("safety", "Fatal")
+        UNKNOWN = "unknown", pgettext_lazy("safety", "Unknown")
+
+    kind = models.CharField(_("kind"), max_length=10, choices=Kind.choices)
+    trial = models.ForeignKey(Trial, on_delete=models.PROTECT, related_name="safety_events", verbose_name=_("trial"))
+    site = models.ForeignKey(
+        "trials.TrialSite", on_delete=models.PROTECT, related_name="safety_events", verbose_name=_("site")
+    )
+    subject = models.ForeignKey(
+        "trials.EnrolmentSubject",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="safety_events",
+        verbose_name=_("subject code"),
+    )
+    follow_up_of = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="follow_ups",
+        verbose_name=_("follow-up of"),
+    )
+    sequence = models.PositiveSmallIntegerField(_("report number"), default=0, help_text=_("0: the first report."))
+    status = models.CharField(_("status"), max_length=20, choices=Status.choices)
+    term = models.CharField(_("event term"), max_length=200, help_text=_("e.g. cytokine release syndrome, grade 4."))
+    description = models.TextField(_("description"), help_text=_("No names, ID numbers or other patient identity."))
+    criteria = models.JSONField(_("seriousness criteria"), default=list)
+    expectedness = models.CharField(_("expectedness"), max_length=20, choices=Expectedness.choices)
+    causality = models.CharField(_("causality"), max_length=20, choices=Causality.choices)
+    outcome = models.CharField(
+        pgettext_lazy("safety", "outcome"), max_length=30, choices=Outcome.choices, default=Outcome.ONGOING
+    )
+    onset_on = models.DateField(_("onset date"), null=True, blank=True)
+    aware_at = models.DateTimeField(
+        _("investigator aware at"), null=True, blank=True, help_text=_("SAE: when the investigator became aware.")
+    )
+    sponsor_aware_on = models.DateField(
+        _("sponsor aware on (day 0)"), null=True, blank=True, help_text=_("SUSAR: the day the sponsor learned of it.")
+    )
+    received_at = models.DateTimeField(
+        _("received by the site at"), null=True, blank=True, help_text=_("SUSAR: when the site received the report.")
+    )
+    sponsor_reference = models.CharField(_("sponsor's case number"), max_length=60, blank=True)
+    sponsor_notified_at = models.DateTimeField(_("sent to the sponsor at"), null=True, blank=True)
+    pi_reviewed_at = models.DateTimeField(_("PI reviewed at"), null=True, blank=True)
+    pi_reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("PI reviewed by"),
+    )
+    ec_reported_at = models.DateTimeField(_("reported to the ethics committee at"), null=True, blank=True)
+    ec_submission = models.ForeignKey(
+        "Submission",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="safety_events",
+        verbose_name=_("ethics submission"),
+    )
+    committee_reviewed_at = models.DateTimeField(_("committee reviewed at"), null=True, blank=True)
+    committee_reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("committee reviewed by"),
+    )
+    committee_opinion = models.TextField(_("committee's opinion"), blank=True)
+    reported_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("recorded by")
+    )
+    created_at = models.DateTimeField(_("recorded at"), auto_now_add=True)
+
+    objects = SafetyEventQuerySet.as_manager()
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("safety report")
+        verbose_name_plural = _("safety reports")
+        indexes = [models.Index(fields=["site", "created_at"]), models.Index(fields=["trial", "kind"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind="susar", sponsor_aware_on__isnull=False, received_at__isnull=False)
+                | Q(kind="sae", aware_at__isnull=False),
+                name="safety_event_has_its_start",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        number = f" #{self.sequence}" if self.sequence else ""
+        return f"{self.get_kind_display()}{number} · {self.trial.protocol_number} · {self.term}"
+
+    @property
+    def fatal_or_life_threatening(self) -> bool:
+        return bool({self.Criterion.DEATH, self.Criterion.LIFE_THREATENING} & set(self.criteria))
+
+
+class SafetyEventStep(models.Model):
+    """The report's timeline: who took which step, when it happened and when it was recorded."""
+
+    event = models.ForeignKey(SafetyEvent, on_delete=models.CASCADE, related_name="steps", verbose_name=_("report"))
+    step = models.CharField(pgettext_lazy("safety", "step"), max_length=30)
+    from_status = models.CharField(_("from"), max_length=20, choices=SafetyEvent.Status.choices, blank=True)
+    to_status = models.CharField(_("to"), max_length=20, choices=SafetyEvent.Status.choices, blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("by")
+    )
+    happened_at = models.DateTimeField(_("happened at"))
+    recorded_at = models.DateTimeField(_("recorded at"), auto_now_add=True)
+    note = models.TextField(_("note"), blank=True)
+
+    class Meta:
+        ordering = ["event_id", "happened_at", "id"]
+        verbose_name = _("safety report step")
+        verbose_name_plural = _("safety report steps")
+
+    def __str__(self) -> str:
+        return f"{self.step} @ {timezone.localtime(self.happened_at):%Y-%m-%d %H:%M}"
+
+
+class SafetyClockQuerySet(models.QuerySet):
+    def open(self):
+        return self.filter(met_at__isnull=True, cancelled=False)
+
+
+class SafetyClock(models.Model):
+    """One reporting deadline of a safety report: when it started, when it is due, when it was met (late or not).
+    The due moment is a column (partial index on open clocks); the sweep and ETA tasks act on it."""
+
+    class Kind(models.TextChoices):
+        SPONSOR_REPORT = "sponsor_report", _("SAE: investigator to sponsor")
+        EC_REPORT = "ec_report", _("SAE: investigator to ethics committee")
+        SUSAR_EXPEDITED = "susar_expedited", _("SUSAR: sponsor's expedited report")
+        SUSAR_FOLLOW_UP = "susar_follow_up", _("SUSAR: sponsor's follow-up information")
+        PI_REVIEW = "pi_review", _("SUSAR: review by the site PI")
+        COMMITTEE_REVIEW = "committee_review", _("Review by the ethics committee")
+
+    event = models.ForeignKey(SafetyEvent, on_delete=models.CASCADE, related_name="clocks", verbose_name=_("report"))
+    kind = models.CharField(pgettext_lazy("safety", "clock"), max_length=20, choices=Kind.choices)
+    started_at = models.DateTimeField(_("started at"))
+    due_at = models.DateTimeField(_("due at"))
+    remind_at = models.DateTimeField(_("reminder at"))
+    period = models.PositiveSmallIntegerField(pgettext_lazy("safety", "period"))
+    unit = models.CharField(_("unit"), max_length=20)
+    period_source = models.CharField(_("period from"), max_length=200, help_text=_("The rule or setting it came from."))
+    met_at = models.DateTimeField(_("met at"), null=True, blank=True)
+    late = models.BooleanField(_("late"), default=False)
+    # Kept when the clock is met, so reports aggregate percentiles in the database.
+    elapsed_hours = models.DecimalField(_("time taken (hours)"), max_digits=9, decimal_places=2, null=True, blank=True)
+    escalated_at = models.DateTimeField(_("escalated at"), null=True, blank=True)
+    cancelled = models.BooleanField(_("cancelled"), default=False, help_text=_("The report was withdrawn."))
+
+    objects = SafetyClockQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["due_at", "id"]
+        verbose_name = _("safety reporting clock")
+        verbose_name_plural = _("safety reporting clocks")
+        indexes = [
+            models.Index(
+                fields=["due_at"], condition=Q(met_at__isnull=True, cancelled=False), name="safety_clock_open_due_idx"
+            ),
+            models.Index(
+                fields=["remind_at"],
+                condition=Q(met_at__isnull=True, cancelled=False),
+                name="safety_clock_open_remind_idx",
+            ),
+            models.Index(fields=["kind", "started_at"]),
+        ]
+        constraints = [models.UniqueConstraint(fields=["event", "kind"], name="safety_clock_one_per_kind")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} → {timezone.localtime(self.due_at):%Y-%m-%d %H:%M}"
+
+
+class SafetyEffect(models.Model):
+    """A clock effect that happened (reminder, escalation); the unique key makes each happen once."""
+
+    class Kind(models.TextChoices):
+        REMINDER = "reminder", _("Reminder")
+        ESCALATION = "escalation", _("Escalation")
+
+    clock = models.ForeignKey(SafetyClock, on_delete=models.CASCADE, related_name="effects")
+    kind = models.CharField(_("effect"), max_length=20, choices=Kind.choices)
+    due_at = models.DateTimeField(_("for the deadline"))
+    happened_at = models.DateTimeField(_("happened at"))
+
+    class Meta:
+        verbose_name = _("safety clock effect")
+        verbose_name_plural = _("safety clock effects")
+        constraints = [models.UniqueConstraint(fields=["clock", "kind", "due_at"], name="safety_effect_once")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {timezone.localtime(self.happened_at):%Y-%m-%d %H:%M}"

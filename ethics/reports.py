@@ -1,4 +1,5 @@
-"""Regulator reports over ethics review: mutual-recognition timeliness (with the overdue requests), review turnaround.
+"""Regulator reports over ethics review: mutual-recognition timeliness (with the overdue requests), review turnaround,
+and the timeliness of safety reporting (per institution or trial and per clock).
 
 Recognition requests are scoped by ``RecognitionRequest.visible_to`` (a regulator: requests to committees of
 the region). Submissions have no regulator scope (regulators never see one), so the turnaround report filters
@@ -6,12 +7,13 @@ them by the committee's region here, and returns only aggregates.
 """
 
 import datetime
+from decimal import Decimal
 
 from django.db.models import Avg, Count, F, Max, Q, Window
 from django.utils import timezone
 
 from cgtclinic.api.reports import DaysBetweenTimes, PercentileCont, day_range, groups_and_total, rounded, share
-from ethics.models import RecognitionRequest, Submission
+from ethics.models import RecognitionRequest, SafetyClock, SafetyEvent, Submission
 from ethics.selectors import ANSWERED, R, recognition_timeliness_groups, timeliness_group
 
 COUNTED = Q(status__in=[*ANSWERED, R.OPEN])
@@ -189,3 +191,70 @@ def rounded_totals(totals: dict) -> dict:
     for name in ("median_days", "p90_days", "mean_days", "max_days"):
         totals[name] = rounded(totals[name])
     return totals
+
+
+# --- safety-reporting timeliness ----------------------------------------------------------------------------------
+
+SAFETY_GROUPS = {
+    "institution": ("event__site__institution_id", "event__site__institution__name_zh"),
+    "trial": ("event__trial_id", "event__trial__protocol_number"),
+}
+SAFETY_FIGURES = ("clocks", "on_time", "late", "open", "open_overdue")
+
+
+def safety_clocks(
+    *,
+    viewer,
+    started_from: datetime.date | None = None,
+    started_to: datetime.date | None = None,
+    institution_id: int | None = None,
+    trial_id: int | None = None,
+    kinds=(),
+):
+    """The clocks of the safety reports ``viewer`` may see (``SafetyEvent.visible_to``), not those of withdrawn
+    reports, that started in the period."""
+    clocks = SafetyClock.objects.filter(
+        event__in=SafetyEvent.objects.visible_to(viewer).values("pk"), cancelled=False
+    ).filter(day_range("started_at", started_from, started_to))
+    if institution_id:
+        clocks = clocks.filter(event__site__institution_id=institution_id)
+    if trial_id:
+        clocks = clocks.filter(event__trial_id=trial_id)
+    if kinds:
+        clocks = clocks.filter(kind__in=kinds)
+    return clocks
+
+
+def _safety_figures(now: datetime.datetime) -> dict:
+    met = Q(met_at__isnull=False)
+    return {
+        "clocks": Count("pk"),
+        "on_time": Count("pk", filter=met & Q(late=False)),
+        "late": Count("pk", filter=met & Q(late=True)),
+        "open": Count("pk", filter=Q(met_at__isnull=True, due_at__gt=now)),
+        "open_overdue": Count("pk", filter=Q(met_at__isnull=True, due_at__lte=now)),
+        "median_hours": PercentileCont("elapsed_hours", 0.5, filter=met),
+    }
+
+
+def safety_timeliness(*, clocks, by: str, now: datetime.datetime) -> tuple[list[dict], dict]:
+    """Per institution (of the site) or per trial, and per clock: clocks started, met on time, met late, open,
+    open past the deadline, and the median time taken (hours and days) over the met clocks; and the same figures
+    over every clock in scope. Two statements whatever the number of rows."""
+    key, name = SAFETY_GROUPS[by]
+    rows = clocks.values(key, name, "kind").annotate(**_safety_figures(now)).order_by(name, key, "kind")
+    groups = []
+    for row in rows:
+        row["group"], row["group_id"], row["group_name"] = by, row.pop(key), row.pop(name)
+        groups.append(_with_days(row))
+    total = _with_days(clocks.aggregate(**_safety_figures(now)))
+    return groups, total
+
+
+def _with_days(row: dict) -> dict:
+    hours = row.get("median_hours")
+    row["median_hours"] = None if hours is None else Decimal(hours).quantize(Decimal("0.01"))
+    row["median_days"] = None if hours is None else (Decimal(hours) / 24).quantize(Decimal("0.01"))
+    met = row["on_time"] + row["late"]
+    row["on_time_share"] = share(row["on_time"], met)
+    return row

@@ -169,6 +169,10 @@ def load_demo(demo: DemoSeeds) -> None:
     _load_committees(demo.directory / "ethics.yaml", demo)
     _load_alliance_members(demo.directory / "alliance_members.yaml", demo)
     _load_submissions(demo.directory / "ethics_submissions.yaml", demo)
+    # Safety reports last: reporting to the committee needs the approvals the submissions replay.
+    from ethics.safety_seeds import load_demo_safety
+
+    load_demo_safety(demo)
 
 
 # --- Committees -------------------------------------------------------------------------------------------

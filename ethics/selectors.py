@@ -24,7 +24,16 @@ from cgtclinic import workdays
 from cgtclinic.api.reports import PercentileCont
 from cgtclinic.roles import Role
 from cgtclinic.workqueue import ITEMS_PER_KIND, Section, WorkItem, capped_count, day_start, section
-from ethics.models import AgendaItem, Decision, Meeting, RecognitionRequest, ReviewAssignment, Submission
+from ethics.models import (
+    AgendaItem,
+    Decision,
+    Meeting,
+    RecognitionRequest,
+    ReviewAssignment,
+    SafetyClock,
+    SafetyEvent,
+    Submission,
+)
 from trials.models import Trial
 
 R = RecognitionRequest.Status
@@ -463,4 +472,61 @@ def work(user, *, now: datetime.datetime) -> list[Section]:
         return research_office_ethics_work(user, now=now)
     if user.role == Role.PI:
         return pi_work(user, now=now)
+    return []
+
+
+# --- safety reports: the clocks that wait on each person -----------------------------------------------------------
+
+
+def _safety_item(clock: SafetyClock, now: datetime.datetime, url: str) -> WorkItem:
+    event = clock.event
+    return WorkItem(
+        kind=f"safety.{clock.kind}",
+        title=f"{clock.get_kind_display()} · {event.trial.protocol_number} · {event.term}",
+        url=url,
+        due_at=clock.due_at,
+        overdue=clock.due_at <= now,
+        detail=str(event.site.institution),
+    )
+
+
+def _open_safety_clocks(events: QuerySet, kinds) -> QuerySet:
+    # Overdue first falls out of the order: the earliest deadline is the longest overdue.
+    return (
+        SafetyClock.objects.open()
+        .filter(kind__in=kinds, event__in=events.values("pk"))
+        .select_related("event__trial", "event__site__institution")
+        .order_by("due_at", "pk")
+    )
+
+
+def safety_work(user, *, now: datetime.datetime) -> list[Section]:
+    """Only the sections with something in them (see ``_safety_sections``)."""
+    return [found for found in _safety_sections(user, now=now) if found.count]
+
+
+def _safety_sections(user, *, now: datetime.datetime) -> list[Section]:
+    """The safety clocks waiting on ``user`` (registered in EthicsConfig.ready): an investigator's reports to the
+    sponsor and committee and SUSAR reviews; the ethics office's committee reviews; the research office's overdue
+    clocks at its sites (it is told of every escalation)."""
+    from ethics import safety
+
+    events = SafetyEvent.objects.visible_to(user)
+
+    def one(kind: str, label, clocks: QuerySet, url_name: str) -> list[Section]:
+        return [section(kind, label, clocks, lambda c: _safety_item(c, now, reverse(url_name, args=[c.event_id])))]
+
+    admin_url = "admin:ethics_safetyevent_change"
+    if user.role == Role.PI:
+        mine = events.filter(Q(site__site_pi_id=user.pk) | Q(trial__pi_id=user.pk))
+        clocks = _open_safety_clocks(mine, safety.INVESTIGATOR_CLOCKS)
+        return one("safety.investigator", _("Safety reports due"), clocks, "ethics_portal:safety_detail")
+    if user.role == Role.ETHICS_OFFICE and user.institution_id:
+        clocks = _open_safety_clocks(events, safety.OFFICE_CLOCKS)
+        return one("safety.committee_review", _("Safety reports for the committee to review"), clocks, admin_url)
+    if (user.role == Role.RESEARCH_OFFICE and user.institution_id) or user.is_superuser:
+        overdue = _open_safety_clocks(events, SafetyClock.Kind.values).filter(due_at__lte=now)
+        if not user.is_superuser:
+            overdue = overdue.filter(event__site__institution_id=user.institution_id)
+        return one("safety.overdue", _("Overdue safety reporting"), overdue, admin_url)
     return []

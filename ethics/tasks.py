@@ -56,3 +56,28 @@ def recompute_recognition_deadlines(years: list[int]) -> int:
     from ethics import recognition
 
     return recognition.recompute_deadlines(tuple(years))
+
+
+@shared_task
+def safety_remind(clock_id: int) -> bool:
+    """ETA task at a safety clock's ``remind_at``; re-reads the row and acts only if still due and not yet done."""
+    from ethics import safety
+
+    return safety.safety_remind(clock_id)
+
+
+@shared_task
+def safety_escalate(clock_id: int) -> bool:
+    """ETA task at a safety clock's ``due_at``; re-reads the row and acts only if still open and not yet done."""
+    from ethics import safety
+
+    return safety.safety_escalate(clock_id)
+
+
+@shared_task
+def sweep_safety_clocks() -> dict:
+    """Beat, every minute: every safety-reporting reminder and escalation that is due and has not happened,
+    whatever happened to the ETA messages. Enough on its own; safe to run twice or at once."""
+    from ethics import safety
+
+    return safety.sweep()

@@ -6,4 +6,5 @@ from ethics.api import reports
 urlpatterns = [
     report_path(reports.RecognitionTimelinessReport),
     report_path(reports.EthicsTurnaroundReport),
+    report_path(reports.SafetyTimelinessReport),
 ]

@@ -1,6 +1,8 @@
-"""Regulator reports over ethics review: recognition timeliness (with the overdue requests), review turnaround."""
+"""Regulator reports over ethics review: recognition timeliness (with the overdue requests), review turnaround,
+safety-reporting timeliness."""
 
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 from rest_framework import serializers
 
 from cgtclinic.api.reports import (
@@ -15,7 +17,7 @@ from cgtclinic.api.reports import (
     groups_and_total,
 )
 from ethics import reports
-from ethics.models import Submission
+from ethics.models import SafetyClock, Submission
 
 
 class RecognitionFilters(ReportFilterSerializer):
@@ -302,4 +304,89 @@ class EthicsTurnaroundReport(ReportView):
             row["kind_label"] = str(Submission.Kind(row["kind"]).label) if row["kind"] else None
             for name in ("median_days", "p90_days", "mean_days", "max_days"):
                 row[name] = None if row[name] is None else round(row[name], 1)
+        return rows
+
+
+class SafetyFilters(ReportFilterSerializer):
+    group_by = serializers.ChoiceField(
+        choices=list(reports.SAFETY_GROUPS),
+        required=False,
+        default="institution",
+        help_text=_("One row per institution of the site (default) or per trial, and per clock."),
+    )
+    started_from = serializers.DateField(required=False, help_text=_("Clocks started on or after this day."))
+    started_to = serializers.DateField(required=False, help_text=_("… on or before this day."))
+    clock = choice_list(SafetyClock.Kind.choices, _("One or more clocks."))
+    institution = serializers.IntegerField(required=False, min_value=1, help_text=_("Only this institution's sites."))
+    trial = serializers.IntegerField(required=False, min_value=1, help_text=_("Only this trial."))
+    date_ranges = (("started_from", "started_to"),)
+
+
+SAFETY_HOURS_HELP = _("From the clock's start to the step that met it, over met clocks.")
+
+
+class SafetyTimelinessReport(ReportView):
+    name = "safety-timeliness"
+    title = _("Safety reporting timeliness")
+    description = _(
+        "The clocks of SAE and SUSAR reports at the region's sites, per institution or per trial and per clock "
+        "(investigator to sponsor, to the ethics committee, the sponsor's expedited SUSAR report and follow-up, "
+        "the PI's and the committee's review): clocks started, met on time, met late, open, open past the "
+        "deadline, and the median time taken in hours and days."
+    )
+    filter_serializer_class = SafetyFilters
+    columns = (
+        Column("group", "string", _("grouped by"), _("institution or trial.")),
+        Column("group_id", "integer", _("institution or trial id")),
+        Column("group_name", "string", _("institution or protocol number")),
+        Column("kind", "string", pgettext_lazy("safety", "clock")),
+        Column("kind_label", "string", _("clock (label)")),
+        Column("clocks", "integer", _("clocks started")),
+        Column("on_time", "integer", _("met on time")),
+        Column("late", "integer", _("met late")),
+        Column("open", "integer", _("open, within the deadline")),
+        Column("open_overdue", "integer", _("open, past the deadline")),
+        Column("on_time_share", "number", _("share met on time"), _("Of the met clocks, 0 to 1.")),
+        Column("median_hours", "number", _("median time taken (hours)"), SAFETY_HOURS_HELP),
+        Column("median_days", "number", _("median time taken (days)"), SAFETY_HOURS_HELP),
+    )
+    summary_fields = (
+        Column("clocks", "integer", _("clocks started")),
+        Column("on_time", "integer", _("met on time")),
+        Column("late", "integer", _("met late")),
+        Column("open", "integer", _("open, within the deadline")),
+        Column("open_overdue", "integer", _("open, past the deadline")),
+        Column("on_time_share", "number", _("share met on time")),
+        Column("median_hours", "number", _("median time taken (hours)")),
+        Column("median_days", "number", _("median time taken (days)")),
+    )
+    bench_sql = """
+        SELECT c.kind, COUNT(*) AS clocks,
+               COUNT(*) FILTER (WHERE c.met_at IS NOT NULL AND NOT c.late) AS on_time,
+               COUNT(*) FILTER (WHERE c.met_at IS NOT NULL AND c.late) AS late,
+               PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY c.elapsed_hours)
+                   FILTER (WHERE c.met_at IS NOT NULL) AS median_hours
+        FROM ethics_safetyclock c
+        JOIN ethics_safetyevent e ON e.id = c.event_id
+        JOIN trials_trialsite s ON s.id = e.site_id
+        JOIN cgtclinic_institution i ON i.id = s.institution_id
+        WHERE i.region_id = %(region_id)s AND NOT c.cancelled
+        GROUP BY s.institution_id, c.kind
+    """
+
+    def compute(self, scope, filters):
+        clocks = reports.safety_clocks(
+            viewer=scope.viewer,
+            started_from=filters.get("started_from"),
+            started_to=filters.get("started_to"),
+            institution_id=filters.get("institution"),
+            trial_id=filters.get("trial"),
+            kinds=filters.get("clock", ()),
+        )
+        rows, total = reports.safety_timeliness(clocks=clocks, by=filters["group_by"], now=scope.now)
+        return ReportData(rows=rows, summary=total)
+
+    def present(self, rows, scope, filters):
+        for row in rows:
+            row["kind_label"] = str(SafetyClock.Kind(row["kind"]).label)
         return rows

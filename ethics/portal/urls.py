@@ -1,6 +1,6 @@
 from django.urls import path
 
-from ethics.portal import views
+from ethics.portal import safety_views, views
 
 app_name = "ethics_portal"
 
@@ -22,4 +22,9 @@ urlpatterns = [
     path("documents/<int:pk>/", views.document_download, name="document_download"),
     path("sites/<int:pk>/enrolment/", views.site_enrolment, name="site_enrolment"),
     path("enrolment/<int:pk>/reverse/", views.enrolment_entry_reverse, name="enrolment_entry_reverse"),
+    path("safety/", safety_views.safety_list, name="safety_list"),
+    path("safety/new/", safety_views.safety_new, name="safety_new"),
+    path("safety/<int:pk>/", safety_views.safety_detail, name="safety_detail"),
+    path("safety/<int:pk>/follow-up/", safety_views.safety_follow_up, name="safety_follow_up"),
+    path("safety/<int:pk>/<slug:step>/", safety_views.safety_step, name="safety_step"),
 ]

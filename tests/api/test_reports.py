@@ -60,6 +60,7 @@ def test_every_report_is_registered_with_its_contract():
         "policy-targets",
         "recognition-timeliness",
         "ethics-turnaround",
+        "safety-timeliness",
         "subsidies",
         "subsidy-projects",
     ]

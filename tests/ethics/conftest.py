@@ -4,6 +4,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from cgtclinic.roles import Role
 from ethics import services
 from ethics.models import Submission
+from tests.ethics.safety_world import world  # noqa: F401  (the safety tests' fixture)
 from tests.factories.cgtclinic import UserFactory
 from tests.factories.ethics import EthicsCommitteeFactory, balanced_committee
 from tests.factories.trials import PDF_BYTES, TrialFactory
