@@ -228,11 +228,19 @@ CELERY_TASK_ROUTES = {
         "ethics.tasks.sweep_continuing_reviews",
         "ethics.tasks.remind_continuing_review",
         "ethics.tasks.recompute_recognition_deadlines",
+        "trials.tasks.filing_remind",
+        "trials.tasks.filing_escalate",
+        "trials.tasks.sweep_filing_deadlines",
+        "trials.tasks.recompute_filing_deadlines",
     )
 }
 # The sweeps a deadline worker sends itself each time it (re)connects to the broker: after an outage the effects
 # that fell due meanwhile happen at once, not at the next beat tick.
-DEADLINE_SWEEPS = ("ethics.tasks.sweep_recognition_deadlines", "ethics.tasks.sweep_continuing_reviews")
+DEADLINE_SWEEPS = (
+    "ethics.tasks.sweep_recognition_deadlines",
+    "ethics.tasks.sweep_continuing_reviews",
+    "trials.tasks.sweep_filing_deadlines",
+)
 # Beat writes each run's time to the database at once (the readiness check reads the heartbeat's).
 CELERY_BEAT_SYNC_EVERY = 1
 
@@ -247,6 +255,12 @@ CELERY_BEAT_SCHEDULE = {
     # Recognition deadlines are hours to days away: a one-minute sweep keeps every effect within a minute.
     "ethics-sweep-recognition-deadlines": {
         "task": "ethics.tasks.sweep_recognition_deadlines",
+        "schedule": 60,
+        "options": {"expire_seconds": 50},
+    },
+    # Research filings are days to months away; the minute sweep is their only timer beyond the ETA horizon.
+    "trials-sweep-filing-deadlines": {
+        "task": "trials.tasks.sweep_filing_deadlines",
         "schedule": 60,
         "options": {"expire_seconds": 50},
     },
@@ -319,6 +333,10 @@ SPECTACULAR_SETTINGS = {
         "SubmissionKindEnum": "ethics.models.Submission.Kind",
         "TrialStepEnum": "trials.services.STEPS",
         "ClaimStepEnum": "subsidies.services.STEPS",
+        "FilingKindEnum": "trials.models.FilingObligation.Kind",
+        "FilingStatusEnum": "trials.models.FilingObligation.Status",
+        "TrialReviewKindEnum": "trials.models.TrialReview.Kind",
+        "TrialReviewOutcomeEnum": "trials.models.TrialReview.Outcome",
     },
 }
 
