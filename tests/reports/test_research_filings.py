@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from tests.factories.trials import FilingObligationFactory, TrialFactory
 from tests.reports.helpers import report
-from trials.models import FilingObligation, Trial
+from trials.models import FilingObligation
 
 pytestmark = pytest.mark.django_db
 SH = datetime.timezone(datetime.timedelta(hours=8))
