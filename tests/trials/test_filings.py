@@ -92,7 +92,7 @@ def test_the_refusal_is_translated(trial, people):
 
     with translation.override("zh-hans"), pytest.raises(DomainError) as refused:
         services.trial_activate(trial=trial, actor=people["office"])
-    assert "学术审查" in str(refused.value.message) and "立项" in str(refused.value.message)
+    assert "学术（科学性）审查" in str(refused.value.message) and "机构立项" in str(refused.value.message)
 
 
 def test_review_refusals(trial, people, pi):
