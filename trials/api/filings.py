@@ -3,7 +3,8 @@ payload's governance block, and the filings list with its record action. Each wr
 
 from django.utils.translation import gettext_lazy as _
 from django_filters import rest_framework as django_filters
-from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_view
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -124,10 +125,18 @@ class FilingFilter(django_filters.FilterSet):
         fields = ("trial", "kind", "status", "late")
 
 
-def _errors(*codes):
-    from trials.api.views import _errors as errors
+ERRORS = {
+    400: _("The input was refused: messages per field, or detail, code and field when a business rule refused it."),
+    401: _("Not signed in."),
+    403: _("Not allowed for this user."),
+    404: _("Not found, or not visible to this user."),
+    409: _("This filing is no longer due: it cannot be recorded again."),
+}
 
-    return errors(*codes)
+
+def _errors(*codes):
+    # Kept here rather than imported from trials.api.views, which imports this module through its serializers.
+    return {code: OpenApiResponse(OpenApiTypes.OBJECT, description=ERRORS[code]) for code in codes}
 
 
 @extend_schema_view(
@@ -152,7 +161,7 @@ class FilingViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
     ordering = ("due_at", "id")
 
     def get_permissions(self):
-        from trials.api.views import ViewThenServiceDecides
+        from trials.api.views import ViewThenServiceDecides  # views imports this module
 
         return [ViewThenServiceDecides()]
 
