@@ -129,6 +129,11 @@ class GovernanceAdminMixin:
 
     def new_technology_view(self, request, object_id):
         trial = self._trial(request, object_id)
+        if not filings.may_record_review(request.user, trial):
+            self.message_user(
+                request, gettext("Only the lead institution's research office answers this question."), messages.WARNING
+            )
+            return HttpResponseRedirect(reverse("admin:trials_trial_change", args=[trial.pk]))
         initial = {"answer": "yes" if trial.is_new_technology else "no", "reason": trial.new_technology_reason}
         form = NewTechnologyForm(request.POST or None, initial=initial if trial.is_new_technology is not None else None)
         if request.method == "POST" and form.is_valid():

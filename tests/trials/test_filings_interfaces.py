@@ -124,7 +124,18 @@ def test_admin_offers_no_review_button_to_the_ethics_office(client, trial, ethic
     page = client.get(reverse("admin:trials_trial_change", args=[trial.pk])).content.decode()
     assert reverse("admin:trials_trial_review", args=[trial.pk, RK.ACADEMIC]) not in page
     assert client.get(reverse("admin:trials_trial_review", args=[trial.pk, RK.ACADEMIC])).status_code == 302
+    assert client.get(reverse("admin:trials_trial_newtech", args=[trial.pk])).status_code == 302
     assert not TrialReview.objects.filter(trial=trial).exists()
+
+
+def test_admin_new_technology_answer(client, trial, research_office):
+    client.force_login(research_office)
+    url = reverse("admin:trials_trial_newtech", args=[trial.pk])
+    assert url in client.get(reverse("admin:trials_trial_change", args=[trial.pk])).content.decode()
+    assert client.post(url, {"answer": "yes", "reason": ""}).status_code == 200  # a reason is required
+    assert client.post(url, {"answer": "yes", "reason": "首次用于人体的基因编辑技术"}).status_code == 302
+    trial.refresh_from_db()
+    assert trial.is_new_technology is True and trial.new_technology_set_by == research_office
 
 
 # --- the PI's portal ----------------------------------------------------------------------------------------------
