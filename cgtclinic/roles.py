@@ -63,6 +63,9 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
         | _perms("cgtclinic.notificationwebhook", *EDIT, "delete")
         | _perms("trials.trial", *EDIT)
         | _perms("trials.trialstatuschange", *VIEW)
+        # IIT reviews and filings change only through their steps (admin buttons, API actions).
+        | _perms("trials.trialreview", *VIEW)
+        | _perms("trials.filingobligation", *VIEW)
         | _perms("trials.trialsite", *EDIT, "delete")
         | _perms("trials.trialdocument", *EDIT)
         | _perms("trials.documentversion", "view", "add")
@@ -105,6 +108,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
         | _perms("cgtclinic.calendarday", *VIEW)
         | _perms("trials.trial", *VIEW)
         | _perms("trials.trialstatuschange", *VIEW)
+        | _perms("trials.trialreview", *VIEW)
+        | _perms("trials.filingobligation", *VIEW)
         | _perms("trials.trialsite", *VIEW)
         | _perms("trials.trialdocument", *VIEW)
         | _perms("trials.documentversion", *VIEW)
@@ -132,6 +137,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     # A PI drafts their own projects (the services allow it only for their trials while in draft).
     Role.PI: frozenset(
         _perms("trials.trial", *EDIT)
+        | _perms("trials.filingobligation", *VIEW)
         | _perms("trials.trialsite", *EDIT)
         | _perms("trials.trialdocument", "view", "add")
         | _perms("trials.documentversion", "view", "add")

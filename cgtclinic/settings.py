@@ -231,6 +231,10 @@ CELERY_TASK_ROUTES = {
         "ethics.tasks.safety_remind",
         "ethics.tasks.safety_escalate",
         "ethics.tasks.sweep_safety_clocks",
+        "trials.tasks.filing_remind",
+        "trials.tasks.filing_escalate",
+        "trials.tasks.sweep_filing_deadlines",
+        "trials.tasks.recompute_filing_deadlines",
     )
 }
 # The sweeps a deadline worker sends itself each time it (re)connects to the broker: after an outage the effects
@@ -239,6 +243,7 @@ DEADLINE_SWEEPS = (
     "ethics.tasks.sweep_recognition_deadlines",
     "ethics.tasks.sweep_continuing_reviews",
     "ethics.tasks.sweep_safety_clocks",
+    "trials.tasks.sweep_filing_deadlines",
 )
 # Beat writes each run's time to the database at once (the readiness check reads the heartbeat's).
 CELERY_BEAT_SYNC_EVERY = 1
@@ -260,6 +265,12 @@ CELERY_BEAT_SCHEDULE = {
     # Safety clocks run in hours (an SAE to the sponsor and the committee): swept every minute.
     "ethics-sweep-safety-clocks": {
         "task": "ethics.tasks.sweep_safety_clocks",
+        "schedule": 60,
+        "options": {"expire_seconds": 50},
+    },
+    # Research filings are days to months away; the minute sweep is their only timer beyond the ETA horizon.
+    "trials-sweep-filing-deadlines": {
+        "task": "trials.tasks.sweep_filing_deadlines",
         "schedule": 60,
         "options": {"expire_seconds": 50},
     },
@@ -335,6 +346,10 @@ SPECTACULAR_SETTINGS = {
         "SafetyReportStatusEnum": "ethics.models.SafetyEvent.Status",
         "SafetyReportKindEnum": "ethics.models.SafetyEvent.Kind",
         "SafetyReportOutcomeEnum": "ethics.models.SafetyEvent.Outcome",
+        "FilingKindEnum": "trials.models.FilingObligation.Kind",
+        "FilingStatusEnum": "trials.models.FilingObligation.Status",
+        "TrialReviewKindEnum": "trials.models.TrialReview.Kind",
+        "TrialReviewOutcomeEnum": "trials.models.TrialReview.Outcome",
     },
 }
 

@@ -34,6 +34,7 @@ from ethics.models import (
     SubmissionEvent,
     Vote,
 )
+from trials import filings
 from trials import services as trial_services
 from trials.models import DocumentVersion, Trial, TrialDocument, TrialSite
 
@@ -1063,6 +1064,10 @@ def _apply_to_trial(decision: Decision, kind: str, actor: User, today: datetime.
         ).update(ethics_approved_on=today)
     if outcome == Outcome.APPROVE and decision.valid_until:
         _extend_site_validity(trial, decision)
+    if outcome == Outcome.APPROVE and decision.committee.institution_id == trial.lead_institution_id:
+        filings.on_lead_ethics_approval(
+            trial=trial, amendment=kind == K.AMENDMENT, approved_on=today, key=f"decision:{decision.pk}"
+        )
     if (
         outcome == Outcome.DISAPPROVE
         and kind == K.INITIAL

@@ -15,6 +15,7 @@ from cgtclinic.admin_base import ScopedAdmin, ServiceFormMixin, with_actor
 from cgtclinic.errors import DomainError
 from cgtclinic.models import Institution
 from trials import enrolment, services
+from trials.admin_filings import GovernanceAdminMixin, TrialReviewInline
 from trials.models import (
     DocumentVersion,
     EnrolmentEntry,
@@ -98,7 +99,7 @@ class TransitionForm(forms.Form):
 
 
 @admin.register(Trial)
-class TrialAdmin(ScopedAdmin):
+class TrialAdmin(GovernanceAdminMixin, ScopedAdmin):
     form = TrialForm
     change_form_template = "admin/trials/trial/change_form.html"
     list_display = [
@@ -118,7 +119,7 @@ class TrialAdmin(ScopedAdmin):
     list_select_related = ["lead_institution", "pi", "sponsor"]
     autocomplete_fields = ["sponsor", "lead_institution", "department", "pi"]
     date_hierarchy = "created_at"
-    inlines = [TrialSiteInline, TrialStatusChangeInline]
+    inlines = [TrialSiteInline, TrialStatusChangeInline, TrialReviewInline]
     fieldsets = [
         (None, {"fields": ["title_zh", "title_en", "protocol_number", "kind", "therapy_category", "phase"]}),
         (_("People and institutions"), {"fields": ["sponsor", "lead_institution", "department", "pi"]}),
@@ -128,7 +129,9 @@ class TrialAdmin(ScopedAdmin):
             {
                 "fields": [
                     "nmpa_approval_number",
+                    "nmpa_approved_on",
                     "filing_number",
+                    "filed_on",
                     "chictr_id",
                     "nct_id",
                     "hgr_status",
@@ -168,12 +171,13 @@ class TrialAdmin(ScopedAdmin):
                 name="trials_trial_transition",
             )
         ]
-        return own + super().get_urls()
+        return own + self.governance_urls() + super().get_urls()
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = extra_context or {}
         trial = self.get_queryset(request).filter(pk=object_id).first()
         if trial is not None:
+            extra_context.update(self.governance_context(request, trial))
             extra_context["transitions"] = [
                 (step, STEP_LABELS[step]) for step in services.available_steps(trial, request.user)
             ]

@@ -7,7 +7,22 @@ class TrialsConfig(AppConfig):
     verbose_name = _("Trials")
 
     def ready(self):
-        from cgtclinic import workqueue
+        from cgtclinic import workdays, workqueue
         from trials import selectors
 
         workqueue.register(selectors.work)
+        workqueue.register(selectors.filing_work)
+
+        def schedule_changed(years):
+            # Listeners run after commit and must not block the admin: the work goes to a Celery task.
+            from trials.tasks import recompute_filing_deadlines
+
+            recompute_filing_deadlines.delay(list(years))
+
+        def deadline_horizon():
+            from trials.filings import open_deadline_horizon
+
+            return open_deadline_horizon()
+
+        workdays.register_schedule_listener(schedule_changed)
+        workdays.register_deadline_horizon(deadline_horizon)

@@ -126,7 +126,27 @@ class Trial(models.Model):
     )
     target_enrolment = models.PositiveIntegerField(_("target enrolment"))
     nmpa_approval_number = models.CharField(_("NMPA approval / implied licence number"), max_length=100, blank=True)
+    # The day of the NMPA approval letter (批件), or the day implied permission took effect (默示许可): what the
+    # regions' "new clinical-trial approvals" targets count.
+    nmpa_approved_on = models.DateField(_("NMPA approval / implied permission date"), null=True, blank=True)
     filing_number = models.CharField(_("national medical-research filing number"), max_length=100, blank=True)
+    filed_on = models.DateField(_("national medical-research filing date"), null=True, blank=True)
+    # Biomedical new-technology clinical research (State Council Order No. 818): the research office's answer,
+    # with its reason; empty until answered. Written only by trials.filings.new_technology_set.
+    is_new_technology = models.BooleanField(
+        _("biomedical new-technology clinical research"), null=True, blank=True, editable=False
+    )
+    new_technology_reason = models.TextField(_("reason for the new-technology answer"), blank=True, editable=False)
+    new_technology_set_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="+",
+        null=True,
+        blank=True,
+        editable=False,
+        verbose_name=_("new-technology answer by"),
+    )
+    new_technology_set_at = models.DateTimeField(_("new-technology answer at"), null=True, blank=True, editable=False)
     chictr_id = models.CharField(
         _("ChiCTR id"),
         max_length=20,
@@ -587,3 +607,7 @@ class SiteEnrolment(models.Model):
     def on_study(self) -> int:
         """Enrolled subjects who have neither withdrawn nor completed."""
         return self.enrolled - self.withdrawn - self.completed
+
+
+# IIT governance and research filings live in their own module; imported here so Django registers them.
+from trials.filing_models import FilingEffect, FilingObligation, TrialReview  # noqa: E402, F401

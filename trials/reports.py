@@ -11,13 +11,14 @@ import datetime
 from django.db import connection
 from django.db.models import (
     Case,
+    CharField,
     Count,
     F,
     IntegerField,
     Max,
-    Min,
     Q,
     Sum,
+    Value,
     When,
 )
 from django.db.models.functions import Coalesce
@@ -38,7 +39,7 @@ from cgtclinic.api.reports import (
     viewer_key,
 )
 from cgtclinic.models import PolicyTarget
-from trials.models import EnrolmentEntry, Trial, TrialSite
+from trials.models import EnrolmentEntry, FilingObligation, Trial, TrialSite
 
 S = Trial.Status
 K = EnrolmentEntry.Kind
@@ -441,21 +442,47 @@ def with_progress(row: dict) -> dict:
 
 # --- policy targets ---------------------------------------------------------------------------------------------
 
-# Which trials count towards each metric: approvals (批件) are for registration trials; clinical-research filings
-# (备案) for investigator-initiated and other clinical research. Both count trials led by the region's
-# institutions, on the day they were first approved in their lifecycle.
-TARGET_TRIAL_KINDS = {
-    PolicyTarget.Metric.NEW_TRIAL_APPROVALS: (Trial.Kind.REGISTRATION,),
-    PolicyTarget.Metric.NEW_CLINICAL_FILINGS: (Trial.Kind.IIT, Trial.Kind.OTHER),
-}
-
 
 def target_period(target: PolicyTarget) -> tuple[datetime.date, datetime.date]:
     return target.period_start, datetime.date(target.deadline_year, 12, 31)
 
 
+def counted_events(*, viewer, region_ids: tuple[int, ...]):
+    """What the targets count, one row per event with its region, metric and day: each NMPA clinical-trial approval
+    (批件) or implied permission (默示许可) by its date (Trial.nmpa_approved_on), and each biomedical new-technology
+    clinical research filing (临床备案) by its filing date. Trials led by the regions' institutions, visible to the
+    viewer. Never the lifecycle step "approved", which is the institution's, not the regulator's."""
+    visible = Trial.objects.visible_to(viewer).filter(lead_institution__region_id__in=region_ids)
+    approvals = (
+        visible.filter(nmpa_approved_on__isnull=False)
+        .annotate(
+            region=F("lead_institution__region_id"),
+            day=F("nmpa_approved_on"),
+            metric=Value(PolicyTarget.Metric.NEW_TRIAL_APPROVALS.value, output_field=CharField()),
+        )
+        .values("region", "day", "metric")
+        .order_by()
+    )
+    filings = (
+        FilingObligation.objects.filter(
+            trial__in=visible.values("pk"),
+            kind=FilingObligation.Kind.NEW_TECHNOLOGY,
+            status=FilingObligation.Status.FILED,
+        )
+        .annotate(
+            region=F("trial__lead_institution__region_id"),
+            day=F("filed_on"),
+            metric=Value(PolicyTarget.Metric.NEW_CLINICAL_FILINGS.value, output_field=CharField()),
+        )
+        .values("region", "day", "metric")
+        .order_by()
+    )
+    return approvals.union(filings, all=True)
+
+
 def policy_targets(*, viewer, region_id: int | None, today: datetime.date) -> list[dict]:
-    """Each region's targets against the trials counted so far; two queries whatever the number of targets."""
+    """Each region's targets against the approvals and filings counted so far; two queries whatever the number of
+    targets."""
     targets = PolicyTarget.objects.select_related("region").order_by("region__code", "deadline_year", "metric")
     if region_id is not None:
         targets = targets.filter(region_id=region_id)
@@ -464,31 +491,19 @@ def policy_targets(*, viewer, region_id: int | None, today: datetime.date) -> li
         return []
     region_ids = tuple(sorted({t.region_id for t in targets}))
 
-    def first_approvals():
-        # Each visible trial led in a target's region that reached "approved", with the first time it did: filter,
-        # then annotate, so that only the approvals are joined (not every status change, then FILTER).
-        return (
-            Trial.objects.visible_to(viewer)
-            .filter(lead_institution__region_id__in=region_ids, status_changes__to_status=S.APPROVED)
-            .values("pk", "kind", region_id=F("lead_institution__region_id"))
-            .annotate(first_approved=Min("status_changes__at"))
-            .order_by()
-            .query.sql_with_params()
-        )
+    def events():
+        return counted_events(viewer=viewer, region_ids=region_ids).query.sql_with_params()
 
-    trials_sql, trials_params = compiled_sql(("policy_targets", viewer_key(viewer), region_ids), first_approvals)
+    events_sql, events_params = compiled_sql(("policy_targets_events", viewer_key(viewer), region_ids), events)
     counts, params = [], []
-    adapt = connection.ops.adapt_datetimefield_value
+    adapt = connection.ops.adapt_datefield_value
     for target in targets:
         start, end = target_period(target)
-        kinds = TARGET_TRIAL_KINDS[target.metric]
         counts.append(
-            f"COUNT(*) FILTER (WHERE region_id = %s AND kind IN ({', '.join(['%s'] * len(kinds))}) "
-            f'AND first_approved >= %s AND first_approved < %s) AS "target_{target.pk}"'
+            f'COUNT(*) FILTER (WHERE region = %s AND metric = %s AND day >= %s AND day <= %s) AS "target_{target.pk}"'
         )
-        params += [target.region_id, *kinds, adapt(start_of_day(start))]
-        params.append(adapt(start_of_day(end + datetime.timedelta(days=1))))
-    (achieved,) = fetch_dicts(f"SELECT {', '.join(counts)} FROM ({trials_sql}) approvals", (*params, *trials_params))
+        params += [target.region_id, target.metric, adapt(start), adapt(end)]
+    (achieved,) = fetch_dicts(f"SELECT {', '.join(counts)} FROM ({events_sql}) events", (*params, *events_params))
     rows = []
     for target in targets:
         start, end = target_period(target)
@@ -517,3 +532,54 @@ def policy_targets(*, viewer, region_id: int | None, today: datetime.date) -> li
             }
         )
     return rows
+
+
+# --- research filings -------------------------------------------------------------------------------------------
+
+
+def filing_obligations(*, viewer, due_from=None, due_to=None, institution_id=None, kinds=()):
+    """The filings owed by trials led in the viewer's scope (a regulator: led by its region's institutions), whose
+    deadline falls in the period (Beijing days); filings no longer due are left out."""
+    rows = FilingObligation.objects.filter(trial__in=Trial.objects.visible_to(viewer)).exclude(
+        status=FilingObligation.Status.CANCELLED
+    )
+    region_id = getattr(viewer, "region_id", None)
+    if region_id and not viewer.is_superuser:
+        rows = rows.filter(trial__lead_institution__region_id=region_id)
+    # A deadline is 24:00 of its last day (the next day's first moment): it belongs to the day that ends then.
+    if due_from:
+        rows = rows.filter(due_at__gt=start_of_day(due_from))
+    if due_to:
+        rows = rows.filter(due_at__lte=start_of_day(due_to + datetime.timedelta(days=1)))
+    if institution_id:
+        rows = rows.filter(trial__lead_institution_id=institution_id)
+    if kinds:
+        rows = rows.filter(kind__in=kinds)
+    return rows
+
+
+def filing_counts(now: datetime.datetime) -> dict:
+    filed, open_ = FilingObligation.Status.FILED, FilingObligation.Status.OPEN
+    return {
+        "due": Count("pk"),
+        "filed_on_time": Count("pk", filter=Q(status=filed, late=False)),
+        "filed_late": Count("pk", filter=Q(status=filed, late=True)),
+        "overdue": Count("pk", filter=Q(status=open_, due_at__lte=now)),
+        "open": Count("pk", filter=Q(status=open_, due_at__gt=now)),
+    }
+
+
+def filings_by_institution(obligations, *, now: datetime.datetime):
+    """Per lead institution: filings due in the period, filed on time, filed late, overdue (open past the
+    deadline) and open (not yet due). One statement."""
+    return (
+        obligations.values(
+            institution_id=F("trial__lead_institution_id"), institution_name=F("trial__lead_institution__name_zh")
+        )
+        .annotate(**filing_counts(now))
+        .order_by("institution_name", "institution_id")
+    )
+
+
+def filings_summary(obligations, *, now: datetime.datetime) -> dict:
+    return obligations.aggregate(**filing_counts(now))

@@ -41,6 +41,7 @@ from cgtclinic.seeding import (
     upsert,
 )
 from trials import enrolment
+from trials.filing_seeds import load_demo_filings
 from trials.models import EnrolmentEntry, Trial, TrialSite, TrialStatusChange
 from trials.services import check_site_fields, check_trial_fields
 
@@ -52,7 +53,9 @@ TRIAL_FIELDS = (
     "phase",
     "target_enrolment",
     "nmpa_approval_number",
+    "nmpa_approved_on",
     "filing_number",
+    "filed_on",
     "chictr_id",
     "nct_id",
     "hgr_status",
@@ -63,6 +66,7 @@ TRIAL_FIELDS = (
 def load_demo(demo: DemoSeeds) -> None:
     """Load the demo trials, their sites and status histories."""
     _load_trials(demo.directory / "trials.yaml", demo.report, demo.institutions, demo.sponsors, demo.people)
+    load_demo_filings(demo)
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,9 @@ TRIAL_EDITABLE_FIELDS = (
     "pi",
     "target_enrolment",
     "nmpa_approval_number",
+    "nmpa_approved_on",
     "filing_number",
+    "filed_on",
     "chictr_id",
     "nct_id",
     "hgr_status",
@@ -136,6 +138,10 @@ def _transition(*, trial: Trial, actor: User, step: str, reason: str = "") -> Tr
                     "allowed": "、".join(str(S(s).label) for s in sorted(_sources(step))),
                 }
             )
+        if step == "activate":
+            from trials import filings
+
+            filings.check_activation(locked)
         from_status = locked.status
         if to == PREVIOUS:
             to = locked.status_before_suspension or S.ACTIVE
@@ -151,6 +157,9 @@ def _transition(*, trial: Trial, actor: User, step: str, reason: str = "") -> Tr
         TrialStatusChange.objects.create(
             trial=locked, from_status=from_status, to_status=to, actor=actor, at=now, reason=reason.strip()
         )
+        from trials import filings
+
+        filings.after_transition(trial=locked, to_status=to, at=now)
     return locked
 
 

@@ -15,6 +15,7 @@ urlpatterns = [
     path("projects/<int:trial_id>/edit/<int:step>/", views.project_edit, name="project_edit"),
     path("trials/<int:pk>/", views.trial_detail, name="trial_detail"),
     path("trials/<int:trial_id>/file/<slug:kind>/", views.report_file, name="report_file"),
+    path("trials/<int:trial_id>/filings/<int:pk>/", views.filing_record, name="filing_record"),
     path("submissions/<int:pk>/", views.submission_detail, name="submission_detail"),
     path("submissions/<int:pk>/edit/", views.submission_edit, name="submission_edit"),
     path("submissions/<int:pk>/respond/", views.respond, name="respond"),

@@ -46,8 +46,17 @@ from ethics.services import (
     submission_submit,
     submission_update_draft,
 )
-from trials import enrolment
-from trials.models import DocumentVersion, EnrolmentEntry, EnrolmentSubject, Trial, TrialDocument, TrialSite
+from trials import enrolment, filings
+from trials.filing_forms import FilingForm
+from trials.models import (
+    DocumentVersion,
+    EnrolmentEntry,
+    EnrolmentSubject,
+    FilingObligation,
+    Trial,
+    TrialDocument,
+    TrialSite,
+)
 from trials.services import (
     check_site_targets,
     document_add_version,
@@ -649,8 +658,21 @@ def trial_detail(request, pk: int):
             "recognition_requests": _recognition_requests(user).filter(trial=trial),
             "report_kinds": [(kind, K(kind).label) for kind in REPORT_KINDS],
             "is_pi": trial.pi_id == user.pk,
+            "governance": filings.governance(trial, user),
         },
     )
+
+
+@pi_required
+def filing_record(request, trial_id: int, pk: int):
+    """The PI records a filing made in the national system (or with the health commission)."""
+    trial = get_object_or_404(Trial.objects.visible_to(request.user), pk=trial_id)
+    obligation = get_object_or_404(FilingObligation.objects.filter(trial=trial), pk=pk)
+    form = FilingForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.record(obligation=obligation, actor=request.user):
+        messages.success(request, _("The filing is recorded."))
+        return redirect(reverse("ethics_portal:trial_detail", args=[trial.pk]) + "#filings")
+    return _page(request, "ethics/portal/filing_record.html", {"trial": trial, "obligation": obligation, "form": form})
 
 
 @pi_required

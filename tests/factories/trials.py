@@ -9,7 +9,15 @@ from pypdf import PdfWriter
 
 from cgtclinic.roles import Role
 from tests.factories.cgtclinic import InstitutionFactory, SponsorFactory, UserFactory
-from trials.models import DocumentVersion, Trial, TrialDocument, TrialSite, TrialStatusChange
+from trials.models import (
+    DocumentVersion,
+    FilingObligation,
+    Trial,
+    TrialDocument,
+    TrialReview,
+    TrialSite,
+    TrialStatusChange,
+)
 
 
 def _one_page_pdf() -> bytes:
@@ -55,6 +63,22 @@ class TrialFactory(factory.django.DjangoModelFactory):
                 site_target=obj.target_enrolment,
                 **kwargs,
             )
+
+    @factory.post_generation
+    def reviews_passed(obj, create, extracted, **kwargs):
+        """An IIT has passed academic review and institutional approval unless told otherwise
+        (``reviews_passed=False``), so that tests of other rules can activate it."""
+        if create and extracted is not False and obj.kind == Trial.Kind.IIT:
+            now = timezone.now()
+            for kind in TrialReview.Kind.values:
+                TrialReview.objects.create(
+                    trial=obj,
+                    kind=kind,
+                    outcome=TrialReview.Outcome.PASSED,
+                    decided_on=timezone.localdate(now),
+                    recorded_by=obj.pi,
+                    recorded_at=now,
+                )
 
 
 class TrialSiteFactory(factory.django.DjangoModelFactory):
@@ -161,3 +185,21 @@ def move_trial(trial: Trial, status: str, on: datetime.date) -> Trial:
     trial.status = status
     trial.save(update_fields=["status"])
     return trial
+
+
+class FilingObligationFactory(factory.django.DjangoModelFactory):
+    """An open filing due at the end of ``basis_on`` + 30 days (set due_at/remind_at for other deadlines)."""
+
+    class Meta:
+        model = FilingObligation
+
+    trial = factory.SubFactory(TrialFactory)
+    kind = FilingObligation.Kind.ANNUAL
+    source_key = factory.Sequence(lambda n: f"test:{n}")
+    basis_on = factory.LazyFunction(timezone.localdate)
+    due_at = factory.LazyAttribute(
+        lambda o: timezone.make_aware(
+            datetime.datetime.combine(o.basis_on + datetime.timedelta(days=31), datetime.time())
+        )
+    )
+    remind_at = factory.LazyAttribute(lambda o: o.due_at - datetime.timedelta(days=14))

@@ -1,4 +1,5 @@
-"""Policy targets against the approvals counted in the test from the trials' lifecycle history."""
+"""Policy targets against the approvals and filings counted in the test: NMPA approval (or implied permission)
+dates and new-technology filing dates, never the lifecycle step "approved"."""
 
 import datetime
 
@@ -7,15 +8,15 @@ import time_machine
 
 from cgtclinic.models import PolicyTarget
 from tests.factories.cgtclinic import PolicyTargetFactory
-from tests.factories.trials import trial_with_history
+from tests.factories.trials import FilingObligationFactory, TrialFactory, trial_with_history
 from tests.reports.helpers import report
-from trials.models import Trial, TrialStatusChange
+from trials.models import FilingObligation, Trial
 
 pytestmark = pytest.mark.django_db
 D = datetime.date
 S = Trial.Status
 M = PolicyTarget.Metric
-COUNTED_KINDS = {M.NEW_TRIAL_APPROVALS: {"registration"}, M.NEW_CLINICAL_FILINGS: {"iit", "other"}}
+F = FilingObligation
 TODAY = D(2026, 7, 1)
 
 
@@ -25,12 +26,21 @@ def today():
         yield
 
 
-def approved(lead, day, kind, *, again=None):
-    history = [(S.SUBMITTED, day - datetime.timedelta(days=30)), (S.UNDER_REVIEW, day - datetime.timedelta(days=20))]
-    history.append((S.APPROVED, day))
-    if again:
-        history += [(S.SUSPENDED, again - datetime.timedelta(days=10)), (S.APPROVED, again)]
-    return trial_with_history(history, lead_institution=lead, kind=kind)
+def nmpa_approved(lead, day, kind="registration"):
+    return TrialFactory(
+        lead_institution=lead, kind=kind, nmpa_approved_on=day, nmpa_approval_number=f"CXSL{day:%y%m%d}"
+    )
+
+
+def new_technology_filed(lead, day, status=F.Status.FILED):
+    trial = TrialFactory(lead_institution=lead, is_new_technology=True)
+    return FilingObligationFactory(
+        trial=trial,
+        kind=F.Kind.NEW_TECHNOLOGY,
+        basis_on=day,
+        status=status,
+        filed_on=day if status == F.Status.FILED else None,
+    )
 
 
 @pytest.fixture
@@ -44,29 +54,41 @@ def targets(region, other_region, institution, neighbour, outsider):
     elsewhere = PolicyTargetFactory(
         region=other_region, metric=M.NEW_TRIAL_APPROVALS, target_value=2, period_start=D(2024, 1, 1)
     )
-    approved(institution, D(2024, 5, 1), "registration")
-    approved(neighbour, D(2025, 2, 1), "registration", again=D(2025, 8, 1))  # counted once
-    approved(institution, D(2023, 12, 31), "registration")  # before the period
-    approved(institution, D(2026, 2, 1), "iit")
-    approved(neighbour, D(2024, 6, 1), "other")  # a filing, but before the filings' period
-    approved(outsider, D(2024, 6, 1), "registration")  # another region's
-    trial_with_history([(S.SUBMITTED, D(2025, 1, 1))], lead_institution=institution, kind="registration")
+    nmpa_approved(institution, D(2024, 5, 1))
+    nmpa_approved(neighbour, D(2025, 2, 1), kind="iit")  # an implied permission for an IIT counts too
+    nmpa_approved(institution, D(2023, 12, 31))  # before the period
+    nmpa_approved(outsider, D(2024, 6, 1))  # another region's
+    nmpa_approved(outsider, D(2025, 6, 1))
+    # Approved in the lifecycle, without an NMPA approval: not counted.
+    trial_with_history(
+        [(S.SUBMITTED, D(2025, 1, 1)), (S.UNDER_REVIEW, D(2025, 1, 5)), (S.APPROVED, D(2025, 2, 1))],
+        lead_institution=institution,
+        kind="registration",
+    )
+    new_technology_filed(institution, D(2026, 5, 20))
+    new_technology_filed(neighbour, D(2026, 6, 2))
+    new_technology_filed(neighbour, D(2025, 12, 31))  # before the filings' period
+    new_technology_filed(institution, D(2026, 6, 3), status=F.Status.OPEN)  # due, not filed
+    new_technology_filed(outsider, D(2026, 6, 1))
     return approvals, filings, elsewhere
 
 
 def achieved(target) -> int:
-    """Trials led in the target's region whose first approval falls in its period, counted from the history."""
-    first = {}
-    for change in TrialStatusChange.objects.filter(to_status=S.APPROVED).select_related("trial__lead_institution"):
-        first[change.trial] = min(first.get(change.trial, change.at), change.at)
+    """Counted in the test: NMPA approval dates for approvals, new-technology filing dates for filings."""
     start, end = target.period_start, D(target.deadline_year, 12, 31)
-    return sum(
-        1
-        for trial, at in first.items()
-        if trial.lead_institution.region_id == target.region_id
-        and trial.kind in COUNTED_KINDS[target.metric]
-        and start <= at.astimezone(datetime.timezone(datetime.timedelta(hours=8))).date() <= end
-    )
+    if target.metric == M.NEW_TRIAL_APPROVALS:
+        days = [
+            t.nmpa_approved_on
+            for t in Trial.objects.filter(lead_institution__region=target.region)
+            if t.nmpa_approved_on
+        ]
+    else:
+        days = [
+            f.filed_on
+            for f in F.objects.filter(trial__lead_institution__region=target.region, kind=F.Kind.NEW_TECHNOLOGY)
+            if f.status == F.Status.FILED
+        ]
+    return sum(1 for day in days if start <= day <= end)
 
 
 def test_targets_against_the_data(targets, regulator, region):
@@ -90,7 +112,7 @@ def test_targets_against_the_data(targets, regulator, region):
         assert (row["period_start"], row["period_end"]) == (start.isoformat(), end.isoformat())
         assert (row["region_code"], row["source_clause"]) == (region.code, target.source_clause)
     assert rows[M.NEW_TRIAL_APPROVALS]["achieved"] == 2
-    assert rows[M.NEW_CLINICAL_FILINGS]["achieved"] == 1
+    assert rows[M.NEW_CLINICAL_FILINGS]["achieved"] == 2
     assert data["summary"] == {
         "targets": 2,
         "met": sum(row["met"] for row in rows.values()),

@@ -11,9 +11,9 @@ from subsidies import services as subsidy_services
 from tests.factories.cgtclinic import InstitutionFactory, PolicyTargetFactory, UserFactory
 from tests.factories.ethics import AllianceFactory, EthicsCommitteeFactory, SubmissionFactory
 from tests.factories.subsidies import completed_gene_trial, shanghai_program, startup_targets
-from tests.factories.trials import TrialFactory, TrialSiteFactory, approve_site
+from tests.factories.trials import FilingObligationFactory, TrialFactory, TrialSiteFactory, approve_site
 from trials import enrolment
-from trials.models import Trial
+from trials.models import FilingObligation, Trial
 
 D = datetime.date
 SH = datetime.timezone(datetime.timedelta(hours=8))
@@ -64,7 +64,10 @@ class RegionWorld:
         subsidy_services.claim_submit(claim=claim, actor=office)
 
         # An active trial led here with a site at the previous hospital, still starting up there.
-        active = TrialFactory(lead_institution=hospital, status=Trial.Status.ACTIVE)
+        active = TrialFactory(
+            lead_institution=hospital, status=Trial.Status.ACTIVE, nmpa_approved_on=D(2025, 3, 1 + index)
+        )
+        self._add_filings(active)
         if previous is not None:
             other = approve_site(
                 TrialSiteFactory(trial=active, institution=previous, submission_received_on=D(2025, 9, 1)),
@@ -101,6 +104,36 @@ class RegionWorld:
                 submitted_at=NOW - datetime.timedelta(days=30 + index),
                 decided_at=decided,
             )
+
+    @staticmethod
+    def _add_filings(trial) -> None:
+        """Filings due this year: filed on time, filed late, overdue, open; and a new-technology filing filed."""
+        F = FilingObligation
+        for status, due_in, late in (
+            (F.Status.FILED, -30, False),
+            (F.Status.FILED, -20, True),
+            (F.Status.OPEN, -5, False),
+            (F.Status.OPEN, 20, False),
+        ):
+            due = NOW + datetime.timedelta(days=due_in)
+            FilingObligationFactory(
+                trial=trial,
+                basis_on=TODAY - datetime.timedelta(days=60),
+                due_at=due,
+                status=status,
+                late=late,
+                filed_on=(due + datetime.timedelta(days=3 if late else -3)).date()
+                if status == F.Status.FILED
+                else None,
+            )
+        FilingObligationFactory(
+            trial=trial,
+            kind=F.Kind.NEW_TECHNOLOGY,
+            basis_on=D(2025, 6, 2),
+            due_at=NOW - datetime.timedelta(days=40),
+            status=F.Status.FILED,
+            filed_on=D(2025, 6, 5),
+        )
 
     @staticmethod
     def committee_of(hospital):

@@ -8,4 +8,5 @@ urlpatterns = [
     report_path(reports.StartupReport),
     report_path(reports.EnrolmentReport),
     report_path(reports.PolicyTargetReport),
+    report_path(reports.ResearchFilingsReport),
 ]

@@ -1,5 +1,7 @@
 """Regulator reports over trials, sites and enrolment: pipeline, start-up time, enrolment, policy targets."""
 
+import datetime
+
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
@@ -11,10 +13,11 @@ from cgtclinic.api.reports import (
     ReportFilterSerializer,
     ReportView,
     choice_list,
+    share,
 )
 from cgtclinic.models import PolicyTarget
 from trials import reports
-from trials.models import Trial
+from trials.models import FilingObligation, Trial
 
 STATUS_HELP = _("One or more trial statuses (repeat the parameter or separate with commas).")
 KIND_HELP = _("One or more kinds of trial.")
@@ -432,10 +435,11 @@ class PolicyTargetReport(ReportView):
     title = _("Policy targets")
     description = _(
         "Each region's published targets (seeds/policy/targets.yaml) against the data so far. New clinical-trial "
-        "approvals count registration trials, new clinical-research filings count investigator-initiated and other "
-        "clinical research; both count trials led by the region's institutions whose lifecycle first reached "
-        "“approved” between the target's period_start and the end of its deadline year. expected_by_now is the "
-        "target spread evenly over that period; on_track compares achieved with it."
+        "approvals count the NMPA clinical-trial approvals (批件) and implied permissions (默示许可) by their date "
+        "(the trial's nmpa_approved_on); new clinical filings count the biomedical new-technology clinical research "
+        "filings (临床备案) by their filing date. Both count trials led by the region's institutions, between the "
+        "target's period_start and the end of its deadline year; the lifecycle step “approved” is not counted. "
+        "expected_by_now is the target spread evenly over that period; on_track compares achieved with it."
     )
     columns = (
         Column("region_code", "string", _("region code")),
@@ -463,22 +467,23 @@ class PolicyTargetReport(ReportView):
     )
     bench_sql = """
         SELECT pt.id, pt.metric, pt.target_value,
-               COUNT(f.id) FILTER (
-                   WHERE f.kind = ANY(CASE pt.metric WHEN 'new_trial_approvals' THEN ARRAY['registration']
-                                                     ELSE ARRAY['iit', 'other'] END)
-                     AND f.first_approved >= (pt.period_start::timestamp AT TIME ZONE 'Asia/Shanghai')
-                     AND f.first_approved < (make_date(pt.deadline_year + 1, 1, 1)::timestamp
-                                             AT TIME ZONE 'Asia/Shanghai')
+               COUNT(e.day) FILTER (
+                   WHERE e.metric = pt.metric AND e.day >= pt.period_start
+                     AND e.day <= make_date(pt.deadline_year, 12, 31)
                ) AS achieved
         FROM cgtclinic_policytarget pt
         LEFT JOIN (
-            SELECT t.id, t.kind, MIN(c.at) AS first_approved
+            SELECT 'new_trial_approvals' AS metric, t.nmpa_approved_on AS day
             FROM trials_trial t
             JOIN cgtclinic_institution i ON i.id = t.lead_institution_id
-            JOIN trials_trialstatuschange c ON c.trial_id = t.id AND c.to_status = 'approved'
-            WHERE i.region_id = %(region_id)s
-            GROUP BY t.id, t.kind
-        ) f ON TRUE
+            WHERE i.region_id = %(region_id)s AND t.nmpa_approved_on IS NOT NULL
+            UNION ALL
+            SELECT 'new_clinical_filings', f.filed_on
+            FROM trials_filingobligation f
+            JOIN trials_trial t ON t.id = f.trial_id
+            JOIN cgtclinic_institution i ON i.id = t.lead_institution_id
+            WHERE i.region_id = %(region_id)s AND f.kind = 'new_technology' AND f.status = 'filed'
+        ) e ON TRUE
         WHERE pt.region_id = %(region_id)s
         GROUP BY pt.id, pt.metric, pt.target_value
         ORDER BY pt.deadline_year, pt.metric
@@ -497,3 +502,89 @@ class PolicyTargetReport(ReportView):
         for row in rows:
             row["metric_label"] = str(PolicyTarget.Metric(row["metric"]).label)
         return rows
+
+
+# --- research filings -------------------------------------------------------------------------------------------
+
+
+class FilingFilters(ReportFilterSerializer):
+    due_from = serializers.DateField(
+        required=False, help_text=_("Filings whose deadline ends on or after this day (default: 1 January this year).")
+    )
+    due_to = serializers.DateField(
+        required=False, help_text=_("… on or before this day (default: 31 December this year).")
+    )
+    institution = serializers.IntegerField(required=False, min_value=1, help_text=_("Only this lead institution."))
+    kind = choice_list(FilingObligation.Kind.choices, _("One or more kinds of filing."))
+    date_ranges = (("due_from", "due_to"),)
+
+
+class ResearchFilingsReport(ReportView):
+    name = "research-filings"
+    title = _("Research filings")
+    description = _(
+        "Filings owed by trials led by the region's institutions, per lead institution, whose deadline ends in the "
+        "period: the initial upload to the national medical-research filing system, annual progress reports, "
+        "change filings after approved amendments, completion summaries, and new-technology filings with the health "
+        "commission. due counts them all (filings no longer due, e.g. after withdrawal, are left out); filed_on_time "
+        "and filed_late the recorded ones by whether the filing date was within the deadline; overdue the open ones "
+        "past it; open those not yet due."
+    )
+    filter_serializer_class = FilingFilters
+    columns = (
+        Column("institution_id", "integer", _("institution id")),
+        Column("institution_name", "string", _("lead institution")),
+        Column("due", "integer", _("filings due")),
+        Column("filed_on_time", "integer", _("filed on time")),
+        Column("filed_late", "integer", _("filed late")),
+        Column("overdue", "integer", _("overdue (open past the deadline)")),
+        Column("open", "integer", _("open, not yet due")),
+        Column("on_time_share", "number", _("share filed on time"), _("Of the filings recorded, 0 to 1.")),
+    )
+    summary_fields = (
+        Column("due", "integer", _("filings due")),
+        Column("filed_on_time", "integer", _("filed on time")),
+        Column("filed_late", "integer", _("filed late")),
+        Column("overdue", "integer", _("overdue (open past the deadline)")),
+        Column("open", "integer", _("open, not yet due")),
+        Column("on_time_share", "number", _("share filed on time")),
+    )
+    bench_sql = """
+        SELECT t.lead_institution_id AS institution_id, COUNT(*) AS due,
+               COUNT(*) FILTER (WHERE f.status = 'filed' AND NOT f.late) AS filed_on_time,
+               COUNT(*) FILTER (WHERE f.status = 'filed' AND f.late) AS filed_late,
+               COUNT(*) FILTER (WHERE f.status = 'open' AND f.due_at <= now()) AS overdue,
+               COUNT(*) FILTER (WHERE f.status = 'open' AND f.due_at > now()) AS open
+        FROM trials_filingobligation f
+        JOIN trials_trial t ON t.id = f.trial_id
+        JOIN cgtclinic_institution i ON i.id = t.lead_institution_id
+        WHERE i.region_id = %(region_id)s AND f.status <> 'cancelled'
+          AND f.due_at > (make_date(EXTRACT(YEAR FROM now() AT TIME ZONE 'Asia/Shanghai')::int, 1, 1)::timestamp
+                          AT TIME ZONE 'Asia/Shanghai')
+          AND f.due_at <= (make_date(EXTRACT(YEAR FROM now() AT TIME ZONE 'Asia/Shanghai')::int + 1, 1, 1)::timestamp
+                           AT TIME ZONE 'Asia/Shanghai')
+        GROUP BY t.lead_institution_id
+        ORDER BY t.lead_institution_id
+    """
+
+    def compute(self, scope, filters):
+        today = _today(scope)
+        obligations = reports.filing_obligations(
+            viewer=scope.viewer,
+            due_from=filters.get("due_from") or datetime.date(today.year, 1, 1),
+            due_to=filters.get("due_to") or datetime.date(today.year, 12, 31),
+            institution_id=filters.get("institution"),
+            kinds=filters.get("kind") or (),
+        )
+        summary = reports.filings_summary(obligations, now=scope.now)
+        summary["on_time_share"] = _on_time_share(summary)
+        return ReportData(rows=reports.filings_by_institution(obligations, now=scope.now), summary=summary)
+
+    def present(self, rows, scope, filters):
+        for row in rows:
+            row["on_time_share"] = _on_time_share(row)
+        return rows
+
+
+def _on_time_share(row: dict):
+    return share(row["filed_on_time"], row["filed_on_time"] + row["filed_late"])

@@ -13,6 +13,7 @@ from rest_framework import serializers
 from cgtclinic.models import Institution, Region, Sponsor, User
 from cgtclinic.roles import INSTITUTION_ROLES
 from trials import services
+from trials.api.filings import GovernanceFieldMixin
 from trials.models import DocumentVersion, EnrolmentEntry, Trial, TrialDocument, TrialSite
 
 
@@ -133,7 +134,12 @@ TRIAL_READ_FIELDS = (
     "department_name",
     "target_enrolment",
     "nmpa_approval_number",
+    "nmpa_approved_on",
     "filing_number",
+    "filed_on",
+    "is_new_technology",
+    "new_technology_reason",
+    "governance",
     "chictr_id",
     "nct_id",
     "hgr_status",
@@ -145,7 +151,7 @@ TRIAL_READ_FIELDS = (
 )
 
 
-class _TrialReadBase(serializers.ModelSerializer):
+class _TrialReadBase(GovernanceFieldMixin, serializers.ModelSerializer):
     kind_display = serializers.CharField(source="get_kind_display", read_only=True)
     therapy_category_display = serializers.CharField(source="get_therapy_category_display", read_only=True)
     phase_display = serializers.CharField(source="get_phase_display", read_only=True)

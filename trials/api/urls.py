@@ -1,10 +1,12 @@
 from rest_framework.routers import DefaultRouter
 
+from trials.api import filings as filings_views
 from trials.api import views
 
 router = DefaultRouter()
 router.register("trials", views.TrialViewSet, basename="trials")
 router.register("sites", views.TrialSiteViewSet, basename="sites")
+router.register("filings", filings_views.FilingViewSet, basename="filings")
 router.register("documents", views.DocumentVersionViewSet, basename="documents")
 router.register("enrolment-entries", views.EnrolmentEntryViewSet, basename="enrolment-entries")
 router.register("site-enrolment", views.SiteEnrolmentViewSet, basename="site-enrolment")

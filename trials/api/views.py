@@ -21,7 +21,8 @@ from rest_framework.response import Response
 
 from cgtclinic.api.permissions import RolePermission
 from cgtclinic.models import Institution, Region, Sponsor
-from trials import enrolment, services
+from trials import enrolment, filings, services
+from trials.api import filings as filings_api
 from trials.api import filters, serializers
 from trials.models import DocumentVersion, EnrolmentEntry, Trial, TrialSite
 
@@ -145,6 +146,8 @@ class TrialViewSet(ViewerSerializerMixin, mixins.ListModelMixin, mixins.Retrieve
         "terminate": serializers.ReasonSerializer,
         "withdraw": serializers.ReasonSerializer,
         "resume": serializers.OptionalReasonSerializer,
+        "review": filings_api.ReviewInputSerializer,
+        "new_technology": filings_api.NewTechnologyInputSerializer,
     }
     filterset_class = filters.TrialFilter
     search_fields = ("title_zh", "title_en", "protocol_number")
@@ -152,8 +155,10 @@ class TrialViewSet(ViewerSerializerMixin, mixins.ListModelMixin, mixins.Retrieve
     ordering = ("-created_at", "-id")
 
     def get_queryset(self):
-        return Trial.objects.visible_to(self.request.user).select_related(
-            "sponsor", "lead_institution__region", "department", "pi", "created_by"
+        return (
+            Trial.objects.visible_to(self.request.user)
+            .select_related("sponsor", "lead_institution__region", "department", "pi", "created_by")
+            .prefetch_related("reviews")
         )
 
     def create(self, request, *args, **kwargs):
@@ -235,6 +240,32 @@ class TrialViewSet(ViewerSerializerMixin, mixins.ListModelMixin, mixins.Retrieve
     @action(detail=True, methods=["post"], permission_classes=[ViewThenServiceDecides])
     def withdraw(self, request, pk=None):
         return self._step("withdraw")
+
+    @_transition_schema(
+        "trials_review",
+        gettext_lazy("Record an IIT's academic review or institutional approval (立项)"),
+        request=filings_api.ReviewInputSerializer,
+    )
+    @action(detail=True, methods=["post"], permission_classes=[ViewThenServiceDecides])
+    def review(self, request, pk=None):
+        return self._call(filings.review_record)
+
+    @_transition_schema(
+        "trials_new_technology",
+        gettext_lazy("Answer whether the trial is biomedical new-technology clinical research"),
+        request=filings_api.NewTechnologyInputSerializer,
+    )
+    @action(detail=True, methods=["post"], url_path="new-technology", permission_classes=[ViewThenServiceDecides])
+    def new_technology(self, request, pk=None):
+        return self._call(filings.new_technology_set)
+
+    def _call(self, service) -> Response:
+        """Run one trials.filings service on the trial with the action's validated input."""
+        trial = self.get_object()
+        serializer = self.get_serializer(data=self.request.data)
+        serializer.is_valid(raise_exception=True)
+        service(trial=trial, actor=self.request.user, **serializer.validated_data)
+        return self.respond_with(trial)
 
 
 @extend_schema_view(
