@@ -228,11 +228,16 @@ CELERY_TASK_ROUTES = {
         "ethics.tasks.sweep_continuing_reviews",
         "ethics.tasks.remind_continuing_review",
         "ethics.tasks.recompute_recognition_deadlines",
+        "trials.tasks.sweep_certificate_reminders",
     )
 }
 # The sweeps a deadline worker sends itself each time it (re)connects to the broker: after an outage the effects
 # that fell due meanwhile happen at once, not at the next beat tick.
-DEADLINE_SWEEPS = ("ethics.tasks.sweep_recognition_deadlines", "ethics.tasks.sweep_continuing_reviews")
+DEADLINE_SWEEPS = (
+    "ethics.tasks.sweep_recognition_deadlines",
+    "ethics.tasks.sweep_continuing_reviews",
+    "trials.tasks.sweep_certificate_reminders",
+)
 # Beat writes each run's time to the database at once (the readiness check reads the heartbeat's).
 CELERY_BEAT_SYNC_EVERY = 1
 
@@ -252,6 +257,12 @@ CELERY_BEAT_SCHEDULE = {
     },
     "ethics-sweep-continuing-reviews": {
         "task": "ethics.tasks.sweep_continuing_reviews",
+        "schedule": 15 * 60,
+        "options": {"expire_seconds": 10 * 60},
+    },
+    # GCP certificates expire on a date: a 15-minute sweep sends each reminder on its day.
+    "trials-sweep-certificate-reminders": {
+        "task": "trials.tasks.sweep_certificate_reminders",
         "schedule": 15 * 60,
         "options": {"expire_seconds": 10 * 60},
     },

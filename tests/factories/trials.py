@@ -9,7 +9,62 @@ from pypdf import PdfWriter
 
 from cgtclinic.roles import Role
 from tests.factories.cgtclinic import InstitutionFactory, SponsorFactory, UserFactory
-from trials.models import DocumentVersion, Trial, TrialDocument, TrialSite, TrialStatusChange
+from trials.models import (
+    Delegation,
+    DocumentVersion,
+    Duty,
+    GcpCertificate,
+    Trial,
+    TrialDocument,
+    TrialSite,
+    TrialStatusChange,
+)
+
+# Site PIs made by the factories hold a GCP certificate valid over every date the tests use.
+CERTIFICATE_ISSUED_ON = datetime.date(2015, 1, 1)
+
+
+class GcpCertificateFactory(factory.django.DjangoModelFactory):
+    """A GCP training certificate, valid from long ago until three years from today."""
+
+    class Meta:
+        model = GcpCertificate
+
+    person = factory.SubFactory(UserFactory, role=Role.PI)
+    number = factory.Sequence(lambda n: f"GCP-{n:06d}")
+    issuer = "国家药品监督管理局高级研修学院"
+    issued_on = CERTIFICATE_ISSUED_ON
+    expires_on = factory.LazyFunction(lambda: timezone.localdate() + datetime.timedelta(days=3 * 365))
+    recorded_by = factory.SelfAttribute("person")
+    recorded_at = factory.LazyFunction(timezone.now)
+
+
+def qualify(person) -> None:
+    """Give a person a valid GCP certificate unless they already hold one today."""
+    if person is not None and not GcpCertificate.objects.filter(
+        person=person, expires_on__gt=timezone.localdate()
+    ).exists():
+        GcpCertificateFactory(person=person)
+
+
+class DelegationFactory(factory.django.DjangoModelFactory):
+    """A line of a site's delegation log: by default the "report" duty, open-ended, from long ago."""
+
+    class Meta:
+        model = Delegation
+
+    site = factory.SubFactory("tests.factories.trials.TrialSiteFactory")
+    person = factory.SubFactory(UserFactory, role=Role.PI, institution=factory.SelfAttribute("..site.institution"))
+    duty = Duty.REPORT
+    starts_on = CERTIFICATE_ISSUED_ON
+    recorded_by = factory.SelfAttribute("site.site_pi")
+    recorded_at = factory.LazyFunction(timezone.now)
+
+
+def delegate(site, person, *duties) -> None:
+    """Put a person on a site's delegation log for the duties (default: report), from long ago."""
+    for duty in duties or (Duty.REPORT,):
+        DelegationFactory(site=site, person=person, duty=duty, recorded_by=site.site_pi or person)
 
 
 def _one_page_pdf() -> bytes:
@@ -47,6 +102,7 @@ class TrialFactory(factory.django.DjangoModelFactory):
     @factory.post_generation
     def lead_site(obj, create, extracted, **kwargs):
         if create and extracted is not False:
+            qualify(obj.pi)
             TrialSite.objects.create(
                 trial=obj,
                 institution=obj.lead_institution,
@@ -62,12 +118,18 @@ class TrialSiteFactory(factory.django.DjangoModelFactory):
 
     class Meta:
         model = TrialSite
+        skip_postgeneration_save = True
 
     trial = factory.SubFactory(TrialFactory)
     institution = factory.SubFactory(InstitutionFactory)
     role = TrialSite.SiteRole.PARTICIPATING
     site_pi = factory.SubFactory(UserFactory, role=Role.PI, institution=factory.SelfAttribute("..institution"))
     site_target = 10
+
+    @factory.post_generation
+    def qualified(obj, create, extracted, **kwargs):
+        if create and extracted is not False:
+            qualify(obj.site_pi)
 
 
 class TrialStatusChangeFactory(factory.django.DjangoModelFactory):
