@@ -34,6 +34,16 @@ def approved_icf_versions(trial_id: int) -> QuerySet[DocumentVersion]:
     )
 
 
+def icf_version_in_force(trial_id: int, day: datetime.date) -> DocumentVersion | None:
+    """The newest ICF version of the trial whose ethics approval was decided on or before a day."""
+    return (
+        approved_icf_versions(trial_id)
+        .filter(submissions__decision__decided_at__date__lte=day)
+        .order_by("-number", "-pk")
+        .first()
+    )
+
+
 def check_icf_version(trial_id: int, icf_version: DocumentVersion | None) -> None:
     if icf_version is None or not approved_icf_versions(trial_id).filter(pk=icf_version.pk).exists():
         raise DomainError(
@@ -52,7 +62,12 @@ def _check_dates(consented_on: datetime.date, enrolled_on: datetime.date | None 
 
 
 def record_at_enrolment(
-    *, subject: EnrolmentSubject, actor: User, icf_version: DocumentVersion, consented_on: datetime.date, on: datetime.date
+    *,
+    subject: EnrolmentSubject,
+    actor: User,
+    icf_version: DocumentVersion,
+    consented_on: datetime.date,
+    on: datetime.date,
 ) -> SubjectConsent:
     """The consent an enrolment names (called by the enrolment service inside its transaction)."""
     check_icf_version(subject.trial_id, icf_version)

@@ -309,9 +309,7 @@ def _record_consent(subject, actor, icf_version, consented_on, on) -> None:
         return
     if consented_on is None:
         raise DomainError(_("Please give the consent date."), field="consented_on")
-    consent.record_at_enrolment(
-        subject=subject, actor=actor, icf_version=icf_version, consented_on=consented_on, on=on
-    )
+    consent.record_at_enrolment(subject=subject, actor=actor, icf_version=icf_version, consented_on=consented_on, on=on)
 
 
 def _subject_for(site: TrialSite, code: str) -> EnrolmentSubject:

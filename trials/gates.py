@@ -25,7 +25,7 @@ from cgtclinic.roles import Role
 from trials.models import Gate, GateAnswer, GateRule, Trial, TrialSite
 from trials.uploads import check_upload
 
-O = GateAnswer.Outcome
+Outcome = GateAnswer.Outcome
 # Gates answered once per trial; the others once per site.
 TRIAL_GATES = frozenset({Gate.HGR})
 # What to do to meet each gate, shown in every refusal that names it.
@@ -70,9 +70,9 @@ class GateState:
         """Whether the gate is passed on a day (today when None): not applicable, or met on or before it."""
         if self.answer is None:
             return False
-        if self.answer.outcome == O.NOT_APPLICABLE:
+        if self.answer.outcome == Outcome.NOT_APPLICABLE:
             return True
-        if self.answer.outcome != O.MET:
+        if self.answer.outcome != Outcome.MET:
             return False
         return day is None or self.answer.met_on <= day
 
@@ -95,7 +95,8 @@ def gate_states(trial: Trial, sites=None) -> list[GateState]:
         if is_trial_gate(gate):
             states.append(GateState(gate, None, answers.get((gate, None))))
         else:
-            states.extend(GateState(gate, site, answers.get((gate, site.pk))) for site in sites)
+            # A site not saved yet has no answer: its gates are answered once it exists.
+            states.extend(GateState(gate, site, answers.get((gate, site.pk)) if site.pk else None) for site in sites)
     return states
 
 
@@ -107,7 +108,7 @@ def refusal_text(states: list[GateState], on: datetime.date | None = None) -> st
     """One sentence per missing gate: what it is, where it stands and how to meet it."""
     lines = []
     for state in states:
-        if state.answer is not None and state.answer.outcome == O.MET:
+        if state.answer is not None and state.answer.outcome == Outcome.MET:
             where = _("approved on %(day)s, after %(on)s") % {
                 "day": state.answer.met_on.isoformat(),
                 "on": on.isoformat() if on else "",
@@ -152,7 +153,11 @@ def answerable_sites(trial: Trial, actor: User):
 
 
 # Trial.hgr_status mirrors the HGR gate's answer, for the lists and exports that already show it.
-_HGR_STATUS = {O.MET: Trial.HGRStatus.APPROVED, O.NOT_APPLICABLE: Trial.HGRStatus.NOT_REQUIRED, O.PENDING: Trial.HGRStatus.APPLIED}
+_HGR_STATUS = {
+    Outcome.MET: Trial.HGRStatus.APPROVED,
+    Outcome.NOT_APPLICABLE: Trial.HGRStatus.NOT_REQUIRED,
+    Outcome.PENDING: Trial.HGRStatus.APPLIED,
+}
 
 
 def gate_answer(
@@ -170,7 +175,7 @@ def gate_answer(
     """Record (or change) the answer to one of a trial's gates; the history keeps earlier answers."""
     if gate not in Gate.values:
         raise DomainError(_("Unknown gate."), field="gate")
-    if outcome not in O.values:
+    if outcome not in Outcome.values:
         raise DomainError(_("Choose met, not applicable or pending."), field="outcome")
     if gate not in applicable_gates(trial):
         raise DomainError(
@@ -186,7 +191,7 @@ def gate_answer(
     if not may_answer(actor, trial, site):
         raise DomainError(_("You may not answer this trial's gates."), code="permission_denied")
     reference_number, reason = reference_number.strip(), reason.strip()
-    if outcome == O.MET:
+    if outcome == Outcome.MET:
         if not reference_number:
             raise DomainError(_("Please give the approval or filing number."), field="reference_number")
         if met_on is None:
@@ -194,7 +199,7 @@ def gate_answer(
         if met_on > timezone.localdate():
             raise DomainError(_("The date cannot be in the future."), field="met_on")
         reason = ""
-    elif outcome == O.NOT_APPLICABLE:
+    elif outcome == Outcome.NOT_APPLICABLE:
         if not reason:
             raise DomainError(_("Please say why this gate does not apply to the trial."), field="reason")
         reference_number, met_on = "", None
@@ -223,7 +228,7 @@ def gate_answer(
         answer.save()
         if gate == Gate.HGR:
             status = _HGR_STATUS[outcome]
-            if outcome == O.MET and trial.hgr_status == Trial.HGRStatus.FILED:
+            if outcome == Outcome.MET and trial.hgr_status == Trial.HGRStatus.FILED:
                 status = Trial.HGRStatus.FILED
             Trial.objects.filter(pk=trial.pk).update(
                 hgr_status=status, hgr_approval_number=reference_number, updated_at=timezone.now()

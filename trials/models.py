@@ -794,7 +794,9 @@ class DelegationQuerySet(models.QuerySet):
 class Delegation(models.Model):
     """One line of a site's delegation log: a person may perform a duty from a day, until a day (or open)."""
 
-    site = models.ForeignKey(TrialSite, on_delete=models.CASCADE, related_name="delegations", verbose_name=_("trial site"))
+    site = models.ForeignKey(
+        TrialSite, on_delete=models.CASCADE, related_name="delegations", verbose_name=_("trial site")
+    )
     person = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="delegations", verbose_name=_("person")
     )

@@ -157,7 +157,9 @@ def delegation_record(
 ) -> list[Delegation]:
     """Add lines to a site's delegation log: the person may perform each duty from ``starts_on``."""
     if not may_keep_log(actor, site):
-        raise DomainError(_("Only the site PI or the hospital's research office keeps the delegation log."), code="permission_denied")
+        raise DomainError(
+            _("Only the site PI or the hospital's research office keeps the delegation log."), code="permission_denied"
+        )
     duties = list(dict.fromkeys(duties))
     if not duties or any(duty not in Duty.values for duty in duties):
         raise DomainError(_("Choose at least one duty from the list."), field="duties")
@@ -202,7 +204,9 @@ def delegation_record(
 def delegation_end(*, delegation: Delegation, actor: User, ends_on: datetime.date) -> Delegation:
     """Close a line of the log on a day (the person may act up to and including it)."""
     if not may_keep_log(actor, delegation.site):
-        raise DomainError(_("Only the site PI or the hospital's research office keeps the delegation log."), code="permission_denied")
+        raise DomainError(
+            _("Only the site PI or the hospital's research office keeps the delegation log."), code="permission_denied"
+        )
     with transaction.atomic():
         line = Delegation.objects.select_for_update().get(pk=delegation.pk)
         if ends_on < line.starts_on:
@@ -278,7 +282,10 @@ def due_certificates(today: datetime.date) -> list[tuple[GcpCertificate, str]]:
     rows = (
         GcpCertificate.objects.filter(expires_on__lte=today + datetime.timedelta(days=days), person__is_active=True)
         .filter(~Exists(later))
-        .annotate(sent_before=Exists(sent.filter(stage=Stage.BEFORE_EXPIRY)), sent_expired=Exists(sent.filter(stage=Stage.EXPIRED)))
+        .annotate(
+            sent_before=Exists(sent.filter(stage=Stage.BEFORE_EXPIRY)),
+            sent_expired=Exists(sent.filter(stage=Stage.EXPIRED)),
+        )
         .select_related("person")
         .order_by("expires_on", "pk")
     )

@@ -342,10 +342,10 @@ def _check_initiation(*, trial: Trial, site: TrialSite | None, data: dict) -> No
         pk=site.pk if site else None,
         trial=trial,
         institution=data.get("institution") or site.institution,
-        site_pi=data["site_pi"] if "site_pi" in data else (site.site_pi if site else None),
+        site_pi=data.get("site_pi", site.site_pi if site else None),
     )
     action = _("initiate the site")
-    gates.check(trial, sites=[candidate] if site else [], on=initiated_on, action=action)
+    gates.check(trial, sites=[candidate], on=initiated_on, action=action)
     qualifications.check_site_pi_qualified(candidate, initiated_on, action=action)
 
 

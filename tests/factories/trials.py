@@ -41,9 +41,10 @@ class GcpCertificateFactory(factory.django.DjangoModelFactory):
 
 def qualify(person) -> None:
     """Give a person a valid GCP certificate unless they already hold one today."""
-    if person is not None and not GcpCertificate.objects.filter(
-        person=person, expires_on__gt=timezone.localdate()
-    ).exists():
+    if (
+        person is not None
+        and not GcpCertificate.objects.filter(person=person, expires_on__gt=timezone.localdate()).exists()
+    ):
         GcpCertificateFactory(person=person)
 
 
