@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from dateutil.relativedelta import relativedelta
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
-from django.db.models import Case, Count, F, IntegerField, Max, Q, QuerySet, Sum, Value, When
+from django.db.models import Case, Count, Exists, F, IntegerField, Max, OuterRef, Q, QuerySet, Sum, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -501,8 +501,8 @@ def sites_reportable_by(actor: User) -> QuerySet[TrialSite]:
         return sites.filter(
             Q(site_pi_id=actor.pk)
             | Q(role=TrialSite.SiteRole.LEAD, trial__pi_id=actor.pk)
-            | Q(delegations__person=actor, delegations__duty=Duty.REPORT)
-        ).distinct()
+            | Exists(Delegation.objects.filter(site_id=OuterRef("pk"), person_id=actor.pk, duty=Duty.REPORT))
+        )
     return sites.none()
 
 

@@ -28,7 +28,9 @@ class TrialQuerySet(models.QuerySet):
                 Q(lead_institution_id=user.institution_id) | Exists(sites.filter(institution_id=user.institution_id))
             )
         if user.role == Role.PI:
-            return self.filter(Q(pi_id=user.pk) | Exists(sites.filter(site_pi_id=user.pk)))
+            # A PI sees the trials they lead, the sites they run, and the sites whose delegation log names them.
+            delegated = sites.filter(delegations__person_id=user.pk)
+            return self.filter(Q(pi_id=user.pk) | Exists(sites.filter(site_pi_id=user.pk)) | Exists(delegated))
         if user.role == Role.REGULATOR:
             return self.filter(
                 Q(lead_institution__region_id=user.region_id)
@@ -213,7 +215,8 @@ class TrialSiteQuerySet(models.QuerySet):
                 Q(institution_id=user.institution_id) | Q(trial__lead_institution_id=user.institution_id)
             )
         if user.role == Role.PI:
-            return self.filter(Q(site_pi_id=user.pk) | Q(trial__pi_id=user.pk))
+            delegated = Delegation.objects.filter(site_id=OuterRef("pk"), person_id=user.pk)
+            return self.filter(Q(site_pi_id=user.pk) | Q(trial__pi_id=user.pk) | Exists(delegated))
         if user.role == Role.REGULATOR:
             return self.filter(institution__region_id=user.region_id)
         return self.none()

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from ethics.portal import views
+from ethics.portal import gate_views, views
 
 app_name = "ethics_portal"
 
@@ -22,4 +22,6 @@ urlpatterns = [
     path("documents/<int:pk>/", views.document_download, name="document_download"),
     path("sites/<int:pk>/enrolment/", views.site_enrolment, name="site_enrolment"),
     path("enrolment/<int:pk>/reverse/", views.enrolment_entry_reverse, name="enrolment_entry_reverse"),
+    path("qualifications/", gate_views.qualifications_page, name="qualifications"),
+    path("sites/<int:pk>/start-up/", gate_views.site_startup, name="site_startup"),
 ]
