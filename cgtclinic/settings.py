@@ -330,6 +330,9 @@ SPECTACULAR_SETTINGS = {
         "SubmissionKindEnum": "ethics.models.Submission.Kind",
         "TrialStepEnum": "trials.services.STEPS",
         "ClaimStepEnum": "subsidies.services.STEPS",
+        "GateEnum": "trials.models.Gate",
+        "GateOutcomeEnum": "trials.models.GateAnswer.Outcome",
+        "DutyEnum": "trials.models.Duty",
     },
 }
 
