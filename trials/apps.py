@@ -8,6 +8,7 @@ class TrialsConfig(AppConfig):
 
     def ready(self):
         from cgtclinic import workqueue
-        from trials import selectors
+        from trials import gate_selectors, selectors
 
         workqueue.register(selectors.work)
+        workqueue.register(gate_selectors.work)

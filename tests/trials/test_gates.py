@@ -459,3 +459,41 @@ def test_a_new_approved_icf_lists_subjects_for_reconsent_until_it_is_recorded():
     assert consent.reconsent_due(sites) == []
     with pytest.raises(DomainError):
         consent.consent_record(subject=subject, actor=pi, icf_version=v1, consented_on=days_ago(4))
+
+
+# --- work queues --------------------------------------------------------------------------------------------------
+
+
+def test_work_queues_show_reconsent_certificates_and_pending_gates(gate_rules, reminder_days):
+    from cgtclinic.workqueue import work_queue
+
+    site = active_site(kind=Trial.Kind.REGISTRATION, therapy_category=Trial.TherapyCategory.STEM_CELL)
+    pi, office = site.site_pi, office_of(site.institution)
+    stranger_office = office_of(TrialSiteFactory().institution)
+    gates.gate_answer(
+        trial=site.trial, actor=office, gate=Gate.HGR, outcome=O.MET, reference_number="BC-1", met_on=days_ago(300)
+    )
+    v1 = approve_icf(site.trial, 1, days_ago(220))
+    enrolment.enrolment_report(
+        site=site,
+        actor=pi,
+        kind=K.ENROLLED,
+        occurred_on=days_ago(30),
+        subject_code="RK-001",
+        icf_version=v1,
+        consented_on=days_ago(30),
+    )
+    approve_icf(site.trial, 2, days_ago(2))
+    gates.gate_answer(trial=site.trial, actor=office, gate=Gate.HGR, outcome=O.PENDING)
+    GcpCertificate.objects.filter(person=pi).update(expires_on=days_ago(-3))
+
+    def kinds(user):
+        return {section.kind: section.count for section in work_queue(user).sections}
+
+    pi_kinds = kinds(pi)
+    assert (pi_kinds["consent.reconsent"], pi_kinds["qualifications.certificate"]) == (1, 1)
+    office_kinds = kinds(office)
+    assert office_kinds["consent.reconsent"] == 1
+    assert office_kinds["gates.pending"] == 1
+    assert office_kinds["qualifications.certificate"] == 1
+    assert not {"consent.reconsent", "gates.pending", "qualifications.certificate"} & set(kinds(stranger_office))
