@@ -5,6 +5,7 @@ may act (DomainError becomes 400/403/409 in cgtclinic.api.exceptions).
 """
 
 from django.utils.translation import gettext_lazy as _
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -36,7 +37,11 @@ def _errors(*codes: int) -> dict:
         404: _("Not found, or not visible to this user."),
         409: _("Clashes with what is already recorded."),
     }
-    return {code: OpenApiResponse(ErrorSerializer, description=described[code]) for code in codes}
+    responses = {code: OpenApiResponse(ErrorSerializer, description=described[code]) for code in codes}
+    if 400 in codes:
+        # Shape errors come per field from the serializer; rule errors as detail, code and field.
+        responses[400] = OpenApiResponse(OpenApiTypes.OBJECT, description=described[400])
+    return responses
 
 
 class _Visible(serializers.PrimaryKeyRelatedField):
@@ -249,7 +254,7 @@ class GateAnswerViewSet(_ServiceViewSet):
         responses={200: GateStateSerializer(many=True), **_errors(400, 401, 403, 404)},
         tags=["gates"],
     )
-    @action(detail=False, methods=["get"], url_path="status")
+    @action(detail=False, methods=["get"], url_path="status", pagination_class=None)
     def gate_status(self, request):
         try:
             trial_id = int(request.query_params.get("trial", ""))
@@ -405,7 +410,7 @@ class SubjectConsentViewSet(_ServiceViewSet):
         responses={200: ReconsentDueSerializer(many=True), **_errors(401, 403)},
         tags=["enrolment"],
     )
-    @action(detail=False, methods=["get"], url_path="reconsent-due")
+    @action(detail=False, methods=["get"], url_path="reconsent-due", pagination_class=None)
     def reconsent_due(self, request):
         sites = TrialSite.objects.visible_to(request.user)
         due = consent.reconsent_due(sites, limit=200)
