@@ -5,11 +5,9 @@ import pytest
 from django.urls import reverse
 
 from cgtclinic.roles import Role
-from cgtclinic.seeding import PolicySeeds, Regions, SeedReport
 from tests.factories.cgtclinic import UserFactory
-from tests.factories.trials import active_site, days_ago, trial_with_history
-from tests.trials.test_gates import POLICY
-from trials import enrolment, gate_seeds
+from tests.factories.trials import active_site, days_ago, seed_gate_rules, trial_with_history
+from trials import enrolment
 from trials.models import Delegation, Duty, EnrolmentEntry, Gate, GateAnswer, GcpCertificate, Trial
 
 pytestmark = pytest.mark.django_db
@@ -18,7 +16,7 @@ S = Trial.Status
 
 @pytest.fixture
 def gate_rules():
-    gate_seeds.load_gate_rules(PolicySeeds(POLICY, SeedReport(), Regions()))
+    seed_gate_rules()
 
 
 def approved_trial(**kwargs):
@@ -122,3 +120,18 @@ def test_the_delegation_log_in_the_admin_lets_a_colleague_report(client):
     assert line.ends_on == days_ago(1)
     entry = enrolment.enrolment_report(site=site, actor=colleague, kind="screened", occurred_on=days_ago(2))
     assert EnrolmentEntry.objects.filter(pk=entry.pk, reported_by=colleague).exists()
+
+
+def test_an_enrolment_report_in_the_admin_is_refused_while_the_sites_biosafety_review_is_pending(client, gate_rules):
+    site = active_site(kind=Trial.Kind.OTHER, therapy_category=Trial.TherapyCategory.VIRAL_VECTOR_GENE)
+    office = UserFactory(role=Role.RESEARCH_OFFICE, institution=site.institution)
+    client.force_login(office)
+    form = {"site": site.pk, "kind": "screened", "occurred_on": days_ago(3), "count": "1"}
+    refused = client.post(reverse("admin:trials_enrolmententry_add"), form)
+    assert refused.status_code == 200
+    assert str(Gate.BIOSAFETY.label) in " ".join(refused.context["form"].non_field_errors())
+    assert not EnrolmentEntry.objects.exists()
+    answer = {"trial": site.trial.pk, "gate": Gate.BIOSAFETY, "site": site.pk, "outcome": "met"}
+    client.post(reverse("admin:trials_gateanswer_add"), {**answer, "reference_number": "IBC-2", "met_on": days_ago(30)})
+    assert client.post(reverse("admin:trials_enrolmententry_add"), form).status_code == 302
+    assert EnrolmentEntry.objects.count() == 1

@@ -5,11 +5,9 @@ import pytest
 from rest_framework.test import APIClient
 
 from cgtclinic.roles import Role
-from cgtclinic.seeding import PolicySeeds, Regions, SeedReport
 from tests.factories.cgtclinic import UserFactory
-from tests.factories.trials import active_site, days_ago, trial_with_history
-from tests.trials.test_gates import POLICY, approve_icf
-from trials import gate_seeds
+from tests.factories.trials import active_site, days_ago, seed_gate_rules, trial_with_history
+from tests.trials.test_gates import approve_icf
 from trials.models import Delegation, Duty, EnrolmentEntry, Gate, GcpCertificate, SubjectConsent, Trial
 
 pytestmark = pytest.mark.django_db
@@ -22,7 +20,7 @@ CONSENTS = "/api/v1/subject-consents/"
 
 @pytest.fixture
 def gate_rules():
-    gate_seeds.load_gate_rules(PolicySeeds(POLICY, SeedReport(), Regions()))
+    seed_gate_rules()
 
 
 def as_user(user) -> APIClient:
@@ -181,3 +179,25 @@ def test_reconsent_over_the_api():
     assert recorded.status_code == 201 and recorded.data["is_reconsent"]
     assert client.get(CONSENTS + "reconsent-due/").data == []
     assert as_user(UserFactory(role=Role.REGULATOR)).get(CONSENTS).status_code == 403
+
+
+def test_enrolment_over_the_api_is_refused_while_the_sites_biosafety_review_is_unanswered(gate_rules):
+    site = active_site(kind=Trial.Kind.OTHER, therapy_category=Trial.TherapyCategory.GENE_EDITING)
+    body = {"site": site.pk, "kind": "screened", "occurred_on": days_ago(3).isoformat()}
+    refused = as_user(site.site_pi).post("/api/v1/enrolment-entries/", body, format="json")
+    assert (refused.status_code, refused.data["code"]) == (400, "gate_not_met")
+    assert "biosafety" in refused.data["detail"]
+    office = as_user(UserFactory(role=Role.RESEARCH_OFFICE, institution=site.institution))
+    answered = office.post(
+        ANSWERS,
+        {
+            "trial": site.trial.pk,
+            "site": site.pk,
+            "gate": Gate.BIOSAFETY,
+            "outcome": "not_applicable",
+            "reason": "无病毒载体",
+        },
+        format="json",
+    )
+    assert answered.status_code == 201, answered.data
+    assert as_user(site.site_pi).post("/api/v1/enrolment-entries/", body, format="json").status_code == 201

@@ -3,10 +3,13 @@ import hashlib
 import io
 
 import factory
+import yaml
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.utils import timezone
 from pypdf import PdfWriter
 
+from cgtclinic.models import PolicyParameter
 from cgtclinic.roles import Role
 from tests.factories.cgtclinic import InstitutionFactory, SponsorFactory, UserFactory
 from trials.models import (
@@ -224,3 +227,25 @@ def move_trial(trial: Trial, status: str, on: datetime.date) -> Trial:
     trial.status = status
     trial.save(update_fields=["status"])
     return trial
+
+
+POLICY_SEEDS = settings.BASE_DIR / "seeds" / "policy"
+
+
+def seed_gate_rules() -> None:
+    """The gate rules of seeds/policy/gates.yaml, loaded as load_seeds loads them."""
+    from cgtclinic.seeding import PolicySeeds, Regions, SeedReport
+    from trials import gate_seeds
+
+    gate_seeds.load_gate_rules(PolicySeeds(POLICY_SEEDS, SeedReport(), Regions()))
+
+
+def seed_reminder_days() -> int:
+    """The seeded GCP-certificate reminder period (parameters.yaml), stored as load_seeds stores it."""
+    from trials.qualifications import REMINDER_DAYS_CODE
+
+    rows = yaml.safe_load((POLICY_SEEDS / "parameters.yaml").read_text(encoding="utf-8"))
+    row = next(row for row in rows if row["code"] == REMINDER_DAYS_CODE)
+    fields = ("code", "name_zh", "name_en", "value", "unit", "effective_from", "source_document", "source_clause")
+    PolicyParameter.objects.create(**{name: row[name] for name in fields})
+    return int(row["value"])

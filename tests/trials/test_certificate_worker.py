@@ -3,13 +3,11 @@ the holder and their research office exactly once."""
 
 import pytest
 
-from cgtclinic.models import Notification, PolicyParameter
+from cgtclinic.models import Notification
 from cgtclinic.roles import Role
 from tests.cgtclinic.helpers import needs_redis, running_worker, wait_until
 from tests.factories.cgtclinic import UserFactory
-from tests.factories.trials import GcpCertificateFactory, days_ago
-from tests.trials.test_gates import POLICY
-from trials import qualifications
+from tests.factories.trials import GcpCertificateFactory, days_ago, seed_reminder_days
 from trials.models import CertificateReminder
 from trials.tasks import sweep_certificate_reminders
 
@@ -18,24 +16,7 @@ pytestmark = [needs_redis, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture
 def reminder_days():
-    import yaml
-
-    row = next(
-        row
-        for row in yaml.safe_load((POLICY / "parameters.yaml").read_text(encoding="utf-8"))
-        if row["code"] == qualifications.REMINDER_DAYS_CODE
-    )
-    PolicyParameter.objects.create(
-        code=row["code"],
-        name_zh=row["name_zh"],
-        name_en=row["name_en"],
-        value=row["value"],
-        unit=row["unit"],
-        effective_from=row["effective_from"],
-        source_document=row["source_document"],
-        source_clause=row["source_clause"],
-    )
-    return int(row["value"])
+    return seed_reminder_days()
 
 
 def test_the_sweep_on_a_worker_reminds_exactly_once(reminder_days):

@@ -5,11 +5,10 @@ import pytest
 from django.urls import reverse
 
 from cgtclinic.roles import Role
-from cgtclinic.seeding import PolicySeeds, Regions, SeedReport
 from tests.factories.cgtclinic import UserFactory
-from tests.factories.trials import active_site, days_ago
-from tests.trials.test_gates import POLICY, approve_icf
-from trials import enrolment, gate_seeds
+from tests.factories.trials import active_site, days_ago, seed_gate_rules
+from tests.trials.test_gates import approve_icf
+from trials import enrolment
 from trials.models import Delegation, Duty, GcpCertificate, SubjectConsent, Trial
 
 pytestmark = pytest.mark.django_db
@@ -32,7 +31,7 @@ def test_a_pi_records_a_certificate_and_sees_it(client, pi):
 
 
 def test_the_site_page_shows_the_gates_and_keeps_the_delegation_log(client, site, pi):
-    gate_seeds.load_gate_rules(PolicySeeds(POLICY, SeedReport(), Regions()))
+    seed_gate_rules()
     colleague = UserFactory(role=Role.PI, institution=site.institution)
     client.force_login(pi)
     url = reverse("ethics_portal:site_startup", args=[site.pk])
