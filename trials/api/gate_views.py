@@ -44,6 +44,29 @@ def _errors(*codes: int) -> dict:
     return responses
 
 
+def _schemas(prefix: str, tag: str, read, write, summaries: tuple, create_response=None, conflict: bool = True):
+    """The list, retrieve and create operations of one of these viewsets, documented alike."""
+    listed, shown, created = summaries
+    return extend_schema_view(
+        list=extend_schema(
+            operation_id=f"{prefix}_list", summary=listed, responses={200: read, **_errors(400, 401, 403)}, tags=[tag]
+        ),
+        retrieve=extend_schema(
+            operation_id=f"{prefix}_retrieve",
+            summary=shown,
+            responses={200: read, **_errors(401, 403, 404)},
+            tags=[tag],
+        ),
+        create=extend_schema(
+            operation_id=f"{prefix}_create",
+            summary=created,
+            request=write,
+            responses={201: create_response or read, **_errors(400, 401, 403, *((409,) if conflict else ()))},
+            tags=[tag],
+        ),
+    )
+
+
 class _Visible(serializers.PrimaryKeyRelatedField):
     """A row chosen by id among those the requesting user may see (others read as not existing)."""
 
@@ -209,26 +232,17 @@ class _ServiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         return Response(self.serializer_class(fresh, context=self.get_serializer_context()).data, status=code)
 
 
-@extend_schema_view(
-    list=extend_schema(
-        operation_id="gate_answers_list",
-        summary=_("List the gate answers of the trials visible to you"),
-        responses={200: GateAnswerSerializer, **_errors(400, 401, 403)},
-        tags=["gates"],
+@_schemas(
+    "gate_answers",
+    "gates",
+    GateAnswerSerializer,
+    GateAnswerWriteSerializer,
+    (
+        _("List the gate answers of the trials visible to you"),
+        _("Show one gate answer"),
+        _("Answer a trial's (or a site's) gate: met, not applicable (with the reason) or pending"),
     ),
-    retrieve=extend_schema(
-        operation_id="gate_answers_retrieve",
-        summary=_("Show one gate answer"),
-        responses={200: GateAnswerSerializer, **_errors(401, 403, 404)},
-        tags=["gates"],
-    ),
-    create=extend_schema(
-        operation_id="gate_answers_create",
-        summary=_("Answer a trial's (or a site's) gate: met, not applicable (with the reason) or pending"),
-        request=GateAnswerWriteSerializer,
-        responses={201: GateAnswerSerializer, **_errors(400, 401, 403)},
-        tags=["gates"],
-    ),
+    conflict=False,
 )
 class GateAnswerViewSet(_ServiceViewSet):
     serializer_class = GateAnswerSerializer
@@ -267,25 +281,15 @@ class GateAnswerViewSet(_ServiceViewSet):
         return Response(GateStateSerializer(gates.gate_states(trial, sites), many=True).data)
 
 
-@extend_schema_view(
-    list=extend_schema(
-        operation_id="gcp_certificates_list",
-        summary=_("List the GCP training certificates visible to you"),
-        responses={200: CertificateSerializer, **_errors(400, 401, 403)},
-        tags=["qualifications"],
-    ),
-    retrieve=extend_schema(
-        operation_id="gcp_certificates_retrieve",
-        summary=_("Show one GCP training certificate"),
-        responses={200: CertificateSerializer, **_errors(401, 403, 404)},
-        tags=["qualifications"],
-    ),
-    create=extend_schema(
-        operation_id="gcp_certificates_create",
-        summary=_("Record a GCP training certificate"),
-        request=CertificateWriteSerializer,
-        responses={201: CertificateSerializer, **_errors(400, 401, 403, 409)},
-        tags=["qualifications"],
+@_schemas(
+    "gcp_certificates",
+    "qualifications",
+    CertificateSerializer,
+    CertificateWriteSerializer,
+    (
+        _("List the GCP training certificates visible to you"),
+        _("Show one GCP training certificate"),
+        _("Record a GCP training certificate"),
     ),
 )
 class GcpCertificateViewSet(_ServiceViewSet):
@@ -303,26 +307,17 @@ class GcpCertificateViewSet(_ServiceViewSet):
         return self.respond_with(qualifications.certificate_record(actor=request.user, **serializer.validated_data))
 
 
-@extend_schema_view(
-    list=extend_schema(
-        operation_id="delegations_list",
-        summary=_("List the delegation-log lines of the sites visible to you"),
-        responses={200: DelegationSerializer, **_errors(400, 401, 403)},
-        tags=["qualifications"],
+@_schemas(
+    "delegations",
+    "qualifications",
+    DelegationSerializer,
+    DelegationWriteSerializer,
+    (
+        _("List the delegation-log lines of the sites visible to you"),
+        _("Show one delegation-log line"),
+        _("Delegate duties at a site to a person from a day (one line per duty)"),
     ),
-    retrieve=extend_schema(
-        operation_id="delegations_retrieve",
-        summary=_("Show one delegation-log line"),
-        responses={200: DelegationSerializer, **_errors(401, 403, 404)},
-        tags=["qualifications"],
-    ),
-    create=extend_schema(
-        operation_id="delegations_create",
-        summary=_("Delegate duties at a site to a person from a day (one line per duty)"),
-        request=DelegationWriteSerializer,
-        responses={201: DelegationSerializer(many=True), **_errors(400, 401, 403, 409)},
-        tags=["qualifications"],
-    ),
+    create_response=DelegationSerializer(many=True),
 )
 class DelegationViewSet(_ServiceViewSet):
     serializer_class = DelegationSerializer
@@ -368,25 +363,15 @@ class _ViewConsents(RolePermission):
         return ["trials.add_subjectconsent"]
 
 
-@extend_schema_view(
-    list=extend_schema(
-        operation_id="subject_consents_list",
-        summary=_("List the consents of the subjects visible to you"),
-        responses={200: ConsentSerializer, **_errors(400, 401, 403)},
-        tags=["enrolment"],
-    ),
-    retrieve=extend_schema(
-        operation_id="subject_consents_retrieve",
-        summary=_("Show one consent"),
-        responses={200: ConsentSerializer, **_errors(401, 403, 404)},
-        tags=["enrolment"],
-    ),
-    create=extend_schema(
-        operation_id="subject_consents_create",
-        summary=_("Record a subject's (re-)consent to an approved ICF version"),
-        request=ConsentWriteSerializer,
-        responses={201: ConsentSerializer, **_errors(400, 401, 403, 409)},
-        tags=["enrolment"],
+@_schemas(
+    "subject_consents",
+    "enrolment",
+    ConsentSerializer,
+    ConsentWriteSerializer,
+    (
+        _("List the consents of the subjects visible to you"),
+        _("Show one consent"),
+        _("Record a subject's (re-)consent to an approved ICF version"),
     ),
 )
 class SubjectConsentViewSet(_ServiceViewSet):
