@@ -73,6 +73,12 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
         | _perms("trials.enrolmententry", "view", "add")
         | _perms("trials.enrolmentsubject", *VIEW)
         | _perms("trials.siteenrolment", *VIEW)
+        # Gates, certificates, delegation logs and consents change only through their services.
+        | _perms("trials.gaterule", *VIEW)
+        | _perms("trials.gateanswer", *EDIT)
+        | _perms("trials.gcpcertificate", "view", "add")
+        | _perms("trials.delegation", *EDIT)
+        | _perms("trials.subjectconsent", "view", "add")
         # Its hospital's subsidy claims; the programs are policy data.
         | _perms("subsidies.subsidyprogram", *VIEW)
         | _perms("subsidies.eligibilityrule", *VIEW)
@@ -116,6 +122,10 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
         | _perms("trials.enrolmententry", *VIEW)
         | _perms("trials.enrolmentsubject", *VIEW)
         | _perms("trials.siteenrolment", *VIEW)
+        | _perms("trials.gaterule", *VIEW)
+        | _perms("trials.gateanswer", *VIEW)
+        | _perms("trials.gcpcertificate", "view", "add")
+        | _perms("trials.delegation", *VIEW)
         # Its own committee: membership, training, meetings. Submissions change only through workflow steps,
         # which "change_submission" unlocks in the admin (the services check everything else).
         | _perms("ethics.ethicscommittee", *EDIT)
@@ -146,6 +156,10 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
         | _perms("trials.siteenrolment", *VIEW)
         # Reports SAEs and records SUSARs of their sites (the services check which).
         | _perms("ethics.safetyevent", "view", "add")
+        | _perms("trials.gateanswer", *VIEW)
+        | _perms("trials.gcpcertificate", "view", "add")
+        | _perms("trials.delegation", *EDIT)
+        | _perms("trials.subjectconsent", "view", "add")
     ),
     # Read-only over REST, except the review steps on claims (POST actions the services check).
     Role.REGULATOR: frozenset(

@@ -235,6 +235,7 @@ CELERY_TASK_ROUTES = {
         "trials.tasks.filing_escalate",
         "trials.tasks.sweep_filing_deadlines",
         "trials.tasks.recompute_filing_deadlines",
+        "trials.tasks.sweep_certificate_reminders",
     )
 }
 # The sweeps a deadline worker sends itself each time it (re)connects to the broker: after an outage the effects
@@ -244,6 +245,7 @@ DEADLINE_SWEEPS = (
     "ethics.tasks.sweep_continuing_reviews",
     "ethics.tasks.sweep_safety_clocks",
     "trials.tasks.sweep_filing_deadlines",
+    "trials.tasks.sweep_certificate_reminders",
 )
 # Beat writes each run's time to the database at once (the readiness check reads the heartbeat's).
 CELERY_BEAT_SYNC_EVERY = 1
@@ -276,6 +278,12 @@ CELERY_BEAT_SCHEDULE = {
     },
     "ethics-sweep-continuing-reviews": {
         "task": "ethics.tasks.sweep_continuing_reviews",
+        "schedule": 15 * 60,
+        "options": {"expire_seconds": 10 * 60},
+    },
+    # GCP certificates expire on a date: a 15-minute sweep sends each reminder on its day.
+    "trials-sweep-certificate-reminders": {
+        "task": "trials.tasks.sweep_certificate_reminders",
         "schedule": 15 * 60,
         "options": {"expire_seconds": 10 * 60},
     },
@@ -350,6 +358,9 @@ SPECTACULAR_SETTINGS = {
         "FilingStatusEnum": "trials.models.FilingObligation.Status",
         "TrialReviewKindEnum": "trials.models.TrialReview.Kind",
         "TrialReviewOutcomeEnum": "trials.models.TrialReview.Outcome",
+        "GateEnum": "trials.models.Gate",
+        "GateOutcomeEnum": "trials.models.GateAnswer.Outcome",
+        "DutyEnum": "trials.models.Duty",
     },
 }
 

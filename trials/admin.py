@@ -855,3 +855,7 @@ class SiteEnrolmentAdmin(admin.ModelAdmin):
             **(extra_context or {}),
         }
         return TemplateResponse(request, "admin/trials/siteenrolment/progress.html", context)
+
+
+# The gates, certificates, delegation logs and consents have their own module (registered on import).
+from trials import gate_admin  # noqa: E402, F401

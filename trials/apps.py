@@ -8,10 +8,11 @@ class TrialsConfig(AppConfig):
 
     def ready(self):
         from cgtclinic import workdays, workqueue
-        from trials import selectors
+        from trials import gate_selectors, selectors
 
         workqueue.register(selectors.work)
         workqueue.register(selectors.filing_work)
+        workqueue.register(gate_selectors.work)
 
         def schedule_changed(years):
             # Listeners run after commit and must not block the admin: the work goes to a Celery task.

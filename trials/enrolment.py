@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from dateutil.relativedelta import relativedelta
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
-from django.db.models import Case, Count, F, IntegerField, Max, Q, QuerySet, Sum, Value, When
+from django.db.models import Case, Count, Exists, F, IntegerField, Max, OuterRef, Q, QuerySet, Sum, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -20,7 +20,18 @@ from django.utils.translation import gettext_lazy
 from cgtclinic.errors import Conflict, DomainError
 from cgtclinic.models import PolicyParameter, User
 from cgtclinic.roles import Role
-from trials.models import EnrolmentEntry, EnrolmentSubject, SiteEnrolment, Trial, TrialSite, TrialStatusChange
+from trials import consent, gates, qualifications
+from trials.models import (
+    Delegation,
+    DocumentVersion,
+    Duty,
+    EnrolmentEntry,
+    EnrolmentSubject,
+    SiteEnrolment,
+    Trial,
+    TrialSite,
+    TrialStatusChange,
+)
 
 K = EnrolmentEntry.Kind
 S = Trial.Status
@@ -47,7 +58,11 @@ def may_report(actor: User, site: TrialSite) -> bool:
     if actor.role == Role.RESEARCH_OFFICE:
         return actor.institution_id == site.institution_id
     if actor.role == Role.PI:
-        return site.site_pi_id == actor.pk or (site.role == TrialSite.SiteRole.LEAD and site.trial.pi_id == actor.pk)
+        return (
+            site.site_pi_id == actor.pk
+            or (site.role == TrialSite.SiteRole.LEAD and site.trial.pi_id == actor.pk)
+            or Delegation.objects.filter(site=site, person=actor, duty=Duty.REPORT).exists()
+        )
     return False
 
 
@@ -211,9 +226,15 @@ def enrolment_report(
     count: int = 1,
     subject_code: str = "",
     note: str = "",
+    icf_version: DocumentVersion | None = None,
+    consented_on: datetime.date | None = None,
 ) -> EnrolmentEntry:
     """Add one event to the site's ledger: ``count`` subjects screened, enrolled, failing screening, withdrawn
-    or completing on a day, optionally for one pseudonymous subject code (then ``count`` is 1)."""
+    or completing on a day, optionally for one pseudonymous subject code (then ``count`` is 1).
+
+    The reporter holds the "report" duty on the day; screening and enrolment also need the trial's and site's
+    gates met and the site PI's GCP certificate valid that day. An enrolment naming a subject records the approved
+    ICF version the subject signed and the consent date (required once the trial has an approved ICF)."""
     if kind not in K.values:
         raise DomainError(_("Choose an event."), field="kind")
     if not isinstance(count, int) or count < 1:
@@ -238,6 +259,11 @@ def enrolment_report(
         if not may_report(actor, locked):
             raise DomainError(_("You may not report enrolment for this site."), code="permission_denied")
         _check_date(locked, kind, occurred_on)
+        qualifications.check_may_report(actor, locked, occurred_on)
+        if kind in NEEDS_OPEN_TRIAL:
+            action = _("report screening or enrolment at this site")
+            gates.check(locked.trial, sites=[locked], on=occurred_on, action=action)
+            qualifications.check_site_pi_qualified(locked, occurred_on, action=action)
         subject = None
         if subject_code:
             subject = _subject_for(locked, subject_code)
@@ -249,6 +275,13 @@ def enrolment_report(
                     code="subject_state",
                     field="subject_code",
                 )
+        if kind == K.ENROLLED and subject is not None:
+            _record_consent(subject, actor, icf_version, consented_on, occurred_on)
+        elif icf_version is not None or consented_on is not None:
+            raise DomainError(
+                _("An ICF version and consent date are recorded with the enrolment of a named subject."),
+                field="icf_version",
+            )
         entry = EnrolmentEntry(
             site=locked,
             trial_id=locked.trial_id,
@@ -262,6 +295,21 @@ def enrolment_report(
         )
         _apply(locked, entry)
     return entry
+
+
+def _record_consent(subject, actor, icf_version, consented_on, on) -> None:
+    if icf_version is None and consented_on is None:
+        if consent.approved_icf_versions(subject.trial_id).exists():
+            raise DomainError(
+                _("Record the approved ICF version subject %(code)s signed and the consent date.")
+                % {"code": subject.code},
+                code="consent_required",
+                field="icf_version",
+            )
+        return
+    if consented_on is None:
+        raise DomainError(_("Please give the consent date."), field="consented_on")
+    consent.record_at_enrolment(subject=subject, actor=actor, icf_version=icf_version, consented_on=consented_on, on=on)
 
 
 def _subject_for(site: TrialSite, code: str) -> EnrolmentSubject:
@@ -450,7 +498,11 @@ def sites_reportable_by(actor: User) -> QuerySet[TrialSite]:
     if actor.role == Role.RESEARCH_OFFICE:
         return sites.filter(institution_id=actor.institution_id)
     if actor.role == Role.PI:
-        return sites.filter(Q(site_pi_id=actor.pk) | Q(role=TrialSite.SiteRole.LEAD, trial__pi_id=actor.pk))
+        return sites.filter(
+            Q(site_pi_id=actor.pk)
+            | Q(role=TrialSite.SiteRole.LEAD, trial__pi_id=actor.pk)
+            | Exists(Delegation.objects.filter(site_id=OuterRef("pk"), person_id=actor.pk, duty=Duty.REPORT))
+        )
     return sites.none()
 
 

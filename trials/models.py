@@ -5,7 +5,7 @@ import uuid
 from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
@@ -28,7 +28,9 @@ class TrialQuerySet(models.QuerySet):
                 Q(lead_institution_id=user.institution_id) | Exists(sites.filter(institution_id=user.institution_id))
             )
         if user.role == Role.PI:
-            return self.filter(Q(pi_id=user.pk) | Exists(sites.filter(site_pi_id=user.pk)))
+            # A PI sees the trials they lead, the sites they run, and the sites whose delegation log names them.
+            delegated = sites.filter(delegations__person_id=user.pk)
+            return self.filter(Q(pi_id=user.pk) | Exists(sites.filter(site_pi_id=user.pk)) | Exists(delegated))
         if user.role == Role.REGULATOR:
             return self.filter(
                 Q(lead_institution__region_id=user.region_id)
@@ -236,7 +238,8 @@ class TrialSiteQuerySet(models.QuerySet):
                 Q(institution_id=user.institution_id) | Q(trial__lead_institution_id=user.institution_id)
             )
         if user.role == Role.PI:
-            return self.filter(Q(site_pi_id=user.pk) | Q(trial__pi_id=user.pk))
+            delegated = Delegation.objects.filter(site_id=OuterRef("pk"), person_id=user.pk)
+            return self.filter(Q(site_pi_id=user.pk) | Q(trial__pi_id=user.pk) | Exists(delegated))
         if user.role == Role.REGULATOR:
             return self.filter(institution__region_id=user.region_id)
         return self.none()
@@ -607,6 +610,247 @@ class SiteEnrolment(models.Model):
     def on_study(self) -> int:
         """Enrolled subjects who have neither withdrawn nor completed."""
         return self.enrolled - self.withdrawn - self.completed
+
+
+# --- Gates before a trial or site may start and enrol -------------------------------------------------------------
+
+
+class Gate(models.TextChoices):
+    """An approval a trial or site needs before it starts, where the seeded rules say it applies."""
+
+    HGR = "hgr", _("Human genetic resources approval or filing")
+    BIOSAFETY = "biosafety", _("Institutional biosafety review")
+
+
+class GateRule(models.Model):
+    """Seeded (seeds/policy/gates.yaml): a gate applies to trials of a kind and therapy category; blank means any."""
+
+    gate = models.CharField(_("gate"), max_length=20, choices=Gate.choices)
+    trial_kind = models.CharField(_("trial kind"), max_length=20, choices=Trial.Kind.choices, blank=True)
+    therapy_category = models.CharField(
+        _("therapy category"), max_length=30, choices=Trial.TherapyCategory.choices, blank=True
+    )
+    source_document = models.CharField(_("source document"), max_length=300)
+    source_clause = models.CharField(_("source clause"), max_length=300, blank=True)
+    source_quote = models.TextField(_("source quote"), blank=True)
+    note = models.TextField(_("note"), blank=True)
+
+    class Meta:
+        ordering = ["gate", "trial_kind", "therapy_category"]
+        verbose_name = _("gate rule")
+        verbose_name_plural = _("gate rules")
+        constraints = [
+            models.UniqueConstraint(fields=["gate", "trial_kind", "therapy_category"], name="gate_rule_unique")
+        ]
+
+    def __str__(self) -> str:
+        kind = self.get_trial_kind_display() if self.trial_kind else _("any kind")
+        category = self.get_therapy_category_display() if self.therapy_category else _("any therapy")
+        return f"{self.get_gate_display()}: {kind} · {category}"
+
+
+class GateAnswerQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """Answers follow their trial."""
+        return self.filter(trial__in=Trial.objects.visible_to(user))
+
+
+def _gate_upload_to(instance, filename: str) -> str:
+    suffix = filename.rsplit(".", 1)[-1].lower() if "." in filename else "bin"
+    return f"gates/{instance.trial_id}/{uuid.uuid4().hex}.{suffix}"
+
+
+class GateAnswer(models.Model):
+    """The current answer to one gate for a trial (trial-wide gates) or for one of its sites (site gates):
+    met (with the approval or filing number and date), not applicable (with the reason), or pending.
+    Changed in place; the history keeps every earlier answer with who gave it."""
+
+    class Outcome(models.TextChoices):
+        MET = "met", _("Met")
+        NOT_APPLICABLE = "not_applicable", _("Not applicable")
+        PENDING = "pending", _("Pending")
+
+    trial = models.ForeignKey(Trial, on_delete=models.CASCADE, related_name="gate_answers", verbose_name=_("trial"))
+    site = models.ForeignKey(
+        TrialSite,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="gate_answers",
+        verbose_name=_("trial site"),
+    )
+    gate = models.CharField(_("gate"), max_length=20, choices=Gate.choices)
+    outcome = models.CharField(_("answer"), max_length=20, choices=Outcome.choices)
+    reference_number = models.CharField(_("approval or filing number"), max_length=100, blank=True)
+    met_on = models.DateField(_("approved or filed on"), null=True, blank=True)
+    document = models.FileField(_("document"), upload_to=_gate_upload_to, blank=True, max_length=300)
+    reason = models.TextField(_("reason"), blank=True)
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("recorded by")
+    )
+    recorded_at = models.DateTimeField(_("recorded at"))
+
+    objects = GateAnswerQuerySet.as_manager()
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["trial_id", "gate", "site_id"]
+        verbose_name = _("gate answer")
+        verbose_name_plural = _("gate answers")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["trial", "gate"], condition=Q(site__isnull=True), name="gate_answer_unique_trial"
+            ),
+            models.UniqueConstraint(
+                fields=["trial", "gate", "site"], condition=Q(site__isnull=False), name="gate_answer_unique_site"
+            ),
+            models.CheckConstraint(
+                condition=~Q(outcome="met") | (~Q(reference_number="") & Q(met_on__isnull=False)),
+                name="gate_answer_met_has_number_and_date",
+            ),
+            models.CheckConstraint(
+                condition=~Q(outcome="not_applicable") | ~Q(reason=""), name="gate_answer_not_applicable_has_reason"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_gate_display()}: {self.get_outcome_display()}"
+
+
+# --- Investigator qualifications -----------------------------------------------------------------------------------
+
+
+class GcpCertificateQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """A person sees their own certificates; an institution's offices those of its staff; regulators none."""
+        if not user.is_authenticated or not user.is_active:
+            return self.none()
+        if user.is_superuser:
+            return self
+        if user.role in (Role.RESEARCH_OFFICE, Role.ETHICS_OFFICE):
+            return self.filter(Q(person__institution_id=user.institution_id) | Q(person_id=user.pk))
+        if user.role == Role.PI:
+            return self.filter(person_id=user.pk)
+        return self.none()
+
+
+def _certificate_upload_to(instance, filename: str) -> str:
+    suffix = filename.rsplit(".", 1)[-1].lower() if "." in filename else "bin"
+    return f"certificates/{instance.person_id}/{uuid.uuid4().hex}.{suffix}"
+
+
+class GcpCertificate(models.Model):
+    """A GCP training certificate (GCP培训证书) a person holds: valid from its issue date to its expiry date."""
+
+    person = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="gcp_certificates",
+        verbose_name=_("person"),
+    )
+    number = models.CharField(_("certificate number"), max_length=100)
+    issuer = models.CharField(_("issued by"), max_length=200)
+    issued_on = models.DateField(_("issue date"))
+    expires_on = models.DateField(_("expiry date"))
+    file = models.FileField(_("file"), upload_to=_certificate_upload_to, blank=True, max_length=300)
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("recorded by")
+    )
+    recorded_at = models.DateTimeField(_("recorded at"))
+
+    objects = GcpCertificateQuerySet.as_manager()
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["person_id", "-expires_on", "-id"]
+        verbose_name = _("GCP training certificate")
+        verbose_name_plural = _("GCP training certificates")
+        constraints = [
+            models.UniqueConstraint(fields=["person", "issuer", "number"], name="gcp_certificate_unique_number"),
+            models.CheckConstraint(condition=Q(expires_on__gt=F("issued_on")), name="gcp_certificate_expires_after"),
+        ]
+        indexes = [models.Index(fields=["expires_on"], name="gcp_certificate_expiry")]
+
+    def __str__(self) -> str:
+        return f"{self.number} ({self.issued_on} – {self.expires_on})"
+
+
+class CertificateReminder(models.Model):
+    """A reminder sent about a certificate: one row per certificate and stage, so each is sent exactly once."""
+
+    class Stage(models.TextChoices):
+        BEFORE_EXPIRY = "before_expiry", _("Expires soon")
+        EXPIRED = "expired", _("Expired")
+
+    certificate = models.ForeignKey(
+        GcpCertificate, on_delete=models.CASCADE, related_name="reminders", verbose_name=_("certificate")
+    )
+    stage = models.CharField(_("stage"), max_length=20, choices=Stage.choices)
+    sent_at = models.DateTimeField(_("sent at"))
+
+    class Meta:
+        ordering = ["certificate_id", "sent_at"]
+        verbose_name = _("certificate reminder")
+        verbose_name_plural = _("certificate reminders")
+        constraints = [models.UniqueConstraint(fields=["certificate", "stage"], name="certificate_reminder_once")]
+
+    def __str__(self) -> str:
+        return f"{self.certificate} · {self.get_stage_display()}"
+
+
+class Duty(models.TextChoices):
+    """What the site PI delegates to study staff on the delegation log (授权分工表)."""
+
+    CONSENT = "consent", _("Obtain informed consent")
+    ENROL = "enrol", _("Screen and enrol subjects")
+    REPORT = "report", _("Report enrolment")
+    SAFETY = "safety", _("Record and report adverse events")
+    PRODUCT = "product", _("Handle the investigational product")
+    DATA = "data", _("Record trial data")
+
+
+class DelegationQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """The delegation log follows its site; regulators see none (it names staff)."""
+        if user.is_authenticated and user.role == Role.REGULATOR and not user.is_superuser:
+            return self.none()
+        return self.filter(site__in=TrialSite.objects.visible_to(user))
+
+
+class Delegation(models.Model):
+    """One line of a site's delegation log: a person may perform a duty from a day, until a day (or open)."""
+
+    site = models.ForeignKey(
+        TrialSite, on_delete=models.CASCADE, related_name="delegations", verbose_name=_("trial site")
+    )
+    person = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="delegations", verbose_name=_("person")
+    )
+    duty = models.CharField(_("duty"), max_length=20, choices=Duty.choices)
+    starts_on = models.DateField(_("from"))
+    ends_on = models.DateField(_("until"), null=True, blank=True)
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("recorded by")
+    )
+    recorded_at = models.DateTimeField(_("recorded at"))
+
+    objects = DelegationQuerySet.as_manager()
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["site_id", "person_id", "duty", "starts_on"]
+        verbose_name = _("delegation")
+        verbose_name_plural = _("delegation log")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(ends_on__isnull=True) | Q(ends_on__gte=F("starts_on")), name="delegation_ends_after_start"
+            )
+        ]
+        indexes = [models.Index(fields=["site", "person", "duty"], name="delegation_lookup")]
+
+    def __str__(self) -> str:
+        until = self.ends_on.isoformat() if self.ends_on else "…"
+        return f"{self.person} · {self.get_duty_display()} · {self.starts_on} – {until}"
 
 
 # IIT governance and research filings live in their own module; imported here so Django registers them.

@@ -23,6 +23,7 @@ from cgtclinic.errors import DomainError
 from cgtclinic.models import User
 from cgtclinic.seeding import (
     DemoSeeds,
+    PolicySeeds,
     Row,
     SeedError,
     SeedReport,
@@ -40,7 +41,7 @@ from cgtclinic.seeding import (
     sync,
     upsert,
 )
-from trials import enrolment
+from trials import consent, enrolment, gate_seeds
 from trials.filing_seeds import load_demo_filings
 from trials.models import EnrolmentEntry, Trial, TrialSite, TrialStatusChange
 from trials.services import check_site_fields, check_trial_fields
@@ -63,9 +64,20 @@ TRIAL_FIELDS = (
 )
 
 
+def load_policy(policy: PolicySeeds) -> None:
+    """Load the gate rules (seeds/policy/gates.yaml)."""
+    gate_seeds.load_gate_rules(policy)
+
+
 def load_demo(demo: DemoSeeds) -> None:
-    """Load the demo trials, their sites and status histories."""
-    _load_trials(demo.directory / "trials.yaml", demo.report, demo.institutions, demo.sponsors, demo.people)
+    """Load the demo GCP certificates, then the trials, their gate answers, sites and status histories, then the
+    sites' delegation logs."""
+    qualifications = gate_seeds.DemoQualifications(demo.directory, demo.report, demo.people, demo.institutions)
+    qualifications.load_certificates()
+    _load_trials(
+        demo.directory / "trials.yaml", demo.report, demo.institutions, demo.sponsors, demo.people, qualifications
+    )
+    qualifications.load_delegations()
     load_demo_filings(demo)
 
 
@@ -114,7 +126,14 @@ def _seed_actor(path: Path, people: dict[str, User]) -> User:
     return actor
 
 
-def _load_trials(path: Path, report: SeedReport, institutions: dict, sponsors: dict, people: dict) -> None:
+def _load_trials(
+    path: Path,
+    report: SeedReport,
+    institutions: dict,
+    sponsors: dict,
+    people: dict,
+    qualifications: gate_seeds.DemoQualifications,
+) -> None:
     rows = read_rows(
         path,
         required={"lead", "protocol_number", "title_zh", "kind", "therapy_category", "phase", "pi"}
@@ -158,7 +177,8 @@ def _load_trials(path: Path, report: SeedReport, institutions: dict, sponsors: d
             values["created_by"] = actor
         lookup = {"lead_institution": lead, "protocol_number": protocol_number}
         trial = sync(report, row, Trial, trial, {**lookup, **values}, actor=actor)
-        _load_sites(report, row, trial, people, institutions, actor)
+        qualifications.load_gates(trial)
+        _load_sites(report, row, trial, people, institutions, actor, qualifications)
         for position, step in enumerate(steps):
             sync(
                 report,
@@ -176,7 +196,15 @@ def _load_trials(path: Path, report: SeedReport, institutions: dict, sponsors: d
             )
 
 
-def _load_sites(report: SeedReport, row: Row, trial: Trial, people: dict, institutions: dict, actor: User) -> None:
+def _load_sites(
+    report: SeedReport,
+    row: Row,
+    trial: Trial,
+    people: dict,
+    institutions: dict,
+    actor: User,
+    qualifications: gate_seeds.DemoQualifications,
+) -> None:
     site_fields = {"site_target", *TrialSite.MILESTONES}
     lead_part = row.part("lead_site", row.data.get("lead_site") or {})
     check_keys(lead_part, required=set(), optional=site_fields)
@@ -196,14 +224,6 @@ def _load_sites(report: SeedReport, row: Row, trial: Trial, people: dict, instit
         entries.append((part, institution, TrialSite.SiteRole.PARTICIPATING, site_pi))
     for part, institution, role, site_pi in entries:
         milestones = field_values(part, TrialSite, TrialSite.MILESTONES)
-        check_with(
-            part,
-            check_site_fields,
-            actor=actor,
-            trial=trial,
-            site=None,
-            data={"institution": institution, "site_pi": site_pi, **milestones},
-        )
         target = part.data.get("site_target")
         values = {
             "role": role,
@@ -211,9 +231,25 @@ def _load_sites(report: SeedReport, row: Row, trial: Trial, people: dict, instit
             "site_target": field_value(part, TrialSite, "site_target")
             if target is not None
             else (trial.target_enrolment if role == TrialSite.SiteRole.LEAD else 0),
-            **milestones,
         }
-        upsert(report, part, TrialSite, {"trial": trial, "institution": institution}, values, actor=actor)
+        # The site exists before its milestones, as in the app: its gates are answered, then it is initiated.
+        site = TrialSite.objects.filter(trial=trial, institution=institution).first()
+        if site is None:
+            site = TrialSite(trial=trial, institution=institution, **values)
+            site._history_user = actor
+            site.save()
+        qualifications.load_gates(trial, site)
+        check_with(
+            part,
+            check_site_fields,
+            actor=actor,
+            trial=trial,
+            site=site,
+            data={"institution": institution, "site_pi": site_pi, **milestones},
+        )
+        upsert(
+            report, part, TrialSite, {"trial": trial, "institution": institution}, {**values, **milestones}, actor=actor
+        )
 
 
 # --- Enrolment ledger -------------------------------------------------------------------------------------
@@ -387,6 +423,12 @@ class DemoLedger:
         if event.reverses is not None:
             original = EnrolmentEntry.objects.get(pk=event.reverses.entry_id)
             return enrolment.enrolment_reverse(entry=original, actor=event.actor, reason=event.reason)
+        signed = {}
+        if event.kind == EnrolmentEntry.Kind.ENROLLED and event.subject:
+            # A named subject signed the ICF version in force that day, on the day of enrolment.
+            version = consent.icf_version_in_force(site.trial_id, event.occurred_on)
+            if version is not None:
+                signed = {"icf_version": version, "consented_on": event.occurred_on}
         return enrolment.enrolment_report(
             site=site,
             actor=event.actor,
@@ -395,4 +437,5 @@ class DemoLedger:
             count=event.count,
             subject_code=event.subject,
             note=event.note,
+            **signed,
         )

@@ -15,6 +15,7 @@ from cgtclinic.errors import DomainError, TransitionNotAllowed
 from cgtclinic.models import User
 from cgtclinic.notifications import notify, render_later
 from cgtclinic.roles import Role
+from trials import gates, qualifications
 from trials.models import DocumentVersion, Trial, TrialDocument, TrialSite, TrialStatusChange
 from trials.uploads import check_upload
 
@@ -142,6 +143,7 @@ def _transition(*, trial: Trial, actor: User, step: str, reason: str = "") -> Tr
             from trials import filings
 
             filings.check_activation(locked)
+            gates.check(locked, sites=[], action=_("activate the trial"))
         from_status = locked.status
         if to == PREVIOUS:
             to = locked.status_before_suspension or S.ACTIVE
@@ -339,6 +341,24 @@ def check_site_fields(*, actor: User, trial: Trial, site: TrialSite | None, data
                 field=name,
             )
         previous_name, previous_date = name, value
+    _check_initiation(trial=trial, site=site, data=data)
+
+
+def _check_initiation(*, trial: Trial, site: TrialSite | None, data: dict) -> None:
+    """A site is initiated (activated) only once the trial's and the site's gates are met and its PI holds a GCP
+    certificate valid on the initiation day."""
+    initiated_on = data.get("site_initiated_on")
+    if initiated_on is None or (site is not None and site.site_initiated_on == initiated_on):
+        return
+    candidate = TrialSite(
+        pk=site.pk if site else None,
+        trial=trial,
+        institution=data.get("institution") or site.institution,
+        site_pi=data.get("site_pi", site.site_pi if site else None),
+    )
+    action = _("initiate the site")
+    gates.check(trial, sites=[candidate], on=initiated_on, action=action)
+    qualifications.check_site_pi_qualified(candidate, initiated_on, action=action)
 
 
 def site_add(*, trial: Trial, actor: User, institution, site_pi=None, site_target: int = 0, **milestones) -> TrialSite:

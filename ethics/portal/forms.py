@@ -11,7 +11,8 @@ from cgtclinic.errors import DomainError
 from cgtclinic.models import Department, Institution, Sponsor, User
 from ethics.models import Submission
 from ethics.services import DECLARATIONS, REPORT_FIELDS
-from trials.models import EnrolmentEntry, Trial, TrialDocument, TrialSite
+from trials import consent
+from trials.models import DocumentVersion, EnrolmentEntry, Trial, TrialDocument, TrialSite
 from trials.uploads import ALLOWED_TYPES, check_upload
 
 K = Submission.Kind
@@ -393,6 +394,18 @@ class EnrolmentReportForm(forms.Form):
         widget=forms.TextInput(attrs={"autocomplete": "off", "autocapitalize": "characters", "spellcheck": "false"}),
     )
     note = forms.CharField(label=_("Note (optional)"), max_length=300, required=False)
+    icf_version = forms.ModelChoiceField(
+        label=_("ICF version signed"),
+        queryset=DocumentVersion.objects.none(),
+        required=False,
+        help_text=_("For the enrolment of a named subject: the approved informed-consent form version they signed."),
+    )
+    consented_on = forms.DateField(label=_("Consent date"), widget=DateInput, required=False)
+
+    def __init__(self, *args, trial_id: int | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if trial_id is not None:
+            self.fields["icf_version"].queryset = consent.approved_icf_versions(trial_id)
 
 
 class EnrolmentReversalForm(forms.Form):

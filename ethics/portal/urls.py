@@ -1,6 +1,6 @@
 from django.urls import path
 
-from ethics.portal import safety_views, views
+from ethics.portal import gate_views, safety_views, views
 
 app_name = "ethics_portal"
 
@@ -28,4 +28,6 @@ urlpatterns = [
     path("safety/<int:pk>/", safety_views.safety_detail, name="safety_detail"),
     path("safety/<int:pk>/follow-up/", safety_views.safety_follow_up, name="safety_follow_up"),
     path("safety/<int:pk>/<slug:step>/", safety_views.safety_step, name="safety_step"),
+    path("qualifications/", gate_views.qualifications_page, name="qualifications"),
+    path("sites/<int:pk>/start-up/", gate_views.site_startup, name="site_startup"),
 ]

@@ -912,7 +912,9 @@ def site_enrolment(request, pk: int):
     today = timezone.localdate()
     can_report = enrolment.may_report(user, site)
     form = EnrolmentReportForm(
-        request.POST if request.method == "POST" else None, initial={"occurred_on": today, "count": 1}
+        request.POST if request.method == "POST" else None,
+        initial={"occurred_on": today, "count": 1},
+        trial_id=site.trial_id,
     )
     status = 200
     if request.method == "POST":

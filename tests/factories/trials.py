@@ -3,21 +3,74 @@ import hashlib
 import io
 
 import factory
+import yaml
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.utils import timezone
 from pypdf import PdfWriter
 
+from cgtclinic.models import PolicyParameter
 from cgtclinic.roles import Role
 from tests.factories.cgtclinic import InstitutionFactory, SponsorFactory, UserFactory
 from trials.models import (
+    Delegation,
     DocumentVersion,
+    Duty,
     FilingObligation,
+    GcpCertificate,
     Trial,
     TrialDocument,
     TrialReview,
     TrialSite,
     TrialStatusChange,
 )
+
+# Site PIs made by the factories hold a GCP certificate valid over every date the tests use.
+CERTIFICATE_ISSUED_ON = datetime.date(2015, 1, 1)
+
+
+class GcpCertificateFactory(factory.django.DjangoModelFactory):
+    """A GCP training certificate, valid from long ago until three years from today."""
+
+    class Meta:
+        model = GcpCertificate
+
+    person = factory.SubFactory(UserFactory, role=Role.PI)
+    number = factory.Sequence(lambda n: f"GCP-{n:06d}")
+    issuer = "国家药品监督管理局高级研修学院"
+    issued_on = CERTIFICATE_ISSUED_ON
+    expires_on = factory.LazyFunction(lambda: timezone.localdate() + datetime.timedelta(days=3 * 365))
+    recorded_by = factory.SelfAttribute("person")
+    recorded_at = factory.LazyFunction(timezone.now)
+
+
+def qualify(person) -> None:
+    """Give a person a valid GCP certificate unless they already hold one today."""
+    if (
+        person is not None
+        and not GcpCertificate.objects.filter(person=person, expires_on__gt=timezone.localdate()).exists()
+    ):
+        GcpCertificateFactory(person=person)
+
+
+class DelegationFactory(factory.django.DjangoModelFactory):
+    """A line of a site's delegation log: by default the "report" duty, open-ended, from long ago."""
+
+    class Meta:
+        model = Delegation
+
+    site = factory.SubFactory("tests.factories.trials.TrialSiteFactory")
+    person = factory.SubFactory(UserFactory, role=Role.PI, institution=factory.SelfAttribute("..site.institution"))
+    duty = Duty.REPORT
+    starts_on = CERTIFICATE_ISSUED_ON
+    recorded_by = factory.SelfAttribute("site.site_pi")
+    recorded_at = factory.LazyFunction(timezone.now)
+
+
+def delegate(site, person, *duties) -> None:
+    """Put a person on a site's delegation log for the duties (default: report), from long ago."""
+    for duty in duties or (Duty.REPORT,):
+        DelegationFactory(site=site, person=person, duty=duty, recorded_by=site.site_pi or person)
 
 
 def _one_page_pdf() -> bytes:
@@ -55,6 +108,7 @@ class TrialFactory(factory.django.DjangoModelFactory):
     @factory.post_generation
     def lead_site(obj, create, extracted, **kwargs):
         if create and extracted is not False:
+            qualify(obj.pi)
             TrialSite.objects.create(
                 trial=obj,
                 institution=obj.lead_institution,
@@ -86,12 +140,18 @@ class TrialSiteFactory(factory.django.DjangoModelFactory):
 
     class Meta:
         model = TrialSite
+        skip_postgeneration_save = True
 
     trial = factory.SubFactory(TrialFactory)
     institution = factory.SubFactory(InstitutionFactory)
     role = TrialSite.SiteRole.PARTICIPATING
     site_pi = factory.SubFactory(UserFactory, role=Role.PI, institution=factory.SelfAttribute("..institution"))
     site_target = 10
+
+    @factory.post_generation
+    def qualified(obj, create, extracted, **kwargs):
+        if create and extracted is not False:
+            qualify(obj.site_pi)
 
 
 class TrialStatusChangeFactory(factory.django.DjangoModelFactory):
@@ -203,3 +263,47 @@ class FilingObligationFactory(factory.django.DjangoModelFactory):
         )
     )
     remind_at = factory.LazyAttribute(lambda o: o.due_at - datetime.timedelta(days=14))
+
+
+POLICY_SEEDS = settings.BASE_DIR / "seeds" / "policy"
+
+
+def seed_gate_rules() -> None:
+    """The gate rules of seeds/policy/gates.yaml, loaded as load_seeds loads them."""
+    from cgtclinic.seeding import PolicySeeds, Regions, SeedReport
+    from trials import gate_seeds
+
+    gate_seeds.load_gate_rules(PolicySeeds(POLICY_SEEDS, SeedReport(), Regions()))
+
+
+def seed_reminder_days() -> int:
+    """The seeded GCP-certificate reminder period (parameters.yaml), stored as load_seeds stores it."""
+    from trials.qualifications import REMINDER_DAYS_CODE
+
+    rows = yaml.safe_load((POLICY_SEEDS / "parameters.yaml").read_text(encoding="utf-8"))
+    row = next(row for row in rows if row["code"] == REMINDER_DAYS_CODE)
+    fields = ("code", "name_zh", "name_en", "value", "unit", "effective_from", "source_document", "source_clause")
+    PolicyParameter.objects.create(**{name: row[name] for name in fields})
+    return int(row["value"])
+
+
+def answer_gates(trial, *, by=None) -> None:
+    """Answer every gate the seeded rules apply to the trial (and each of its sites) "not applicable", so that tests
+    of other rules can activate it and enrol; tests of the gates themselves answer them one by one."""
+    from trials import gates
+    from trials.models import GateAnswer
+
+    recorder = by or trial.pi or trial.created_by
+    for gate in gates.applicable_gates(trial):
+        for site in [None] if gates.is_trial_gate(gate) else list(trial.sites.all()):
+            GateAnswer.objects.update_or_create(
+                trial=trial,
+                site=site,
+                gate=gate,
+                defaults={
+                    "outcome": GateAnswer.Outcome.NOT_APPLICABLE,
+                    "reason": "not applicable in this test",
+                    "recorded_by": recorder,
+                    "recorded_at": timezone.now(),
+                },
+            )

@@ -16,7 +16,7 @@ from cgtclinic.models import HolidaySchedule, Notification, PolicyParameter
 from cgtclinic.roles import Role
 from cgtclinic.seeding import load_policy
 from tests.factories.cgtclinic import UserFactory
-from tests.factories.trials import TrialFactory
+from tests.factories.trials import TrialFactory, answer_gates
 from trials import filings, services
 from trials.models import FilingEffect, FilingObligation, Trial, TrialReview, TrialSite
 
@@ -55,6 +55,7 @@ def people(institution):
 def trial(institution, people):
     trial = TrialFactory(lead_institution=institution, status=S.APPROVED, reviews_passed=False)
     TrialSite.objects.filter(trial=trial).update(ethics_approved_on=D(2026, 3, 2))
+    answer_gates(trial)  # the HGR gate is not what these tests are about
     return trial
 
 
@@ -117,6 +118,7 @@ def test_review_refusals(trial, people, pi):
 def test_reviews_only_for_iits_after_submission(institution, people):
     office = people["office"]
     registration = TrialFactory(lead_institution=institution, kind=Trial.Kind.REGISTRATION, status=S.APPROVED)
+    answer_gates(registration)
     with pytest.raises(DomainError):
         review(registration, office, RK.ACADEMIC)
     assert services.trial_activate(trial=registration, actor=office).status == S.ACTIVE

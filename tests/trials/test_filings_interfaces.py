@@ -11,7 +11,7 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from cgtclinic.seeding import load_policy
-from tests.factories.trials import PDF_BYTES, FilingObligationFactory, TrialFactory
+from tests.factories.trials import PDF_BYTES, FilingObligationFactory, TrialFactory, answer_gates
 from trials.models import FilingObligation, Trial, TrialReview, TrialSite
 
 SH = datetime.timezone(datetime.timedelta(hours=8))
@@ -28,6 +28,7 @@ def policy(db):
 def trial(institution, pi):
     trial = TrialFactory(lead_institution=institution, pi=pi, status=S.APPROVED, reviews_passed=False)
     TrialSite.objects.filter(trial=trial).update(ethics_approved_on=datetime.date(2026, 3, 2))
+    answer_gates(trial)  # the HGR gate is not what these tests are about
     return trial
 
 

@@ -8,7 +8,7 @@ import time_machine
 from cgtclinic.errors import DomainError
 from cgtclinic.roles import Role
 from tests.factories.cgtclinic import DepartmentFactory, InstitutionFactory, UserFactory
-from tests.factories.trials import TrialFactory, TrialSiteFactory
+from tests.factories.trials import GcpCertificateFactory, TrialFactory, TrialSiteFactory
 from trials import services
 from trials.models import Trial, TrialSite
 
@@ -106,16 +106,19 @@ def test_lead_office_adds_participating_site_and_that_site_sets_its_milestones(r
 
     other_office = UserFactory(role=Role.RESEARCH_OFFICE, institution=other)
     other_pi = UserFactory(role=Role.PI, institution=other)
-    site = services.site_update(
-        site=site,
-        actor=other_office,
-        site_pi=other_pi,
-        submission_received_on=datetime.date(2026, 1, 5),
-        ethics_approved_on=datetime.date(2026, 2, 2),
-        contract_signed_on=datetime.date(2026, 3, 2),
-        site_initiated_on=datetime.date(2026, 4, 6),
-        first_patient_in_on=datetime.date(2026, 5, 4),
-    )
+    milestones = {
+        "submission_received_on": datetime.date(2026, 1, 5),
+        "ethics_approved_on": datetime.date(2026, 2, 2),
+        "contract_signed_on": datetime.date(2026, 3, 2),
+        "site_initiated_on": datetime.date(2026, 4, 6),
+        "first_patient_in_on": datetime.date(2026, 5, 4),
+    }
+    # A site PI without a GCP certificate valid on the initiation day cannot initiate the site.
+    with pytest.raises(DomainError) as refused:
+        services.site_update(site=site, actor=other_office, site_pi=other_pi, **milestones)
+    assert refused.value.code == "pi_not_qualified"
+    GcpCertificateFactory(person=other_pi)
+    site = services.site_update(site=site, actor=other_office, site_pi=other_pi, **milestones)
     assert site.startup_days == 91
     assert site.days_to_first_patient == 119
     assert site.history.first().history_user == other_office

@@ -364,6 +364,16 @@ class VisibleSiteField(serializers.PrimaryKeyRelatedField):
         return TrialSite.objects.visible_to(self.context["request"].user).select_related("trial")
 
 
+class VisibleDocumentVersionField(serializers.PrimaryKeyRelatedField):
+    """A document version chosen by id, among those the requesting user may see."""
+
+    def __init__(self, **kwargs):
+        super().__init__(queryset=DocumentVersion.objects.all(), **kwargs)
+
+    def get_queryset(self):
+        return DocumentVersion.objects.visible_to(self.context["request"].user).select_related("document")
+
+
 class EnrolmentEntrySerializer(serializers.ModelSerializer):
     """One ledger line. A correction has ``reverses`` set and a negative ``signed_count``; an entry that has
     been corrected has ``reversed_by``."""
@@ -423,6 +433,18 @@ class EnrolmentEntryCreateSerializer(serializers.Serializer):
         help_text=_("Optional pseudonymous code such as RK-001. Never a name, an ID-card number or a phone number."),
     )
     note = serializers.CharField(max_length=300, allow_blank=True, default="")
+    icf_version = VisibleDocumentVersionField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text=_(
+            "For the enrolment of a named subject: the approved ICF version (document version id) they signed; "
+            "required once the trial has an approved ICF."
+        ),
+    )
+    consented_on = serializers.DateField(
+        required=False, allow_null=True, default=None, help_text=_("The consent date, on or before the enrolment.")
+    )
 
 
 class CorrectionReasonSerializer(serializers.Serializer):

@@ -1,0 +1,104 @@
+"""The gates' part of each person's work queue: subjects due for re-consent (the site PI and the hospital's
+research office), GCP certificates expiring or expired (the holder and their research office), and gates
+answered "pending" (the research office that must record the approval). Each section costs at most two bounded
+queries (three for re-consent, which reads the subjects' ledger state)."""
+
+import datetime
+
+from django.db.models import Exists, OuterRef, Q
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from cgtclinic.roles import Role
+from cgtclinic.workqueue import ITEMS_PER_KIND, Section, WorkItem, day_start, section
+from trials import consent, qualifications
+from trials.models import GateAnswer, GcpCertificate, TrialSite
+
+
+def _reconsent_section(sites) -> Section:
+    due = consent.reconsent_due(sites, limit=ITEMS_PER_KIND + 1)
+    items = [
+        WorkItem(
+            kind="consent.reconsent",
+            title=_("Re-consent %(code)s to %(version)s: %(protocol)s at %(institution)s")
+            % {
+                "code": row.subject.code,
+                "version": row.current,
+                "protocol": row.subject.trial.protocol_number,
+                "institution": row.subject.site.institution,
+            },
+            url=reverse("ethics_portal:site_startup", args=[row.subject.site_id]),
+            detail=_("Signed %(version)s") % {"version": row.signed},
+        )
+        for row in due[:ITEMS_PER_KIND]
+    ]
+    return Section("consent.reconsent", _("Subjects due for re-consent"), items, len(items), len(due) > len(items))
+
+
+def _certificate_item(certificate: GcpCertificate, today: datetime.date) -> WorkItem:
+    return WorkItem(
+        kind="qualifications.certificate",
+        title=_("GCP certificate of %(person)s expires on %(day)s")
+        % {"person": certificate.person, "day": certificate.expires_on.isoformat()},
+        url=reverse("ethics_portal:qualifications"),
+        due_at=day_start(certificate.expires_on + datetime.timedelta(days=1)),
+        overdue=certificate.expires_on < today,
+        all_day=True,
+    )
+
+
+def _certificates(people_q: Q, today: datetime.date):
+    days = qualifications.reminder_days(today)
+    if days is None:
+        return None
+    later = GcpCertificate.objects.filter(person=OuterRef("person"), expires_on__gt=OuterRef("expires_on"))
+    return (
+        GcpCertificate.objects.filter(people_q, expires_on__lte=today + datetime.timedelta(days=days))
+        .filter(~Exists(later))
+        .select_related("person")
+        .order_by("expires_on", "pk")
+    )
+
+
+def _pending_item(answer: GateAnswer) -> WorkItem:
+    where = f" · {answer.site.institution}" if answer.site_id else ""
+    return WorkItem(
+        kind="gates.pending",
+        title=_("%(gate)s pending: %(protocol)s%(where)s")
+        % {"gate": answer.get_gate_display(), "protocol": answer.trial.protocol_number, "where": where},
+        url=reverse("admin:trials_gateanswer_change", args=[answer.pk]),
+    )
+
+
+def work(user, *, now: datetime.datetime) -> list[Section]:
+    if user.is_superuser or user.role not in (Role.PI, Role.RESEARCH_OFFICE) or not user.institution_id:
+        return []
+    today = timezone.localdate(now)
+    sections = []
+    if user.role == Role.PI:
+        sections.append(_reconsent_section(TrialSite.objects.filter(site_pi=user)))
+        certificates = _certificates(Q(person=user), today)
+    else:
+        sections.append(_reconsent_section(TrialSite.objects.filter(institution_id=user.institution_id)))
+        certificates = _certificates(Q(person__institution_id=user.institution_id, person__is_active=True), today)
+        pending = (
+            GateAnswer.objects.filter(outcome=GateAnswer.Outcome.PENDING)
+            .filter(
+                Q(site__isnull=True, trial__lead_institution_id=user.institution_id)
+                | Q(site__institution_id=user.institution_id)
+            )
+            .select_related("trial", "site__institution")
+            .order_by("recorded_at", "pk")
+        )
+        sections.append(section("gates.pending", _("Approvals pending before start"), pending, _pending_item))
+    if certificates is not None:
+        sections.append(
+            section(
+                "qualifications.certificate",
+                _("GCP certificates expiring"),
+                certificates,
+                lambda certificate: _certificate_item(certificate, today),
+            )
+        )
+    return [found for found in sections if found.count]
