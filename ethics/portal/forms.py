@@ -17,11 +17,12 @@ from trials.uploads import ALLOWED_TYPES, check_upload
 
 K = Submission.Kind
 
-# The reports a PI files from the portal (responses to modifications have their own page).
+# The reports a PI files from the portal (responses to modifications have their own page). An SAE is reported on
+# the safety pages (ethics/safety.py), whose clocks file the SAE submission to the committee; an SAE draft saved
+# here before those pages existed is still edited and submitted on the report page.
 REPORT_KINDS = (
     K.AMENDMENT,
     K.CONTINUING_REVIEW,
-    K.SAE,
     K.DEVIATION,
     K.SUSPENSION_TERMINATION,
     K.FINAL_REPORT,

@@ -86,7 +86,15 @@ def _record(request, form, follow_up_of=None):
 
 @pi_required
 def safety_new(request):
-    form = SafetyEventForm(request.POST or None, sites=_own_sites(request.user))
+    sites = _own_sites(request.user)
+    initial = {}
+    # From a trial's page (?trial=): that trial's site among the PI's own, so the report starts where it belongs.
+    trial_id = request.GET.get("trial", "")
+    if trial_id.isdigit():
+        site = sites.filter(trial_id=int(trial_id)).order_by("pk").first()
+        if site is not None:
+            initial = {"site": site.pk}
+    form = SafetyEventForm(request.POST or None, sites=sites, initial=initial)
     if request.method == "POST" and form.is_valid():
         done = _record(request, form)
         if done:

@@ -749,9 +749,11 @@ def document_download(request, pk: int):
 
 @pi_required
 def report_file(request, trial_id: int, kind: str):
+    trial = get_object_or_404(Trial.objects.visible_to(request.user), pk=trial_id)
+    if kind == K.SAE:  # the safety report runs the reporting clocks and files the SAE submission itself
+        return redirect(f"{reverse('ethics_portal:safety_new')}?trial={trial.pk}")
     if kind not in REPORT_KINDS:
         raise Http404
-    trial = get_object_or_404(Trial.objects.visible_to(request.user), pk=trial_id)
     return _report_page(request, trial=trial, kind=kind, submission=None)
 
 

@@ -20,7 +20,7 @@ def portal_urls(trial, submission, version):
         reverse("ethics_portal:project_new"),
         reverse("ethics_portal:project_edit", args=[trial.pk, 1]),
         reverse("ethics_portal:trial_detail", args=[trial.pk]),
-        reverse("ethics_portal:report_file", args=[trial.pk, "sae"]),
+        reverse("ethics_portal:report_file", args=[trial.pk, "deviation"]),
         reverse("ethics_portal:submission_detail", args=[submission.pk]),
         reverse("ethics_portal:submission_edit", args=[submission.pk]),
         reverse("ethics_portal:respond", args=[submission.pk]),

@@ -36,7 +36,7 @@ ANSWERS = {
     "completed_on": "2026-06-30",
     "results_summary": "达到主要终点",
 }
-REPORT_KINDS = [K.AMENDMENT, K.CONTINUING_REVIEW, K.SAE, K.DEVIATION, K.SUSPENSION_TERMINATION, K.FINAL_REPORT]
+REPORT_KINDS = [K.AMENDMENT, K.CONTINUING_REVIEW, K.DEVIATION, K.SUSPENSION_TERMINATION, K.FINAL_REPORT]
 
 
 def report_post(kind, action, **extra):
@@ -71,8 +71,8 @@ def test_each_report_kind_files_and_submits(pi_client, approved_trial, kind):
     assert submission.status == S.SUBMITTED
     assert submission.reference
     assert set(submission.details) == set(REPORT_FIELDS[kind])
-    if kind == K.SAE:
-        assert submission.details["event_date"] == "2026-02-03"
+    if kind == K.DEVIATION:
+        assert submission.details["occurred_on"] == "2026-01-15"
     if kind == K.FINAL_REPORT:
         assert submission.details["enrolled_total"] == 30
     detail = pi_client.get(response["Location"]).content.decode()
@@ -80,8 +80,8 @@ def test_each_report_kind_files_and_submits(pi_client, approved_trial, kind):
 
 
 def test_input_types_follow_the_kind_of_detail(pi_client, approved_trial):
-    page = pi_client.get(reverse("ethics_portal:report_file", args=[approved_trial.pk, K.SAE])).content.decode()
-    assert 'type="date" name="detail_event_date"' in page
+    page = pi_client.get(reverse("ethics_portal:report_file", args=[approved_trial.pk, K.DEVIATION])).content.decode()
+    assert 'type="date" name="detail_occurred_on"' in page
     assert '<textarea name="detail_description"' in page
     page = pi_client.get(
         reverse("ethics_portal:report_file", args=[approved_trial.pk, K.FINAL_REPORT])
@@ -90,29 +90,30 @@ def test_input_types_follow_the_kind_of_detail(pi_client, approved_trial):
 
 
 def test_a_report_draft_is_saved_and_resumed_and_submit_lists_what_is_missing(pi_client, approved_trial):
-    url = reverse("ethics_portal:report_file", args=[approved_trial.pk, K.SAE])
-    data = report_post(K.SAE, "save")
-    del data["detail_outcome"], data["detail_causality"]
+    url = reverse("ethics_portal:report_file", args=[approved_trial.pk, K.DEVIATION])
+    data = report_post(K.DEVIATION, "save")
+    del data["detail_occurred_on"], data["detail_corrective_action"]
 
     response = pi_client.post(url, data)
 
-    submission = Submission.objects.get(kind=K.SAE)
+    submission = Submission.objects.get(kind=K.DEVIATION)
     edit = reverse("ethics_portal:submission_edit", args=[submission.pk])
     assert response["Location"] == edit
     assert submission.status == S.DRAFT
     page = pi_client.get(edit).content.decode()
     assert "3级细胞因子释放综合征" in page
-    assert 'value="2026-02-03"' in page
     missing = page[page.index('id="missing-title"') :]
     assert missing.count("<li>", 0, missing.index("</ul>")) == 2
 
     # Submitting while incomplete keeps the draft and says what is missing.
-    response = pi_client.post(edit, report_post(K.SAE, "submit", detail_outcome="", detail_causality=""))
+    response = pi_client.post(
+        edit, report_post(K.DEVIATION, "submit", detail_occurred_on="", detail_corrective_action="")
+    )
     assert response["Location"] == edit
     submission.refresh_from_db()
     assert submission.status == S.DRAFT
 
-    response = pi_client.post(edit, report_post(K.SAE, "submit"))
+    response = pi_client.post(edit, report_post(K.DEVIATION, "submit"))
     submission.refresh_from_db()
     assert submission.status == S.SUBMITTED
     # A submitted report is no longer editable.
@@ -122,7 +123,7 @@ def test_a_report_draft_is_saved_and_resumed_and_submit_lists_what_is_missing(pi
 def test_reports_are_refused_before_the_committee_approved_the_study(pi_client, pi, committee):
     trial = TrialFactory(lead_institution=pi.institution, pi=pi)
     response = pi_client.post(
-        reverse("ethics_portal:report_file", args=[trial.pk, K.SAE]), report_post(K.SAE, "submit")
+        reverse("ethics_portal:report_file", args=[trial.pk, K.DEVIATION]), report_post(K.DEVIATION, "submit")
     )
     assert response.status_code == 400
     assert "error-summary" in response.content.decode()
@@ -286,3 +287,16 @@ def test_an_attached_document_can_be_removed_from_a_draft(pi_client, approved_tr
     pi_client.post(edit, report_post(K.AMENDMENT, "save", detach=[str(version.pk)]))
     assert not draft.documents.exists()
     assert DocumentVersion.objects.filter(pk=version.pk).exists()
+
+
+def test_an_sae_is_reported_on_the_safety_page_with_its_clocks_not_as_a_bare_submission(pi_client, approved_trial):
+    trial_page = pi_client.get(reverse("ethics_portal:trial_detail", args=[approved_trial.pk])).content.decode()
+    safety_new = f"{reverse('ethics_portal:safety_new')}?trial={approved_trial.pk}"
+    assert f'href="{safety_new}"' in trial_page
+    assert reverse("ethics_portal:report_file", args=[approved_trial.pk, K.SAE]) not in trial_page
+
+    response = pi_client.get(reverse("ethics_portal:report_file", args=[approved_trial.pk, K.SAE]))
+    assert response.status_code == 302 and response["Location"] == safety_new
+    form = pi_client.get(safety_new).context["form"]
+    assert form.initial["site"] in {site.pk for site in approved_trial.sites.all()}
+    assert not Submission.objects.filter(kind=K.SAE).exists()
