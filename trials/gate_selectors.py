@@ -5,15 +5,25 @@ queries (three for re-consent, which reads the subjects' ledger state)."""
 
 import datetime
 
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from cgtclinic.roles import Role
 from cgtclinic.workqueue import ITEMS_PER_KIND, Section, WorkItem, day_start, section
-from trials import consent, qualifications
-from trials.models import GateAnswer, GcpCertificate, TrialSite
+from trials import consent, gates, qualifications
+from trials.models import Gate, GateAnswer, GateRule, GcpCertificate, Trial, TrialSite
+
+# A trial owes its gates from submission until it stops enrolling for good; an unanswered gate then blocks its
+# activation, a site's initiation or an enrolment report, so it waits on the research office.
+OWES_GATES = (
+    Trial.Status.SUBMITTED,
+    Trial.Status.UNDER_REVIEW,
+    Trial.Status.APPROVED,
+    Trial.Status.ACTIVE,
+    Trial.Status.SUSPENDED,
+)
 
 
 def _reconsent_section(sites) -> Section:
@@ -71,6 +81,47 @@ def _pending_item(answer: GateAnswer) -> WorkItem:
     )
 
 
+def _rule_applies(gate: str, trial_ref: str) -> Exists:
+    """A seeded rule makes the gate apply to the outer row's trial (blank kind or category: any)."""
+    return Exists(
+        GateRule.objects.filter(gate=gate)
+        .filter(Q(trial_kind="") | Q(trial_kind=OuterRef(f"{trial_ref}kind")))
+        .filter(Q(therapy_category="") | Q(therapy_category=OuterRef(f"{trial_ref}therapy_category")))
+    )
+
+
+def unanswered(gate: str, institution_id: int) -> QuerySet:
+    """The trials (trial gate: those the institution leads) or sites (site gate: those at the institution) that owe
+    the gate and have no answer to it yet, oldest first."""
+    if gates.is_trial_gate(gate):
+        return (
+            Trial.objects.filter(lead_institution_id=institution_id, status__in=OWES_GATES)
+            .filter(_rule_applies(gate, ""))
+            .exclude(Exists(GateAnswer.objects.filter(trial=OuterRef("pk"), site__isnull=True, gate=gate)))
+            .order_by("pk")
+        )
+    return (
+        TrialSite.objects.filter(institution_id=institution_id, trial__status__in=OWES_GATES)
+        .filter(_rule_applies(gate, "trial__"))
+        .exclude(Exists(GateAnswer.objects.filter(site=OuterRef("pk"), gate=gate)))
+        .select_related("trial", "institution")
+        .order_by("pk")
+    )
+
+
+def _unanswered_item(gate: str, row) -> WorkItem:
+    trial = row if isinstance(row, Trial) else row.trial
+    where = f" · {row.institution}" if isinstance(row, TrialSite) else ""
+    return WorkItem(
+        kind="gates.unanswered",
+        title=_("%(gate)s not yet answered: %(protocol)s%(where)s")
+        % {"gate": Gate(gate).label, "protocol": trial.protocol_number, "where": where},
+        url=f"{reverse('admin:trials_gateanswer_add')}?trial={trial.pk}&gate={gate}"
+        + (f"&site={row.pk}" if isinstance(row, TrialSite) else ""),
+        detail=_("Activation, site initiation and enrolment wait for this answer."),
+    )
+
+
 def work(user, *, now: datetime.datetime) -> list[Section]:
     if user.is_superuser or user.role not in (Role.PI, Role.RESEARCH_OFFICE) or not user.institution_id:
         return []
@@ -92,6 +143,15 @@ def work(user, *, now: datetime.datetime) -> list[Section]:
             .order_by("recorded_at", "pk")
         )
         sections.append(section("gates.pending", _("Approvals pending before start"), pending, _pending_item))
+        for gate in Gate.values:
+            sections.append(
+                section(
+                    f"gates.unanswered.{gate}",
+                    _("%(gate)s to answer before start") % {"gate": Gate(gate).label},
+                    unanswered(gate, user.institution_id),
+                    lambda row, gate=gate: _unanswered_item(gate, row),
+                )
+            )
     if certificates is not None:
         sections.append(
             section(

@@ -465,3 +465,35 @@ def test_work_queues_show_reconsent_certificates_and_pending_gates(gate_rules, r
     assert office_kinds["gates.pending"] == 1
     assert office_kinds["qualifications.certificate"] == 1
     assert not {"consent.reconsent", "gates.pending", "qualifications.certificate"} & set(kinds(stranger_office))
+
+
+def test_unanswered_gates_wait_on_the_research_office_that_must_answer_them(gate_rules, django_assert_max_num_queries):
+    from cgtclinic.workqueue import work_queue
+
+    # A viral-vector IIT owes the HGR gate (lead office) and the biosafety review of each site (that site's office).
+    trial = approved_trial(kind=Trial.Kind.IIT, therapy_category=Trial.TherapyCategory.VIRAL_VECTOR_GENE)
+    site = TrialSiteFactory(trial=trial)
+    lead_office, site_office = office_of(trial.lead_institution), office_of(site.institution)
+    stranger_office = office_of(TrialSiteFactory().institution)
+    TrialFactory(lead_institution=trial.lead_institution, status=S.COMPLETED)  # closed: owes nothing now
+
+    def sections(user):
+        with django_assert_max_num_queries(40):
+            return {section.kind: section for section in work_queue(user).sections}
+
+    lead = sections(lead_office)
+    assert lead[f"gates.unanswered.{Gate.HGR}"].count == 1
+    item = lead[f"gates.unanswered.{Gate.HGR}"].items[0]
+    assert trial.protocol_number in item.title and f"trial={trial.pk}&gate=hgr" in item.url
+    theirs = sections(site_office)
+    assert theirs[f"gates.unanswered.{Gate.BIOSAFETY}"].count == 1
+    assert f"site={site.pk}" in theirs[f"gates.unanswered.{Gate.BIOSAFETY}"].items[0].url
+    assert not any(kind.startswith("gates.unanswered") for kind in sections(stranger_office))
+
+    gates.gate_answer(trial=trial, actor=lead_office, gate=Gate.HGR, outcome=O.NOT_APPLICABLE, reason="无外方参与")
+    gates.gate_answer(
+        trial=trial, actor=site_office, gate=Gate.BIOSAFETY, site=site, outcome=O.PENDING
+    )  # pending: listed as pending now, no longer as unanswered
+    assert f"gates.unanswered.{Gate.HGR}" not in sections(lead_office)
+    after = sections(site_office)
+    assert f"gates.unanswered.{Gate.BIOSAFETY}" not in after and after["gates.pending"].count == 1
