@@ -12,7 +12,7 @@ from decimal import Decimal
 from django.db.models import Avg, Count, F, Max, Q, Window
 from django.utils import timezone
 
-from cgtclinic.api.reports import DaysBetweenTimes, PercentileCont, day_range, groups_and_total, rounded, share
+from cgtclinic.reporting.sql import DaysBetweenTimes, PercentileCont, day_range, groups_and_total, rounded, share
 from ethics.models import RecognitionRequest, SafetyClock, SafetyEvent, Submission
 from ethics.selectors import ANSWERED, R, recognition_timeliness_groups, timeliness_group
 

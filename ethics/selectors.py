@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from cgtclinic import workdays
-from cgtclinic.api.reports import PercentileCont
+from cgtclinic.reporting.sql import PercentileCont
 from cgtclinic.roles import Role
 from cgtclinic.workqueue import ITEMS_PER_KIND, Section, WorkItem, capped_count, day_start, section
 from ethics.models import (

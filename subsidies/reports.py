@@ -12,7 +12,7 @@ from decimal import Decimal
 from django.db.models import Case, CharField, Count, DecimalField, F, IntegerField, Max, Q, Sum, Value, When
 from django.db.models.functions import Cast, Coalesce, Greatest
 
-from cgtclinic.api.reports import PolicyValues
+from cgtclinic.reporting.policy import PolicyValues
 from subsidies.models import Claim, ClaimLine, SubsidyProgram
 
 C = Claim.Status

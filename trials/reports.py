@@ -23,9 +23,10 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce
 
-from cgtclinic.api.reports import (
+from cgtclinic.models import PolicyTarget
+from cgtclinic.reporting.policy import PolicyValues
+from cgtclinic.reporting.sql import (
     MonthStart,
-    PolicyValues,
     compiled_sql,
     date_range,
     day_range,
@@ -38,7 +39,6 @@ from cgtclinic.api.reports import (
     start_of_day,
     viewer_key,
 )
-from cgtclinic.models import PolicyTarget
 from trials.models import EnrolmentEntry, FilingObligation, Trial, TrialSite
 
 S = Trial.Status

@@ -14,8 +14,8 @@ from cgtclinic.api.reports import (
     ReportFilterSerializer,
     ReportView,
     choice_list,
-    groups_and_total,
 )
+from cgtclinic.reporting.sql import groups_and_total
 from ethics import reports
 from ethics.models import SafetyClock, Submission
 

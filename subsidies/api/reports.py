@@ -11,9 +11,8 @@ from cgtclinic.api.reports import (
     ReportFilterSerializer,
     ReportView,
     choice_list,
-    page_with_totals,
-    viewer_key,
 )
+from cgtclinic.reporting.sql import page_with_totals, viewer_key
 from subsidies import reports
 from subsidies.models import Claim
 

@@ -2,7 +2,7 @@
 
 import sqlite3
 
-from cgtclinic.api.reports import _SQLitePercentile, percentile
+from cgtclinic.reporting.sql import _SQLitePercentile, percentile
 
 
 def test_python_percentile_matches_postgresql_interpolation():

@@ -7,8 +7,8 @@ import time_machine
 from django.db import connection
 from rest_framework.test import APIClient
 
-from cgtclinic.api.reports import _COMPILED
 from cgtclinic.models import ReportRequest
+from cgtclinic.reporting.sql import _COMPILED
 from cgtclinic.roles import Role
 from tests.factories.cgtclinic import UserFactory, issue_token
 from tests.reports.helpers import report

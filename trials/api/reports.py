@@ -13,9 +13,9 @@ from cgtclinic.api.reports import (
     ReportFilterSerializer,
     ReportView,
     choice_list,
-    share,
 )
 from cgtclinic.models import PolicyTarget
+from cgtclinic.reporting.sql import share
 from trials import reports
 from trials.models import FilingObligation, Trial
 
