@@ -20,7 +20,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--check", action="store_true", help=_("Change nothing: list the differences, exit 1 when there are any.")
         )
-        parser.add_argument("--list", action="store_true", dest="list_only", help=_("List the rollups and what each keeps."))
+        parser.add_argument(
+            "--list", action="store_true", dest="list_only", help=_("List the rollups and what each keeps.")
+        )
 
     def handle(self, *args, names: list[str], check: bool, list_only: bool, **options):
         try:
