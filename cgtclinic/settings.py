@@ -127,6 +127,17 @@ SQLITE_OPTIONS = {
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"].setdefault("OPTIONS", {}).update(SQLITE_OPTIONS)
+# A read replica for the regulator reports: set, the reports read from it while they are computed (their request
+# log, the throttle and everything else stay on the primary), so a regional deployment moves read load off the
+# primary without code changes. See cgtclinic/db_router.py and cgtclinic/reporting/database.py.
+replica_url = env_str("DATABASE_REPLICA_URL")
+if replica_url:
+    DATABASES["replica"] = dj_database_url.parse(
+        replica_url, conn_max_age=DATABASES["default"]["CONN_MAX_AGE"], conn_health_checks=True
+    )
+# The alias the reports read while they are computed (tests point it at a mirror of the test database).
+REPORTS_DATABASE = "replica" if replica_url else "default"
+DATABASE_ROUTERS = ["cgtclinic.db_router.ReportsReplicaRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "cgtclinic.User"

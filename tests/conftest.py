@@ -10,12 +10,17 @@ from tests.factories.cgtclinic import InstitutionFactory, RegionFactory, UserFac
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
     """The suite's own connections may empty the ledger: transactional tests end with a flush, which TRUNCATEs
-    every table, and the ledger's trigger refuses that to any other session (trials migration 0004)."""
+    every table, and the ledger's trigger refuses that to any other session (trials migration 0004). And a
+    ``replica`` alias mirrors the test database, for the tests of reports read from a replica."""
     from django.conf import settings
 
     for database in settings.DATABASES.values():
         if database["ENGINE"].endswith("postgresql"):
             database.setdefault("OPTIONS", {})["options"] = "-c cgtclinic.allow_ledger_truncate=on"
+    # A second alias on the same test database, as a report replica would be (tests/api/test_reports_replica.py
+    # points REPORTS_DATABASE at it); a mirror is a connection of its own, so it sees committed rows only.
+    default = settings.DATABASES["default"]
+    settings.DATABASES.setdefault("replica", {**default, "TEST": {**default.get("TEST", {}), "MIRROR": "default"}})
 
 
 @pytest.fixture(autouse=True)

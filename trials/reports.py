@@ -8,7 +8,6 @@ page and render them.
 
 import datetime
 
-from django.db import connection
 from django.db.models import (
     Case,
     CharField,
@@ -31,6 +30,7 @@ from cgtclinic.reporting.sql import (
     date_range,
     day_range,
     fetch_dicts,
+    reporting_connection,
     rounded,
     share,
     sql_days,
@@ -496,7 +496,7 @@ def policy_targets(*, viewer, region_id: int | None, today: datetime.date) -> li
 
     events_sql, events_params = compiled_sql(("policy_targets_events", viewer_key(viewer), region_ids), events)
     counts, params = [], []
-    adapt = connection.ops.adapt_datefield_value
+    adapt = reporting_connection().ops.adapt_datefield_value
     for target in targets:
         start, end = target_period(target)
         counts.append(

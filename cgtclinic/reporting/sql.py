@@ -1,18 +1,32 @@
 """SQL for the regulator reports, below the API layer: aggregates and percentiles that run where the rows are (on
 PostgreSQL and on SQLite, make run's default), date bounds an index can use, one-statement pages with their totals,
 and compiled statements reused per worker. Domain selectors (``<app>/reports.py``) build on these; nothing here
-knows about HTTP or DRF."""
+knows about HTTP or DRF.
+
+Raw SQL runs on ``reporting_connection()``: the replica while a report is computed (``reading_reports()``) when one
+is configured, else the primary; selectors use these helpers rather than ``django.db.connection``."""
 
 import datetime
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 
-from django.db import connection
+from django.db import connections
 from django.db.models import Aggregate, DateField, FloatField, Func, Q, QuerySet
 from django.utils import timezone
 
 from cgtclinic.models import User
+from cgtclinic.reporting.database import reporting_alias
+
+
+def reporting_connection():
+    """The connection the reports read here and now (see ``cgtclinic.reporting.database``)."""
+    return connections[reporting_alias()]
+
+
+def vendor() -> str:
+    """The vendor of the reports' database ("postgresql", "sqlite"), for SQL that differs between them."""
+    return reporting_connection().vendor
 
 
 class _SQLitePercentile:
@@ -78,7 +92,7 @@ class DaysBetweenTimes(Func):
 
 def sql_days(end: str, start: str) -> str:
     """SQL for the whole days from one date expression to another, on PostgreSQL and on SQLite."""
-    if connection.vendor == "sqlite":
+    if vendor() == "sqlite":
         return f"CAST(julianday({end}) - julianday({start}) AS INTEGER)"
     return f"({end} - {start})"
 
@@ -86,6 +100,7 @@ def sql_days(end: str, start: str) -> str:
 def sql_percentile(expression: str, fraction: float, condition: str = "") -> str:
     """SQL for PERCENTILE_CONT of an expression (optionally FILTERed), on PostgreSQL and on SQLite."""
     where = f" FILTER (WHERE {condition})" if condition else ""
+    connection = reporting_connection()
     if connection.vendor == "sqlite":
         connection.ensure_connection()
         connection.connection.create_aggregate("percentile_cont", 2, _SQLitePercentile)
@@ -94,12 +109,12 @@ def sql_percentile(expression: str, fraction: float, condition: str = "") -> str
 
 
 def sql_greatest(*expressions: str) -> str:
-    function = "MAX" if connection.vendor == "sqlite" else "GREATEST"
+    function = "MAX" if vendor() == "sqlite" else "GREATEST"
     return f"{function}({', '.join(expressions)})"
 
 
 def fetch_dicts(sql: str, params) -> list[dict]:
-    with connection.cursor() as cursor:
+    with reporting_connection().cursor() as cursor:
         cursor.execute(sql, params)
         names = [column[0] for column in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
@@ -111,6 +126,7 @@ def groups_and_total(rows: QuerySet) -> tuple[list[dict], dict] | None:
     row whose plain-column keys are all null, so at least one of them must be non-null in every group. None on a
     database without grouping sets (SQLite) or without such keys: the caller then aggregates the total apart."""
     # The keys must be plain columns (values("review_type")), which tell the total row apart.
+    connection = connections[rows.db]
     if connection.vendor != "postgresql" or not rows.query.values_select:
         return None
     compiler = rows.query.get_compiler(using=rows.db)
@@ -150,7 +166,7 @@ def compiled_sql(key: tuple, build: Callable[[], tuple[str, tuple]]) -> tuple[st
 
     The key must hold everything the SQL depends on: the viewer (``viewer_key``), the filters, and any value read
     from the database that the SQL embeds as a literal."""
-    key = (connection.vendor, *key)
+    key = (vendor(), *key)
     with _COMPILED_LOCK:
         found = _COMPILED.get(key)
         if found is not None:

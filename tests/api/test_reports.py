@@ -195,7 +195,7 @@ def test_csv_has_the_json_rows_and_states_when_it_was_computed(name, region_worl
     assert header == [column["name"] for column in data["columns"]] + ["computed_at", "data_as_of"]
     assert len(rows) == len(data["rows"])
     for row, json_row in zip(rows, data["rows"], strict=True):
-        assert row["computed_at"] == NOW.isoformat()
+        assert row["computed_at"] == row["data_as_of"] == NOW.isoformat()
         first = data["columns"][0]["name"]
         assert row[first] == ("" if json_row[first] is None else str(json_row[first]))
 
@@ -217,7 +217,7 @@ def test_excel_has_the_rows_and_a_sheet_stating_when_it_was_computed(name, regio
     assert len(values) - 1 == len(data["rows"])
     facts = {row[0]: row[1] for row in about.values}
     assert facts["report"] == name
-    assert facts["computed_at"] == NOW.isoformat()
+    assert facts["computed_at"] == facts["data_as_of"] == NOW.isoformat()
     for key, value in data["summary"].items():
         assert f"summary.{key}" in facts
         if isinstance(value, int) and not isinstance(value, bool):
