@@ -1,11 +1,13 @@
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import translation
 
 from cgtclinic import rollups
 
 
 def test_unknown_rollup_names_the_known_ones():
-    with pytest.raises(CommandError, match="Unknown rollup"):
+    # The message is translated (zh-hans by default); English is asserted.
+    with translation.override("en"), pytest.raises(CommandError, match="Unknown rollup"):
         call_command("rebuild_rollups", "no-such-rollup")
 
 
