@@ -4,7 +4,7 @@ import uuid
 
 from django.conf import settings
 from django.core.validators import RegexValidator
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import translation
 from django.utils.translation import gettext_lazy as _
@@ -37,6 +37,16 @@ class TrialQuerySet(models.QuerySet):
                 | Exists(sites.filter(institution__region_id=user.region_id))
             )
         return self.none()
+
+    def update(self, **kwargs):
+        """An update in bulk keeps the report rollup current too (a save does through ``trials.rollups``)."""
+        from trials import rollups
+
+        with transaction.atomic():
+            ids = list(self.values_list("pk", flat=True)) if rollups.TRIAL_FIELDS & set(kwargs) else []
+            updated = super().update(**kwargs)
+            rollups.refresh_trials(ids)
+        return updated
 
     def editable_by(self, user):
         """Trials whose master record a user may change: the lead institution's research office."""
@@ -243,6 +253,16 @@ class TrialSiteQuerySet(models.QuerySet):
         if user.role == Role.REGULATOR:
             return self.filter(institution__region_id=user.region_id)
         return self.none()
+
+    def update(self, **kwargs):
+        """An update in bulk (the ethics app records a site's approval so) keeps the report rollup current too."""
+        from trials import rollups
+
+        with transaction.atomic():
+            ids = list(self.values_list("trial_id", flat=True)) if rollups.SITE_FIELDS & set(kwargs) else []
+            updated = super().update(**kwargs)
+            rollups.refresh_trials(ids)
+        return updated
 
     def editable_by(self, user):
         """The lead's research office manages every site; a participating office manages its own."""
@@ -855,3 +875,80 @@ class Delegation(models.Model):
 
 # IIT governance and research filings live in their own module; imported here so Django registers them.
 from trials.filing_models import FilingEffect, FilingObligation, TrialReview  # noqa: E402, F401
+
+# --- Rollups the regulator reports read (trials/rollups.py keeps them) ---------------------------------------------
+
+
+class SiteRollupQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """A site's row follows its site; a regulator's region is a plain column here (no join to institutions)."""
+        if user.is_authenticated and user.is_active and not user.is_superuser and user.role == Role.REGULATOR:
+            return self.filter(region_id=user.region_id)
+        return self.filter(site__in=TrialSite.objects.visible_to(user))
+
+
+class SiteRollup(models.Model):
+    """One row per site with what the pipeline, start-up and enrolment reports read of its trial, institution and
+    milestones, the stage days already computed: a copy of raw rows, recomputed per trial whenever a trial, site or
+    institution row changes (``trials.rollups``), so a report scans one narrow table of the region without joins.
+
+    ``first_in_region`` marks one site per (trial, region) and ``first_in_trial`` one per trial, so counting
+    flagged rows counts distinct trials in a region or across all of them without ``COUNT(DISTINCT …)``."""
+
+    site = models.OneToOneField(
+        TrialSite, on_delete=models.CASCADE, primary_key=True, related_name="rollup", verbose_name=_("trial site")
+    )
+    # Plain ids, not foreign keys: inserting a row must not lock the trial or institution rows writers lock.
+    trial_id = models.IntegerField(_("trial id"))
+    institution_id = models.IntegerField(_("institution id"))
+    region_id = models.IntegerField(_("region id"))
+    protocol_number = models.CharField(_("protocol number"), max_length=100)
+    institution_name = models.CharField(_("institution"), max_length=200)
+    trial_status = models.CharField(_("trial status"), max_length=20)
+    trial_kind = models.CharField(_("kind"), max_length=20)
+    therapy_category = models.CharField(_("therapy category"), max_length=40)
+    trial_created_at = models.DateTimeField(_("trial registered at"))
+    trial_target = models.IntegerField(_("trial's overall target"))
+    role = models.CharField(_("site role"), max_length=20)
+    site_target = models.IntegerField(_("site target enrolment"))
+    submission_received_on = models.DateField(_("submission received"), null=True)
+    ethics_approved_on = models.DateField(_("ethics approved"), null=True)
+    contract_signed_on = models.DateField(_("contract signed"), null=True)
+    site_initiated_on = models.DateField(_("site initiated"), null=True)
+    first_patient_in_on = models.DateField(_("first patient in"), null=True)
+    startup_days = models.IntegerField(_("start-up days"), null=True)
+    days_to_first_patient = models.IntegerField(_("days to first patient"), null=True)
+    # Days of each stage that ended, charged from the latest milestone recorded before it.
+    ethics_days = models.IntegerField(_("ethics stage (days)"), null=True)
+    contract_days = models.IntegerField(_("contract stage (days)"), null=True)
+    initiation_days = models.IntegerField(_("initiation stage (days)"), null=True)
+    first_patient_days = models.IntegerField(_("first-patient stage (days)"), null=True)
+    # Where the stage under way began (its days run until the day the report is read).
+    stage_started_on = models.DateField(_("current stage began"), null=True)
+    waiting = models.BooleanField(_("still starting up"))
+    first_in_region = models.BooleanField(_("first site of the trial in the region"))
+    first_in_trial = models.BooleanField(_("first site of the trial"))
+    # The site's current counts (a join on the site id, no column): the enrolment report reads them with the row.
+    enrolment = models.ForeignObject(
+        SiteEnrolment,
+        on_delete=models.DO_NOTHING,
+        from_fields=["site"],
+        to_fields=["site"],
+        related_name="+",
+        null=True,
+    )
+
+    objects = SiteRollupQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("site rollup")
+        verbose_name_plural = _("site rollups")
+        indexes = [
+            # The start-up report's page order within a region.
+            models.Index(fields=["region_id", "institution_name", "protocol_number", "site"], name="siterollup_page"),
+            models.Index(fields=["trial_id"], name="siterollup_trial"),
+            models.Index(fields=["institution_id"], name="siterollup_institution"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.protocol_number} @ {self.institution_name}"
