@@ -882,7 +882,11 @@ from trials.filing_models import FilingEffect, FilingObligation, TrialReview  # 
 class SiteRollupQuerySet(models.QuerySet):
     def visible_to(self, user):
         """A site's row follows its site; a regulator's region is a plain column here (no join to institutions)."""
-        if user.is_authenticated and user.is_active and not user.is_superuser and user.role == Role.REGULATOR:
+        if not user.is_authenticated or not user.is_active:
+            return self.none()
+        if user.is_superuser:
+            return self
+        if user.role == Role.REGULATOR:
             return self.filter(region_id=user.region_id)
         return self.filter(site__in=TrialSite.objects.visible_to(user))
 
@@ -895,10 +899,16 @@ class SiteRollup(models.Model):
     ``first_in_region`` marks one site per (trial, region) and ``first_in_trial`` one per trial, so counting
     flagged rows counts distinct trials in a region or across all of them without ``COUNT(DISTINCT …)``."""
 
+    # No constraint in the database (Django still deletes the row with its site): inserting a row must not wait on a
+    # sibling site that an enrolment report holds locked. Plain ids below for the same reason.
     site = models.OneToOneField(
-        TrialSite, on_delete=models.CASCADE, primary_key=True, related_name="rollup", verbose_name=_("trial site")
+        TrialSite,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        db_constraint=False,
+        related_name="rollup",
+        verbose_name=_("trial site"),
     )
-    # Plain ids, not foreign keys: inserting a row must not lock the trial or institution rows writers lock.
     trial_id = models.IntegerField(_("trial id"))
     institution_id = models.IntegerField(_("institution id"))
     region_id = models.IntegerField(_("region id"))

@@ -43,6 +43,9 @@ TRIAL_FIELDS = {"protocol_number", "status", "kind", "therapy_category", "create
 SITE_FIELDS = {"trial", "trial_id", "institution", "institution_id", "role", "site_target", *TrialSite.MILESTONES}
 INSTITUTION_FIELDS = {"name_zh", "region", "region_id"}
 
+# The advisory lock class under which a trial's rows are recomputed (with the trial id as the second key).
+REFRESH_LOCK = 7_311
+
 COLUMNS = [field.column for field in SiteRollup._meta.concrete_fields]
 
 
@@ -101,6 +104,13 @@ def refresh_trials(trial_ids: Iterable[int]) -> None:
     table = SiteRollup._meta.db_table
     marks = ", ".join(["%s"] * len(ids))
     with transaction.atomic():
+        if connection.vendor == "postgresql":
+            # One refresher per trial at a time, in trial order: two writers of one trial's sites (each seeing the
+            # raw rows as of its own statement) would otherwise insert the same site twice or leave stale flags.
+            _execute(
+                "SELECT pg_advisory_xact_lock(%s, id) FROM (SELECT unnest(%s::int[]) AS id ORDER BY 1) trials",
+                [REFRESH_LOCK, ids],
+            )
         _execute(f"DELETE FROM {table} WHERE trial_id IN ({marks})", ids)
         _execute(f"INSERT INTO {table} ({', '.join(COLUMNS)}) {_rows_sql(f's.trial_id IN ({marks})')}", ids)
 
