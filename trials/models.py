@@ -936,6 +936,11 @@ class SiteRollup(models.Model):
     # Where the stage under way began (its days run until the day the report is read).
     stage_started_on = models.DateField(_("current stage began"), null=True)
     waiting = models.BooleanField(_("still starting up"))
+    # The stage under way (null unless waiting), and the longest stage that ended (ties: the earlier) with its days
+    # (-1 when none): with the days the stage under way has run, they name the slowest stage without a pass per stage.
+    current_stage = models.CharField(_("current stage"), max_length=20, null=True)
+    longest_done_days = models.IntegerField(_("longest stage that ended (days)"))
+    slowest_done_stage = models.CharField(_("longest stage that ended"), max_length=20, null=True)
     first_in_region = models.BooleanField(_("first site of the trial in the region"))
     first_in_trial = models.BooleanField(_("first site of the trial"))
     # The site's current counts (a join on the site id, no column): the enrolment report reads them with the row.

@@ -36,7 +36,6 @@ from cgtclinic.reporting.sql import (
     rounded,
     share,
     sql_days,
-    sql_greatest,
     sql_percentile,
     start_of_day,
     viewer_key,
@@ -189,70 +188,73 @@ def _target_case(policy: PolicyValues, target_weeks: int | None) -> tuple[str, l
     return f"CASE {' '.join(whens)} END", params
 
 
-def startup_report(sites, *, today: datetime.date, target_weeks: int | None = None) -> tuple[str, list]:
-    """A ``WITH … report AS (…)`` prefix whose ``report`` has one row per site: the milestones, start-up days and
-    days to first patient, the target and whether the site met it, the days spent in each stage (a stage under way
-    counts until today), the stage it is in now and the one where most time went.
+STARTUP_COLUMNS = (
+    "site_id",
+    "trial_id",
+    "protocol_number",
+    "trial_status",
+    "institution_id",
+    "institution_name",
+    "role",
+    "region_id",
+    "submission_received_on",
+    "ethics_approved_on",
+    "contract_signed_on",
+    "site_initiated_on",
+    "first_patient_in_on",
+    "startup_days",
+    "days_to_first_patient",
+    *(f"{stage}_days" for stage in STAGES),
+    "stage_started_on",
+    "current_stage",
+    "longest_done_days",
+    "slowest_done_stage",
+)
+
+
+def startup_sites_sql(sites, *, today: datetime.date, target_weeks: int | None) -> tuple[str, list]:
+    """One row per site of ``sites`` (rollup rows scoped by ``visible_to``): the rollup's columns with the target
+    the site is measured against, the days its stage under way has run (``elapsed``) and the slowest stage.
 
     Each stage is charged the days from the latest milestone recorded before it to its own, so a skipped
-    milestone's time is not lost: the rollup keeps those days (``done_<stage>_days``) and where the stage under way
-    began; only what depends on today and on the target is computed here. Sites come from ``sites`` (rollup rows
-    scoped by ``visible_to``), as a subquery."""
-    columns = [
-        "site_id",
-        "trial_id",
-        "protocol_number",
-        "trial_status",
-        "institution_id",
-        "institution_name",
-        "role",
-        "region_id",
-        "submission_received_on",
-        "ethics_approved_on",
-        "contract_signed_on",
-        "site_initiated_on",
-        "first_patient_in_on",
-        "startup_days",
-        "days_to_first_patient",
-        *(f"{stage}_days" for stage in STAGES),
-        "stage_started_on",
-        "waiting",
-    ]
-    scope_sql, scope_params = sites.order_by().values(*columns).query.sql_with_params()
+    milestone's time is not lost: the rollup keeps the days of the stages that ended, the stage under way and the
+    longest stage that ended; only what depends on today and on the policy values is computed here. The slowest
+    stage is the longest that ended unless the stage under way has run longer (ties go to the earlier stage)."""
+    scope_sql, scope_params = sites.order_by().values(*STARTUP_COLUMNS).query.sql_with_params()
     target_sql, target_params = _target_case(PolicyValues([STARTUP_TARGET_CODE]), target_weeks)
-    done = ", ".join(f"r.{stage}_days AS done_{stage}_days" for stage in STAGES)
-    spent = ",\n".join(
-        f"COALESCE(done_{stage}_days, CASE WHEN current_stage = '{stage}' THEN elapsed END) AS {stage}_days"
-        for stage in STAGES
-    )
-    longest = sql_greatest(*(f"COALESCE({stage}_days, -1)" for stage in STAGES))
-    slowest = " ".join(f"WHEN {stage}_days = longest THEN '{stage}'" for stage in STAGES)
     sql = f"""
-        WITH stages AS (
-            SELECT r.site_id, r.trial_id, r.protocol_number, r.trial_status, r.institution_id, r.institution_name,
-                   r.role AS site_role, r.submission_received_on, r.ethics_approved_on, r.contract_signed_on,
-                   r.site_initiated_on, r.first_patient_in_on, r.startup_days, r.days_to_first_patient, {done},
-                   {target_sql} AS target_weeks,
-                   CASE WHEN NOT r.waiting THEN NULL
-                        WHEN r.site_initiated_on IS NOT NULL THEN 'first_patient'
-                        WHEN r.contract_signed_on IS NOT NULL THEN 'initiation'
-                        WHEN r.ethics_approved_on IS NOT NULL THEN 'contract'
-                        ELSE 'ethics' END AS current_stage,
-                   {sql_days("%s", "r.stage_started_on")} AS elapsed
+        SELECT e.*,
+               CASE WHEN e.current_stage IS NOT NULL AND e.elapsed > e.longest_done_days THEN e.current_stage
+                    ELSE e.slowest_done_stage END AS slowest_stage
+        FROM (
+            SELECT r.*, {target_sql} AS target_weeks, {sql_days("%s", "r.stage_started_on")} AS elapsed
             FROM ({scope_sql}) r
-        ), spent AS (
-            SELECT stages.*, {spent} FROM stages
-        ), longest AS (
-            SELECT spent.*, {longest} AS longest FROM spent
-        ), report AS (
-            SELECT longest.*,
-                   CASE WHEN longest < 0 THEN NULL {slowest} END AS slowest_stage,
-                   CASE WHEN startup_days IS NULL OR target_weeks IS NULL THEN NULL
-                        ELSE startup_days <= target_weeks * 7 END AS within_target
-            FROM longest
-        )
+        ) e
     """
     return sql, [*target_params, today, *scope_params]
+
+
+def startup_report(sites, *, today: datetime.date, target_weeks: int | None = None) -> tuple[str, list]:
+    """A ``WITH report AS (…)`` prefix whose ``report`` has one row per site: the milestones, start-up days and
+    days to first patient, the target and whether the site met it, the days spent in each stage (a stage under way
+    counts until today), the stage it is in now and the one where most time went (``startup_sites_sql``)."""
+    sites_sql, params = startup_sites_sql(sites, today=today, target_weeks=target_weeks)
+    spent = ", ".join(
+        f"COALESCE({stage}_days, CASE WHEN current_stage = '{stage}' THEN elapsed END) AS spent_{stage}_days"
+        for stage in STAGES
+    )
+    sql = f"""
+        WITH report AS (
+            SELECT site_id, trial_id, protocol_number, trial_status, institution_id, institution_name,
+                   role AS site_role, submission_received_on, ethics_approved_on, contract_signed_on,
+                   site_initiated_on, first_patient_in_on, startup_days, days_to_first_patient, target_weeks,
+                   CASE WHEN startup_days IS NULL OR target_weeks IS NULL THEN NULL
+                        ELSE startup_days <= target_weeks * 7 END AS within_target,
+                   {spent}, current_stage, slowest_stage
+            FROM ({sites_sql}) s
+        )
+    """
+    return sql, params
 
 
 STARTUP_ROW_FIELDS = (
@@ -283,8 +285,10 @@ STARTUP_ROW_FIELDS = (
 
 def startup_rows(report: tuple[str, list], offset: int, limit: int) -> list[dict]:
     sql, params = report
+    spent = {f"{stage}_days" for stage in STAGES}
+    fields = [f"spent_{name} AS {name}" if name in spent else name for name in STARTUP_ROW_FIELDS]
     rows = fetch_dicts(
-        f"{sql} SELECT {', '.join(STARTUP_ROW_FIELDS)} FROM report "
+        f"{sql} SELECT {', '.join(fields)} FROM report "
         "ORDER BY institution_name, protocol_number, site_id LIMIT %s OFFSET %s",
         [*params, limit, offset],
     )
@@ -294,9 +298,10 @@ def startup_rows(report: tuple[str, list], offset: int, limit: int) -> list[dict
     return rows
 
 
-def startup_summary(report: tuple[str, list]) -> dict:
-    """Medians and 90th percentiles, the share of initiated sites within their target, and where time went."""
-    sql, params = report
+def startup_summary(sites, *, today: datetime.date, target_weeks: int | None = None) -> dict:
+    """Medians and 90th percentiles, the share of initiated sites within their target, and where time went: one
+    pass over the sites' rollup rows (``startup_sites_sql``)."""
+    sql, params = startup_sites_sql(sites, today=today, target_weeks=target_weeks)
     pct = sql_percentile
     figures = [
         "COUNT(*) AS sites",
@@ -307,12 +312,12 @@ def startup_summary(report: tuple[str, list]) -> dict:
         f"{pct('startup_days', 0.9)} AS p90_startup_days",
         f"{pct('days_to_first_patient', 0.5)} AS median_days_to_first_patient",
         f"{pct('days_to_first_patient', 0.9)} AS p90_days_to_first_patient",
-        "COUNT(within_target) AS sites_with_target",
+        "COUNT(*) FILTER (WHERE startup_days IS NOT NULL AND target_weeks IS NOT NULL) AS sites_with_target",
         "COUNT(*) FILTER (WHERE startup_days <= target_weeks * 7) AS sites_within_target",
-        *(f"{pct(f'done_{stage}_days', 0.5)} AS median_{stage}_days" for stage in STAGES),
+        *(f"{pct(f'{stage}_days', 0.5)} AS median_{stage}_days" for stage in STAGES),
         *(f"COUNT(*) FILTER (WHERE slowest_stage = '{stage}') AS slowest_{stage}" for stage in STAGES),
     ]
-    (totals,) = fetch_dicts(f"{sql} SELECT {', '.join(figures)} FROM report", params)
+    (totals,) = fetch_dicts(f"SELECT {', '.join(figures)} FROM ({sql}) s", params)
     for name in list(totals):
         if name.startswith(("median_", "p90_")):
             totals[name] = rounded(totals[name])

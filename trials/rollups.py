@@ -28,7 +28,7 @@ from django.db.models.signals import post_delete, post_save
 from django.utils.translation import gettext_lazy as _
 
 from cgtclinic.models import Institution
-from cgtclinic.reporting.sql import fetch_dicts, sql_days
+from cgtclinic.reporting.sql import fetch_dicts, sql_days, sql_greatest
 from cgtclinic.rollups import Rollup, register
 from trials.models import SiteRollup, Trial, TrialSite
 
@@ -55,7 +55,7 @@ def _rows_sql(where: str) -> str:
     for end in STAGE_ENDS[:-1]:
         starts.append(f"COALESCE(s.{end}, {starts[-1]})")
     stopped = ", ".join(f"'{status}'" for status in STOPPED_STATUSES)
-    expressions = {
+    raw = {
         "site_id": "s.id",
         "trial_id": "s.trial_id",
         "institution_id": "s.institution_id",
@@ -78,14 +78,31 @@ def _rows_sql(where: str) -> str:
         },
         "stage_started_on": starts[-1],
         "waiting": f"(t.status NOT IN ({stopped}) AND s.first_patient_in_on IS NULL)",
+    }
+    flags = {
         "first_in_region": "(ROW_NUMBER() OVER (PARTITION BY s.trial_id, i.region_id ORDER BY s.id) = 1)",
         "first_in_trial": "(ROW_NUMBER() OVER (PARTITION BY s.trial_id ORDER BY s.id) = 1)",
     }
-    assert list(expressions) == COLUMNS, "the SELECT must list the rollup's columns in order"
+    # Derived from the raw columns above, in an outer SELECT over them.
+    longest = sql_greatest(*(f"COALESCE(b.{stage}_days, -1)" for stage in STAGES))
+    derived = {
+        "current_stage": """CASE WHEN NOT b.waiting THEN NULL
+                                 WHEN b.site_initiated_on IS NOT NULL THEN 'first_patient'
+                                 WHEN b.contract_signed_on IS NOT NULL THEN 'initiation'
+                                 WHEN b.ethics_approved_on IS NOT NULL THEN 'contract'
+                                 ELSE 'ethics' END""",
+        "longest_done_days": longest,
+        "slowest_done_stage": f"CASE WHEN {longest} < 0 THEN NULL "
+        + " ".join(f"WHEN b.{stage}_days = {longest} THEN '{stage}'" for stage in STAGES)
+        + " END",
+    }
+    outer = {**{name: f"b.{name}" for name in [*raw, *flags]}, **derived}
+    assert sorted(outer) == sorted(COLUMNS), "the SELECT must list the rollup's columns"
+    inner = ", ".join(f"{sql} AS {name}" for name, sql in {**raw, **flags}.items())
     return (
-        f"SELECT {', '.join(f'{sql} AS {name}' for name, sql in expressions.items())} "
+        f"SELECT {', '.join(f'{outer[name]} AS {name}' for name in COLUMNS)} FROM (SELECT {inner} "
         "FROM trials_trialsite s JOIN trials_trial t ON t.id = s.trial_id "
-        f"JOIN cgtclinic_institution i ON i.id = s.institution_id WHERE {where}"
+        f"JOIN cgtclinic_institution i ON i.id = s.institution_id WHERE {where}) b"
     )
 
 

@@ -255,8 +255,9 @@ class StartupReport(ReportView):
             kinds=filters.get("kind", ()),
             categories=filters.get("therapy_category", ()),
         )
-        report = reports.startup_report(sites, today=_today(scope), target_weeks=filters.get("target_weeks"))
-        summary = reports.startup_summary(report)
+        today, target_weeks = _today(scope), filters.get("target_weeks")
+        report = reports.startup_report(sites, today=today, target_weeks=target_weeks)
+        summary = reports.startup_summary(sites, today=today, target_weeks=target_weeks)
         return ReportData(
             rows=lambda offset, limit: reports.startup_rows(report, offset, limit),
             summary=summary,
