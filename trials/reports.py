@@ -234,11 +234,11 @@ def startup_sites_sql(sites, *, today: datetime.date, target_weeks: int | None) 
     return sql, [*target_params, today, *scope_params]
 
 
-def startup_report(sites, *, today: datetime.date, target_weeks: int | None = None) -> tuple[str, list]:
+def startup_report(sites_sql: tuple[str, list]) -> tuple[str, list]:
     """A ``WITH report AS (…)`` prefix whose ``report`` has one row per site: the milestones, start-up days and
     days to first patient, the target and whether the site met it, the days spent in each stage (a stage under way
-    counts until today), the stage it is in now and the one where most time went (``startup_sites_sql``)."""
-    sites_sql, params = startup_sites_sql(sites, today=today, target_weeks=target_weeks)
+    counts until today), the stage it is in now and the one where most time went, over ``startup_sites_sql``."""
+    sites_sql, params = sites_sql
     spent = ", ".join(
         f"COALESCE({stage}_days, CASE WHEN current_stage = '{stage}' THEN elapsed END) AS spent_{stage}_days"
         for stage in STAGES
@@ -298,10 +298,10 @@ def startup_rows(report: tuple[str, list], offset: int, limit: int) -> list[dict
     return rows
 
 
-def startup_summary(sites, *, today: datetime.date, target_weeks: int | None = None) -> dict:
+def startup_summary(sites_sql: tuple[str, list]) -> dict:
     """Medians and 90th percentiles, the share of initiated sites within their target, and where time went: one
     pass over the sites' rollup rows (``startup_sites_sql``)."""
-    sql, params = startup_sites_sql(sites, today=today, target_weeks=target_weeks)
+    sql, params = sites_sql
     pct = sql_percentile
     figures = [
         "COUNT(*) AS sites",

@@ -255,9 +255,9 @@ class StartupReport(ReportView):
             kinds=filters.get("kind", ()),
             categories=filters.get("therapy_category", ()),
         )
-        today, target_weeks = _today(scope), filters.get("target_weeks")
-        report = reports.startup_report(sites, today=today, target_weeks=target_weeks)
-        summary = reports.startup_summary(sites, today=today, target_weeks=target_weeks)
+        measured = reports.startup_sites_sql(sites, today=_today(scope), target_weeks=filters.get("target_weeks"))
+        report = reports.startup_report(measured)
+        summary = reports.startup_summary(measured)
         return ReportData(
             rows=lambda offset, limit: reports.startup_rows(report, offset, limit),
             summary=summary,
