@@ -15,7 +15,26 @@ from cgtclinic.models import Department, Institution, Sponsor
 from cgtclinic.roles import Role
 
 
-class TrialQuerySet(models.QuerySet):
+class RollupRefreshingQuerySet(models.QuerySet):
+    """An update in bulk keeps the report rollup current too (a save does through ``trials.rollups``); the ethics
+    app records a site's approval so."""
+
+    # The column naming each row's trial, and the name of the set in ``trials.rollups`` of fields the rollup copies.
+    trial_column = "pk"
+    rollup_fields = "TRIAL_FIELDS"
+
+    def update(self, **kwargs):
+        from trials import rollups
+
+        with transaction.atomic():
+            copied = getattr(rollups, self.rollup_fields) & set(kwargs)
+            ids = list(self.values_list(self.trial_column, flat=True)) if copied else []
+            updated = super().update(**kwargs)
+            rollups.refresh_trials(ids)
+        return updated
+
+
+class TrialQuerySet(RollupRefreshingQuerySet):
     def visible_to(self, user):
         """The trials a user may see: the one place this rule lives."""
         if not user.is_authenticated or not user.is_active:
@@ -37,16 +56,6 @@ class TrialQuerySet(models.QuerySet):
                 | Exists(sites.filter(institution__region_id=user.region_id))
             )
         return self.none()
-
-    def update(self, **kwargs):
-        """An update in bulk keeps the report rollup current too (a save does through ``trials.rollups``)."""
-        from trials import rollups
-
-        with transaction.atomic():
-            ids = list(self.values_list("pk", flat=True)) if rollups.TRIAL_FIELDS & set(kwargs) else []
-            updated = super().update(**kwargs)
-            rollups.refresh_trials(ids)
-        return updated
 
     def editable_by(self, user):
         """Trials whose master record a user may change: the lead institution's research office."""
@@ -236,7 +245,10 @@ class TrialStatusChange(models.Model):
         return f"{self.get_from_status_display()} → {self.get_to_status_display()}"
 
 
-class TrialSiteQuerySet(models.QuerySet):
+class TrialSiteQuerySet(RollupRefreshingQuerySet):
+    trial_column = "trial_id"
+    rollup_fields = "SITE_FIELDS"
+
     def visible_to(self, user):
         """Sites a user may see: own institution's, all sites of trials it leads, a PI's, a region's."""
         if not user.is_authenticated or not user.is_active:
@@ -253,16 +265,6 @@ class TrialSiteQuerySet(models.QuerySet):
         if user.role == Role.REGULATOR:
             return self.filter(institution__region_id=user.region_id)
         return self.none()
-
-    def update(self, **kwargs):
-        """An update in bulk (the ethics app records a site's approval so) keeps the report rollup current too."""
-        from trials import rollups
-
-        with transaction.atomic():
-            ids = list(self.values_list("trial_id", flat=True)) if rollups.SITE_FIELDS & set(kwargs) else []
-            updated = super().update(**kwargs)
-            rollups.refresh_trials(ids)
-        return updated
 
     def editable_by(self, user):
         """The lead's research office manages every site; a participating office manages its own."""
