@@ -8,7 +8,9 @@ class TrialsConfig(AppConfig):
 
     def ready(self):
         from cgtclinic import workdays, workqueue
-        from trials import gate_selectors, selectors
+        from trials import gate_selectors, rollups, selectors
+
+        rollups.connect()
 
         workqueue.register(selectors.work)
         workqueue.register(selectors.filing_work)

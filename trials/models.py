@@ -4,7 +4,7 @@ import uuid
 
 from django.conf import settings
 from django.core.validators import RegexValidator
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import translation
 from django.utils.translation import gettext_lazy as _
@@ -15,7 +15,26 @@ from cgtclinic.models import Department, Institution, Sponsor
 from cgtclinic.roles import Role
 
 
-class TrialQuerySet(models.QuerySet):
+class RollupRefreshingQuerySet(models.QuerySet):
+    """An update in bulk keeps the report rollup current too (a save does through ``trials.rollups``); the ethics
+    app records a site's approval so."""
+
+    # The column naming each row's trial, and the name of the set in ``trials.rollups`` of fields the rollup copies.
+    trial_column = "pk"
+    rollup_fields = "TRIAL_FIELDS"
+
+    def update(self, **kwargs):
+        from trials import rollups
+
+        with transaction.atomic():
+            copied = getattr(rollups, self.rollup_fields) & set(kwargs)
+            ids = list(self.values_list(self.trial_column, flat=True)) if copied else []
+            updated = super().update(**kwargs)
+            rollups.refresh_trials(ids)
+        return updated
+
+
+class TrialQuerySet(RollupRefreshingQuerySet):
     def visible_to(self, user):
         """The trials a user may see: the one place this rule lives."""
         if not user.is_authenticated or not user.is_active:
@@ -226,7 +245,10 @@ class TrialStatusChange(models.Model):
         return f"{self.get_from_status_display()} → {self.get_to_status_display()}"
 
 
-class TrialSiteQuerySet(models.QuerySet):
+class TrialSiteQuerySet(RollupRefreshingQuerySet):
+    trial_column = "trial_id"
+    rollup_fields = "SITE_FIELDS"
+
     def visible_to(self, user):
         """Sites a user may see: own institution's, all sites of trials it leads, a PI's, a region's."""
         if not user.is_authenticated or not user.is_active:
@@ -855,3 +877,98 @@ class Delegation(models.Model):
 
 # IIT governance and research filings live in their own module; imported here so Django registers them.
 from trials.filing_models import FilingEffect, FilingObligation, TrialReview  # noqa: E402, F401
+
+# --- Rollups the regulator reports read (trials/rollups.py keeps them) ---------------------------------------------
+
+
+class SiteRollupQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """A site's row follows its site; a regulator's region is a plain column here (no join to institutions)."""
+        if not user.is_authenticated or not user.is_active:
+            return self.none()
+        if user.is_superuser:
+            return self
+        if user.role == Role.REGULATOR:
+            return self.filter(region_id=user.region_id)
+        return self.filter(site__in=TrialSite.objects.visible_to(user))
+
+
+class SiteRollup(models.Model):
+    """One row per site with what the pipeline, start-up and enrolment reports read of its trial, institution and
+    milestones, the stage days already computed: a copy of raw rows, recomputed per trial whenever a trial, site or
+    institution row changes (``trials.rollups``), so a report scans one narrow table of the region without joins.
+
+    ``first_in_region`` marks one site per (trial, region) and ``first_in_trial`` one per trial, so counting
+    flagged rows counts distinct trials in a region or across all of them without ``COUNT(DISTINCT …)``."""
+
+    # No constraint in the database (Django still deletes the row with its site): inserting a row must not wait on a
+    # sibling site that an enrolment report holds locked. Plain ids below for the same reason.
+    site = models.OneToOneField(
+        TrialSite,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        db_constraint=False,
+        related_name="rollup",
+        verbose_name=_("trial site"),
+    )
+    trial_id = models.IntegerField(_("trial id"))
+    institution_id = models.IntegerField(_("institution id"))
+    region_id = models.IntegerField(_("region id"))
+    protocol_number = models.CharField(_("protocol number"), max_length=100)
+    institution_name = models.CharField(_("institution"), max_length=200)
+    trial_status = models.CharField(_("trial status"), max_length=20)
+    trial_kind = models.CharField(_("kind"), max_length=20)
+    therapy_category = models.CharField(_("therapy category"), max_length=40)
+    trial_created_at = models.DateTimeField(_("trial registered at"))
+    trial_target = models.IntegerField(_("trial's overall target"))
+    role = models.CharField(_("site role"), max_length=20)
+    site_target = models.IntegerField(_("site target enrolment"))
+    submission_received_on = models.DateField(_("submission received"), null=True)
+    ethics_approved_on = models.DateField(_("ethics approved"), null=True)
+    contract_signed_on = models.DateField(_("contract signed"), null=True)
+    site_initiated_on = models.DateField(_("site initiated"), null=True)
+    first_patient_in_on = models.DateField(_("first patient in"), null=True)
+    startup_days = models.IntegerField(_("start-up days"), null=True)
+    days_to_first_patient = models.IntegerField(_("days to first patient"), null=True)
+    # Days of each stage that ended, charged from the latest milestone recorded before it.
+    ethics_days = models.IntegerField(_("ethics stage (days)"), null=True)
+    contract_days = models.IntegerField(_("contract stage (days)"), null=True)
+    initiation_days = models.IntegerField(_("initiation stage (days)"), null=True)
+    first_patient_days = models.IntegerField(_("first-patient stage (days)"), null=True)
+    # Where the stage under way began (its days run until the day the report is read).
+    stage_started_on = models.DateField(_("current stage began"), null=True)
+    waiting = models.BooleanField(_("still starting up"))
+    # The stage under way (null unless waiting), and the longest stage that ended (ties: the earlier) with its days
+    # (-1 when none): with the days the stage under way has run, they name the slowest stage without a pass per stage.
+    current_stage = models.CharField(_("current stage"), max_length=20, null=True)
+    longest_done_days = models.IntegerField(_("longest stage that ended (days)"))
+    slowest_done_stage = models.CharField(_("longest stage that ended"), max_length=20, null=True)
+    first_in_region = models.BooleanField(_("first site of the trial in the region"))
+    first_in_trial = models.BooleanField(_("first site of the trial"))
+    # The site's current counts (a join on the site id, no column): the enrolment report reads them with the row.
+    enrolment = models.ForeignObject(
+        SiteEnrolment,
+        on_delete=models.DO_NOTHING,
+        from_fields=["site"],
+        to_fields=["site"],
+        related_name="+",
+        null=True,
+    )
+
+    objects = SiteRollupQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("site rollup")
+        verbose_name_plural = _("site rollups")
+        indexes = [
+            # The start-up report's page order within a region.
+            models.Index(fields=["region_id", "institution_name", "protocol_number", "site"], name="siterollup_page"),
+            # The enrolment report's rows per trial, grouped in this order: a page stops after its trials.
+            models.Index(fields=["region_id", "protocol_number", "trial_id"], name="siterollup_region_trial_order"),
+            models.Index(fields=["protocol_number", "trial_id"], name="siterollup_trial_order"),
+            models.Index(fields=["trial_id"], name="siterollup_trial"),
+            models.Index(fields=["institution_id"], name="siterollup_institution"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.protocol_number} @ {self.institution_name}"

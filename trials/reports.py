@@ -3,7 +3,9 @@
 Each function takes the ``viewer`` whose ``visible_to`` scopes the rows (a regulator, a system administrator, or
 a stand-in regulator of the region a system administrator asked for) and returns ordered ``values()`` querysets
 (start-up time: one SQL statement over the scoped sites) and summary dicts; the views in ``trials.api.reports``
-page and render them.
+page and render them. The pipeline, start-up and current enrolment figures read the per-site rollup
+(``SiteRollup``, kept by ``trials.rollups``) and the sites' running totals (``SiteEnrolment``), never a join of
+every site to its trial and institution; enrolment over a period reads the ledger by its date index.
 """
 
 import datetime
@@ -34,12 +36,13 @@ from cgtclinic.reporting.sql import (
     rounded,
     share,
     sql_days,
-    sql_greatest,
     sql_percentile,
     start_of_day,
     viewer_key,
 )
-from trials.models import EnrolmentEntry, FilingObligation, Trial, TrialSite
+from cgtclinic.roles import Role
+from trials.models import EnrolmentEntry, FilingObligation, SiteRollup, Trial, TrialSite
+from trials.rollups import STAGES
 
 S = Trial.Status
 K = EnrolmentEntry.Kind
@@ -47,23 +50,36 @@ K = EnrolmentEntry.Kind
 # --- pipeline ---------------------------------------------------------------------------------------------------
 
 PIPELINE_GROUPS = {
-    "status": "trial__status",
-    "kind": "trial__kind",
-    "therapy_category": "trial__therapy_category",
+    "status": "trial_status",
+    "kind": "trial_kind",
+    "therapy_category": "therapy_category",
     "institution": "institution_id",
 }
 PIPELINE_DEFAULT_GROUPS = ("status", "kind", "therapy_category")
 
 
-def _trial_filters(*, statuses=(), kinds=(), categories=(), prefix="trial__") -> Q:
+def _trial_filters(*, statuses=(), kinds=(), categories=()) -> Q:
     condition = Q()
     if statuses:
-        condition &= Q(**{f"{prefix}status__in": statuses})
+        condition &= Q(trial_status__in=statuses)
     if kinds:
-        condition &= Q(**{f"{prefix}kind__in": kinds})
+        condition &= Q(trial_kind__in=kinds)
     if categories:
-        condition &= Q(**{f"{prefix}therapy_category__in": categories})
+        condition &= Q(therapy_category__in=categories)
     return condition
+
+
+def distinct_trials(viewer, *, one_institution: bool = False) -> Count:
+    """Distinct trials among rollup rows scoped by ``SiteRollup.visible_to(viewer)`` (and trial-level filters): a
+    trial has one site per institution, one flagged row per region and one flagged row in all, so each count is a
+    plain count; a viewer with another scope (not a whole region nor everything) needs the distinct count."""
+    if one_institution:
+        return Count("pk")
+    if viewer.is_superuser:
+        return Count("pk", filter=Q(first_in_trial=True))
+    if viewer.role == Role.REGULATOR:
+        return Count("pk", filter=Q(first_in_region=True))
+    return Count("trial_id", distinct=True)
 
 
 def pipeline_sites(
@@ -78,26 +94,28 @@ def pipeline_sites(
 ):
     """The sites a regulator's pipeline counts: sites in the region (a region's pipeline is the trials taking
     place there), of trials matching the filters, registered in the period."""
-    sites = TrialSite.objects.visible_to(viewer).filter(
+    sites = SiteRollup.objects.visible_to(viewer).filter(
         _trial_filters(statuses=statuses, kinds=kinds, categories=categories),
-        day_range("trial__created_at", registered_from, registered_to),
+        day_range("trial_created_at", registered_from, registered_to),
     )
     if institution_id:
         sites = sites.filter(institution_id=institution_id)
     return sites
 
 
-def pipeline(*, sites, group_by=PIPELINE_DEFAULT_GROUPS):
-    """Trials and sites per lifecycle stage, kind, therapy category and (site) institution; one query."""
-    keys = {name: F(PIPELINE_GROUPS[name]) for name in group_by if name != "institution"}
-    plain = ["institution_id"] if "institution" in group_by else []
-    if plain:
-        keys["institution_name"] = F("institution__name_zh")
-    order = [*(name for name in keys if name != "institution_name"), *plain]
+def pipeline(*, sites, trials: Count, group_by=PIPELINE_DEFAULT_GROUPS):
+    """Trials and sites per lifecycle stage, kind, therapy category and (site) institution; one query. ``trials``
+    counts distinct trials (``distinct_trials``; per institution when grouped by it)."""
+    keys = {name: F(PIPELINE_GROUPS[name]) for name in group_by if name not in ("institution", "therapy_category")}
+    plain = ["therapy_category"] if "therapy_category" in group_by else []
+    by_institution = "institution" in group_by
+    if by_institution:
+        plain += ["institution_id", "institution_name"]
+    order = [name for name in group_by if name != "institution"] + (["institution_id"] if by_institution else [])
     return (
         sites.values(*plain, **keys)
         .annotate(
-            trials=Count("trial_id", distinct=True),
+            trials=Count("pk") if by_institution else trials,
             sites=Count("pk"),
             lead_sites=Count("pk", filter=Q(role=TrialSite.SiteRole.LEAD)),
             sites_ethics_approved=Count("ethics_approved_on"),
@@ -109,9 +127,9 @@ def pipeline(*, sites, group_by=PIPELINE_DEFAULT_GROUPS):
     )
 
 
-def pipeline_summary(*, sites) -> dict:
+def pipeline_summary(*, sites, trials: Count) -> dict:
     return sites.aggregate(
-        trials=Count("trial_id", distinct=True),
+        trials=trials,
         sites=Count("pk"),
         institutions=Count("institution_id", distinct=True),
         sites_initiated=Count("site_initiated_on"),
@@ -122,9 +140,6 @@ def pipeline_summary(*, sites) -> dict:
 # --- start-up ---------------------------------------------------------------------------------------------------
 
 STARTUP_TARGET_CODE = "startup_target_weeks"
-STAGES = ("ethics", "contract", "initiation", "first_patient")
-# Trials that stopped: a site not yet started is not waiting in any stage.
-STOPPED_STATUSES = (S.ENROLMENT_CLOSED, S.COMPLETED, S.TERMINATED, S.WITHDRAWN, S.DRAFT)
 
 
 def startup_sites(
@@ -137,7 +152,7 @@ def startup_sites(
     categories=(),
 ):
     """The region's sites whose start-up began (submission received), filtered."""
-    sites = TrialSite.objects.visible_to(viewer).filter(
+    sites = SiteRollup.objects.visible_to(viewer).filter(
         date_range("submission_received_on", submitted_from, submitted_to),
         _trial_filters(kinds=kinds, categories=categories),
         submission_received_on__isnull=False,
@@ -158,13 +173,13 @@ def _target_case(policy: PolicyValues, target_weeks: int | None) -> tuple[str, l
         for row in rows:
             if (row.region_id is not None) != regional:
                 continue
-            condition = "s.submission_received_on >= %s"
+            condition = "r.submission_received_on >= %s"
             params.append(row.effective_from)
             if row.effective_to:
-                condition += " AND s.submission_received_on <= %s"
+                condition += " AND r.submission_received_on <= %s"
                 params.append(row.effective_to)
             if regional:
-                condition += " AND i.region_id = %s"
+                condition += " AND r.region_id = %s"
                 params.append(row.region_id)
             whens.append(f"WHEN {condition} THEN %s")
             params.append(float(row.value))
@@ -173,66 +188,73 @@ def _target_case(policy: PolicyValues, target_weeks: int | None) -> tuple[str, l
     return f"CASE {' '.join(whens)} END", params
 
 
-def startup_report(sites, *, today: datetime.date, target_weeks: int | None = None) -> tuple[str, list]:
-    """A ``WITH … report AS (…)`` prefix whose ``report`` has one row per site: the milestones, start-up days and
-    days to first patient, the target and whether the site met it, the days spent in each stage (a stage under way
-    counts until today), the stage it is in now and the one where most time went.
+STARTUP_COLUMNS = (
+    "site_id",
+    "trial_id",
+    "protocol_number",
+    "trial_status",
+    "institution_id",
+    "institution_name",
+    "role",
+    "region_id",
+    "submission_received_on",
+    "ethics_approved_on",
+    "contract_signed_on",
+    "site_initiated_on",
+    "first_patient_in_on",
+    "startup_days",
+    "days_to_first_patient",
+    *(f"{stage}_days" for stage in STAGES),
+    "stage_started_on",
+    "current_stage",
+    "longest_done_days",
+    "slowest_done_stage",
+)
+
+
+def startup_sites_sql(sites, *, today: datetime.date, target_weeks: int | None) -> tuple[str, list]:
+    """One row per site of ``sites`` (rollup rows scoped by ``visible_to``): the rollup's columns with the target
+    the site is measured against, the days its stage under way has run (``elapsed``) and the slowest stage.
 
     Each stage is charged the days from the latest milestone recorded before it to its own, so a skipped
-    milestone's time is not lost. Sites come from ``sites`` (scoped by ``visible_to``), as a subquery."""
-    scope_sql, scope_params = sites.order_by().values("pk").query.sql_with_params()
+    milestone's time is not lost: the rollup keeps the days of the stages that ended, the stage under way and the
+    longest stage that ended; only what depends on today and on the policy values is computed here. The slowest
+    stage is the longest that ended unless the stage under way has run longer (ties go to the earlier stage)."""
+    scope_sql, scope_params = sites.order_by().values(*STARTUP_COLUMNS).query.sql_with_params()
     target_sql, target_params = _target_case(PolicyValues([STARTUP_TARGET_CODE]), target_weeks)
-    stopped = ", ".join(["%s"] * len(STOPPED_STATUSES))
-    # The milestone each stage ends with, and the latest milestone recorded before it.
-    ends = ("ethics_approved_on", "contract_signed_on", "site_initiated_on", "first_patient_in_on")
-    starts = ["submission_received_on"]
-    for end in ends[:-1]:
-        starts.append(f"COALESCE({end}, {starts[-1]})")
-    done = ",\n".join(
-        f"{sql_days(end, start)} AS done_{stage}_days" for stage, end, start in zip(STAGES, ends, starts, strict=True)
-    )
-    spent = ",\n".join(
-        f"COALESCE(done_{stage}_days, CASE WHEN current_stage = '{stage}' THEN elapsed END) AS {stage}_days"
+    sql = f"""
+        SELECT e.*,
+               CASE WHEN e.current_stage IS NOT NULL AND e.elapsed > e.longest_done_days THEN e.current_stage
+                    ELSE e.slowest_done_stage END AS slowest_stage
+        FROM (
+            SELECT r.*, {target_sql} AS target_weeks, {sql_days("%s", "r.stage_started_on")} AS elapsed
+            FROM ({scope_sql}) r
+        ) e
+    """
+    return sql, [*target_params, today, *scope_params]
+
+
+def startup_report(sites_sql: tuple[str, list]) -> tuple[str, list]:
+    """A ``WITH report AS (…)`` prefix whose ``report`` has one row per site: the milestones, start-up days and
+    days to first patient, the target and whether the site met it, the days spent in each stage (a stage under way
+    counts until today), the stage it is in now and the one where most time went, over ``startup_sites_sql``."""
+    sites_sql, params = sites_sql
+    spent = ", ".join(
+        f"COALESCE({stage}_days, CASE WHEN current_stage = '{stage}' THEN elapsed END) AS spent_{stage}_days"
         for stage in STAGES
     )
-    longest = sql_greatest(*(f"COALESCE({stage}_days, -1)" for stage in STAGES))
-    slowest = " ".join(f"WHEN {stage}_days = longest THEN '{stage}'" for stage in STAGES)
     sql = f"""
-        WITH base AS (
-            SELECT s.id AS site_id, s.trial_id, t.protocol_number, t.status AS trial_status, s.institution_id,
-                   i.name_zh AS institution_name, s.role AS site_role,
-                   s.submission_received_on, s.ethics_approved_on, s.contract_signed_on, s.site_initiated_on,
-                   s.first_patient_in_on, {target_sql} AS target_weeks,
-                   (t.status NOT IN ({stopped}) AND s.first_patient_in_on IS NULL) AS waiting
-            FROM trials_trialsite s
-            JOIN trials_trial t ON t.id = s.trial_id
-            JOIN cgtclinic_institution i ON i.id = s.institution_id
-            WHERE s.id IN ({scope_sql})
-        ), stages AS (
-            SELECT base.*,
-                   {sql_days("site_initiated_on", "submission_received_on")} AS startup_days,
-                   {sql_days("first_patient_in_on", "submission_received_on")} AS days_to_first_patient,
-                   {done},
-                   CASE WHEN NOT waiting THEN NULL
-                        WHEN site_initiated_on IS NOT NULL THEN 'first_patient'
-                        WHEN contract_signed_on IS NOT NULL THEN 'initiation'
-                        WHEN ethics_approved_on IS NOT NULL THEN 'contract'
-                        ELSE 'ethics' END AS current_stage,
-                   {sql_days("%s", starts[-1])} AS elapsed
-            FROM base
-        ), spent AS (
-            SELECT stages.*, {spent} FROM stages
-        ), longest AS (
-            SELECT spent.*, {longest} AS longest FROM spent
-        ), report AS (
-            SELECT longest.*,
-                   CASE WHEN longest < 0 THEN NULL {slowest} END AS slowest_stage,
+        WITH report AS (
+            SELECT site_id, trial_id, protocol_number, trial_status, institution_id, institution_name,
+                   role AS site_role, submission_received_on, ethics_approved_on, contract_signed_on,
+                   site_initiated_on, first_patient_in_on, startup_days, days_to_first_patient, target_weeks,
                    CASE WHEN startup_days IS NULL OR target_weeks IS NULL THEN NULL
-                        ELSE startup_days <= target_weeks * 7 END AS within_target
-            FROM longest
+                        ELSE startup_days <= target_weeks * 7 END AS within_target,
+                   {spent}, current_stage, slowest_stage
+            FROM ({sites_sql}) s
         )
     """
-    return sql, [*target_params, *STOPPED_STATUSES, *scope_params, today]
+    return sql, params
 
 
 STARTUP_ROW_FIELDS = (
@@ -263,8 +285,10 @@ STARTUP_ROW_FIELDS = (
 
 def startup_rows(report: tuple[str, list], offset: int, limit: int) -> list[dict]:
     sql, params = report
+    spent = {f"{stage}_days" for stage in STAGES}
+    fields = [f"spent_{name} AS {name}" if name in spent else name for name in STARTUP_ROW_FIELDS]
     rows = fetch_dicts(
-        f"{sql} SELECT {', '.join(STARTUP_ROW_FIELDS)} FROM report "
+        f"{sql} SELECT {', '.join(fields)} FROM report "
         "ORDER BY institution_name, protocol_number, site_id LIMIT %s OFFSET %s",
         [*params, limit, offset],
     )
@@ -274,9 +298,10 @@ def startup_rows(report: tuple[str, list], offset: int, limit: int) -> list[dict
     return rows
 
 
-def startup_summary(report: tuple[str, list]) -> dict:
-    """Medians and 90th percentiles, the share of initiated sites within their target, and where time went."""
-    sql, params = report
+def startup_summary(sites_sql: tuple[str, list]) -> dict:
+    """Medians and 90th percentiles, the share of initiated sites within their target, and where time went: one
+    pass over the sites' rollup rows (``startup_sites_sql``)."""
+    sql, params = sites_sql
     pct = sql_percentile
     figures = [
         "COUNT(*) AS sites",
@@ -287,12 +312,12 @@ def startup_summary(report: tuple[str, list]) -> dict:
         f"{pct('startup_days', 0.9)} AS p90_startup_days",
         f"{pct('days_to_first_patient', 0.5)} AS median_days_to_first_patient",
         f"{pct('days_to_first_patient', 0.9)} AS p90_days_to_first_patient",
-        "COUNT(within_target) AS sites_with_target",
+        "COUNT(*) FILTER (WHERE startup_days IS NOT NULL AND target_weeks IS NOT NULL) AS sites_with_target",
         "COUNT(*) FILTER (WHERE startup_days <= target_weeks * 7) AS sites_within_target",
-        *(f"{pct(f'done_{stage}_days', 0.5)} AS median_{stage}_days" for stage in STAGES),
+        *(f"{pct(f'{stage}_days', 0.5)} AS median_{stage}_days" for stage in STAGES),
         *(f"COUNT(*) FILTER (WHERE slowest_stage = '{stage}') AS slowest_{stage}" for stage in STAGES),
     ]
-    (totals,) = fetch_dicts(f"{sql} SELECT {', '.join(figures)} FROM report", params)
+    (totals,) = fetch_dicts(f"SELECT {', '.join(figures)} FROM ({sql}) s", params)
     for name in list(totals):
         if name.startswith(("median_", "p90_")):
             totals[name] = rounded(totals[name])
@@ -314,7 +339,7 @@ def _signed():
 
 
 def enrolment_entries(*, sites, occurred_from=None, occurred_to=None):
-    """The ledger entries of ``sites`` (already scoped by ``TrialSite.visible_to``, which is also how
+    """The ledger entries of ``sites`` (rollup rows scoped by ``visible_to``, which follows ``TrialSite.visible_to`` as
     ``EnrolmentEntry.visible_to`` scopes them) that happened in a period."""
     return EnrolmentEntry.objects.filter(
         date_range("occurred_on", occurred_from, occurred_to), site__in=sites.order_by().values("pk")
@@ -346,7 +371,7 @@ def no_counts() -> dict:
 
 
 def enrolment_sites(*, viewer, institution_id=None, trial_id=None, kinds=(), categories=()):
-    sites = TrialSite.objects.visible_to(viewer).filter(_trial_filters(kinds=kinds, categories=categories))
+    sites = SiteRollup.objects.visible_to(viewer).filter(_trial_filters(kinds=kinds, categories=categories))
     if institution_id:
         sites = sites.filter(institution_id=institution_id)
     if trial_id:
@@ -359,25 +384,20 @@ def enrolment_groups(*, sites, group_by: str, with_counts: bool):
     the current counts kept with the ledger (``SiteEnrolment``); ordered, for paging."""
     plain, keys, extra, order = {
         "trial": (
-            ["trial_id"],
-            {"protocol_number": F("trial__protocol_number")},
-            {"trial_target": Max("trial__target_enrolment")},
+            ["trial_id", "protocol_number"],
+            {},
+            {"trial_target": Max("trial_target")},
             ("protocol_number", "trial_id"),
         ),
         "site": (
-            ["trial_id", "institution_id"],
-            {
-                "site_id": F("pk"),
-                "protocol_number": F("trial__protocol_number"),
-                "institution_name": F("institution__name_zh"),
-                "trial_target": F("trial__target_enrolment"),
-            },
+            ["trial_id", "institution_id", "site_id", "protocol_number", "institution_name", "trial_target"],
+            {},
             {},
             ("protocol_number", "institution_name", "site_id"),
         ),
         "institution": (
-            ["institution_id"],
-            {"institution_name": F("institution__name_zh")},
+            ["institution_id", "institution_name"],
+            {},
             {},
             ("institution_name", "institution_id"),
         ),
@@ -406,21 +426,21 @@ def enrolment_months(*, entries) -> list[dict]:
     return [{"month": month, **counts} for month, counts in months.items()]
 
 
-def enrolment_targets(*, sites) -> dict:
-    """The sites' number, trials, institutions and summed targets."""
+def enrolment_targets(*, sites, trials: Count) -> dict:
+    """The sites' number, trials (``distinct_trials``), institutions and summed targets."""
     return sites.aggregate(
         sites=Count("pk"),
-        trials=Count("trial_id", distinct=True),
+        trials=trials,
         institutions=Count("institution_id", distinct=True),
         site_target=Coalesce(Sum("site_target"), 0),
     )
 
 
-def enrolment_current_summary(*, sites) -> dict:
+def enrolment_current_summary(*, sites, trials: Count) -> dict:
     """Targets and the current counts kept with the ledger (``SiteEnrolment``) of the sites, in one query."""
     return sites.aggregate(
         sites=Count("pk"),
-        trials=Count("trial_id", distinct=True),
+        trials=trials,
         institutions=Count("institution_id", distinct=True),
         site_target=Coalesce(Sum("site_target"), 0),
         **{kind: Coalesce(Sum(f"enrolment__{kind}"), 0) for kind in COUNTS},

@@ -91,20 +91,18 @@ class PipelineReport(ReportView):
         Column("sites_first_patient_in", "integer", _("sites with a first patient in")),
     )
     bench_sql = """
-        SELECT t.status, t.kind, t.therapy_category,
-               COUNT(DISTINCT s.trial_id) AS trials, COUNT(*) AS sites,
-               COUNT(*) FILTER (WHERE s.role = 'lead') AS lead_sites,
-               COUNT(s.ethics_approved_on) AS sites_ethics_approved,
-               COUNT(s.contract_signed_on) AS sites_contract_signed,
-               COUNT(s.site_initiated_on) AS sites_initiated,
-               COUNT(s.first_patient_in_on) AS sites_first_patient_in,
-               COUNT(DISTINCT s.institution_id) AS institutions
-        FROM trials_trialsite s
-        JOIN trials_trial t ON t.id = s.trial_id
-        JOIN cgtclinic_institution i ON i.id = s.institution_id
-        WHERE i.region_id = %(region_id)s
-        GROUP BY GROUPING SETS ((t.status, t.kind, t.therapy_category), ())
-        ORDER BY t.status, t.kind, t.therapy_category
+        SELECT r.trial_status AS status, r.trial_kind AS kind, r.therapy_category,
+               COUNT(*) FILTER (WHERE r.first_in_region) AS trials, COUNT(*) AS sites,
+               COUNT(*) FILTER (WHERE r.role = 'lead') AS lead_sites,
+               COUNT(r.ethics_approved_on) AS sites_ethics_approved,
+               COUNT(r.contract_signed_on) AS sites_contract_signed,
+               COUNT(r.site_initiated_on) AS sites_initiated,
+               COUNT(r.first_patient_in_on) AS sites_first_patient_in,
+               COUNT(DISTINCT r.institution_id) AS institutions
+        FROM trials_siterollup r
+        WHERE r.region_id = %(region_id)s
+        GROUP BY GROUPING SETS ((r.trial_status, r.trial_kind, r.therapy_category), ())
+        ORDER BY r.trial_status, r.trial_kind, r.therapy_category
     """
 
     def compute(self, scope, filters):
@@ -118,9 +116,10 @@ class PipelineReport(ReportView):
             registered_from=filters.get("registered_from"),
             registered_to=filters.get("registered_to"),
         )
+        trials = reports.distinct_trials(scope.viewer, one_institution=bool(filters.get("institution")))
         return ReportData(
-            rows=reports.pipeline(sites=sites, group_by=filters["group_by"]),
-            summary=reports.pipeline_summary(sites=sites),
+            rows=reports.pipeline(sites=sites, trials=trials, group_by=filters["group_by"]),
+            summary=reports.pipeline_summary(sites=sites, trials=trials),
         )
 
     def present(self, rows, scope, filters):
@@ -220,25 +219,16 @@ class StartupReport(ReportView):
         Column("slowest_stage", "string", _("stage with the longest median"), STAGE_HELP),
     )
     bench_sql = """
-        WITH s AS (
-            SELECT s.id, s.submission_received_on AS m0, s.ethics_approved_on AS m1, s.contract_signed_on AS m2,
-                   s.site_initiated_on AS m3, s.first_patient_in_on AS m4,
+        WITH d AS (
+            SELECT r.startup_days, r.days_to_first_patient, r.ethics_days AS ethics, r.contract_days AS contract,
+                   r.initiation_days AS initiation, r.first_patient_days AS first_patient, r.waiting,
                    (SELECT p.value FROM cgtclinic_policyparameter p
-                     WHERE p.code = 'startup_target_weeks' AND p.effective_from <= s.submission_received_on
-                       AND (p.effective_to IS NULL OR p.effective_to >= s.submission_received_on)
-                       AND (p.region_id = i.region_id OR p.region_id IS NULL)
-                     ORDER BY p.region_id NULLS LAST, p.effective_from DESC LIMIT 1) AS target_weeks,
-                   t.status NOT IN ('enrolment_closed', 'completed', 'terminated', 'withdrawn', 'draft')
-                       AND s.first_patient_in_on IS NULL AS waiting
-            FROM trials_trialsite s
-            JOIN trials_trial t ON t.id = s.trial_id
-            JOIN cgtclinic_institution i ON i.id = s.institution_id
-            WHERE i.region_id = %(region_id)s AND s.submission_received_on IS NOT NULL
-        ), d AS (
-            SELECT *, m3 - m0 AS startup_days, m4 - m0 AS days_to_first_patient,
-                   m1 - m0 AS ethics, m2 - COALESCE(m1, m0) AS contract, m3 - COALESCE(m2, m1, m0) AS initiation,
-                   m4 - COALESCE(m3, m2, m1, m0) AS first_patient
-            FROM s
+                     WHERE p.code = 'startup_target_weeks' AND p.effective_from <= r.submission_received_on
+                       AND (p.effective_to IS NULL OR p.effective_to >= r.submission_received_on)
+                       AND (p.region_id = r.region_id OR p.region_id IS NULL)
+                     ORDER BY p.region_id NULLS LAST, p.effective_from DESC LIMIT 1) AS target_weeks
+            FROM trials_siterollup r
+            WHERE r.region_id = %(region_id)s AND r.submission_received_on IS NOT NULL
         )
         SELECT COUNT(*) AS sites, COUNT(startup_days) AS sites_initiated,
                COUNT(days_to_first_patient) AS sites_first_patient_in,
@@ -265,8 +255,9 @@ class StartupReport(ReportView):
             kinds=filters.get("kind", ()),
             categories=filters.get("therapy_category", ()),
         )
-        report = reports.startup_report(sites, today=_today(scope), target_weeks=filters.get("target_weeks"))
-        summary = reports.startup_summary(report)
+        measured = reports.startup_sites_sql(sites, today=_today(scope), target_weeks=filters.get("target_weeks"))
+        report = reports.startup_report(measured)
+        summary = reports.startup_summary(measured)
         return ReportData(
             rows=lambda offset, limit: reports.startup_rows(report, offset, limit),
             summary=summary,
@@ -353,18 +344,16 @@ class EnrolmentReport(ReportView):
         Column("percent_of_target", "number", _("percentage of target")),
     )
     bench_sql = """
-        SELECT s.trial_id, t.protocol_number, COUNT(*) AS sites, COALESCE(SUM(s.site_target), 0) AS site_target,
-               MAX(t.target_enrolment) AS trial_target,
+        SELECT r.trial_id, r.protocol_number, COUNT(*) AS sites, COALESCE(SUM(r.site_target), 0) AS site_target,
+               MAX(r.trial_target) AS trial_target,
                COALESCE(SUM(e.screened), 0) AS screened, COALESCE(SUM(e.enrolled), 0) AS enrolled,
                COALESCE(SUM(e.screen_failed), 0) AS screen_failed, COALESCE(SUM(e.withdrawn), 0) AS withdrawn,
                COALESCE(SUM(e.completed), 0) AS completed, MAX(e.last_enrolled_on) AS last_enrolled_on
-        FROM trials_trialsite s
-        JOIN trials_trial t ON t.id = s.trial_id
-        JOIN cgtclinic_institution i ON i.id = s.institution_id
-        LEFT JOIN trials_siteenrolment e ON e.site_id = s.id
-        WHERE i.region_id = %(region_id)s
-        GROUP BY GROUPING SETS ((s.trial_id, t.protocol_number), ())
-        ORDER BY t.protocol_number, s.trial_id
+        FROM trials_siterollup r
+        LEFT JOIN trials_siteenrolment e ON e.site_id = r.site_id
+        WHERE r.region_id = %(region_id)s
+        GROUP BY GROUPING SETS ((r.trial_id, r.protocol_number), ())
+        ORDER BY r.protocol_number, r.trial_id
         LIMIT 1001
     """
 
@@ -377,16 +366,17 @@ class EnrolmentReport(ReportView):
             kinds=filters.get("kind", ()),
             categories=filters.get("therapy_category", ()),
         )
+        trials = reports.distinct_trials(scope.viewer, one_institution=bool(filters.get("institution")))
         self.period = bool(filters.get("occurred_from") or filters.get("occurred_to"))
         if not self.period and group_by != "month":
-            summary = reports.with_progress(reports.enrolment_current_summary(sites=sites))
+            summary = reports.with_progress(reports.enrolment_current_summary(sites=sites, trials=trials))
             rows = reports.enrolment_groups(sites=sites, group_by=group_by, with_counts=True)
             return ReportData(rows=rows, summary=summary, count=summary[GROUP_COUNTS[group_by]])
         self.entries = reports.enrolment_entries(
             sites=sites, occurred_from=filters.get("occurred_from"), occurred_to=filters.get("occurred_to")
         )
         # Zero counts first: a period without events adds nothing to the summary.
-        summary = reports.add_counts(reports.enrolment_targets(sites=sites), {})
+        summary = reports.add_counts(reports.enrolment_targets(sites=sites, trials=trials), {})
         if group_by == "month":
             months = reports.enrolment_months(entries=self.entries)
             cumulative = 0
