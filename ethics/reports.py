@@ -250,13 +250,14 @@ def turnaround(
 
 
 def _turnaround_figures(decided: Q) -> dict:
+    # Counting the status (never null), not the key: the facts' indexes hold every column the figures read.
     return {
-        "decided": Count("pk", filter=decided),
+        "decided": Count("status", filter=decided),
         "median_days": PercentileCont("days", 0.5, filter=decided),
         "p90_days": PercentileCont("days", 0.9, filter=decided),
         "mean_days": Avg("days", filter=decided),
         "max_days": Max("days", filter=decided),
-        "in_review": Count("pk", filter=Q(status__in=IN_REVIEW)),
+        "in_review": Count("status", filter=Q(status__in=IN_REVIEW)),
     }
 
 
