@@ -80,44 +80,49 @@ TIMELINESS_KEYS = {
 def _timeliness_sql(*, facts, requests, by: str | None, now: datetime.datetime, total: bool) -> tuple[str, list]:
     """One statement over the answered requests' facts and the open requests (the only ones whose figures depend
     on ``now``, read from the partial index of open requests): per group (``by``), with their total when ``total``
-    (GROUPING SETS), or only the total (``by`` None)."""
+    (GROUPING SETS), or only the total (``by`` None). The facts are aggregated on their own, straight from their
+    index (in group and working-hours order), and the few open requests apart; the two meet by group."""
     fact_key, request_key, named = TIMELINESS_KEYS[by or "alliance"]
-    answered_sql, answered_params = facts.values(
-        "late", "response_working_hours", group_id=F(fact_key)
-    ).query.sql_with_params()
-    open_sql, open_params = (
-        requests.filter(status=R.OPEN).values("due_at", group_id=F(request_key)).query.sql_with_params()
+    answered_sql, answered_params = (
+        facts.order_by().values("late", "response_working_hours", group_id=F(fact_key)).query.sql_with_params()
     )
-    hours = "u.response_working_hours"
-    figures = f"""
-        COUNT(*) AS received,
-        COUNT(*) FILTER (WHERE u.answered = 1 AND u.late = 0) AS answered_on_time,
-        COUNT(*) FILTER (WHERE u.answered = 1 AND u.late = 1) AS answered_late,
-        COUNT(*) FILTER (WHERE u.answered = 0 AND u.due_at > %s) AS open,
-        COUNT(*) FILTER (WHERE u.answered = 0 AND u.due_at <= %s) AS overdue,
-        {sql_percentile(hours, 0.5, "u.answered = 1")} AS median_working_hours,
-        {sql_percentile(hours, 0.9, "u.answered = 1")} AS p90_working_hours
-    """
-    rows = f"""
-        SELECT a.group_id, 1 AS answered, CASE WHEN a.late THEN 1 ELSE 0 END AS late, a.response_working_hours,
-               NULL AS due_at
-        FROM ({answered_sql}) a
-        UNION ALL
-        SELECT o.group_id, 0, 0, NULL, o.due_at FROM ({open_sql}) o
-    """
-    # The figures (with ``now``) come before the rows in the statement.
-    params = [now, now, *answered_params, *open_params]
-    if by is None:
-        return f"SELECT {figures} FROM ({rows}) u", params
-    names = named._meta.db_table
-    grouping = "GROUPING SETS ((u.group_id, n.name_zh), ())" if total else "u.group_id, n.name_zh"
+    open_sql, open_params = (
+        requests.filter(status=R.OPEN).order_by().values("due_at", group_id=F(request_key)).query.sql_with_params()
+    )
+
+    def grouped(alias: str) -> tuple[str, str]:
+        if by is None:
+            return "CAST(NULL AS integer)", ""
+        if total:
+            return f"{alias}.group_id", f"GROUP BY GROUPING SETS (({alias}.group_id), ())"
+        return f"{alias}.group_id", f"GROUP BY {alias}.group_id"
+
+    (answered_key, answered_grouping), (open_key, open_grouping) = grouped("a"), grouped("o")
+    hours = "a.response_working_hours"
     statement = f"""
-        SELECT u.group_id, n.name_zh AS group_name, {figures}
-        FROM ({rows}) u JOIN {names} n ON n.id = u.group_id
-        GROUP BY {grouping}
-        ORDER BY n.name_zh, u.group_id
+        WITH answered AS (
+            SELECT {answered_key} AS group_id, COUNT(*) AS answered,
+                   COUNT(*) FILTER (WHERE NOT a.late) AS answered_on_time,
+                   COUNT(*) FILTER (WHERE a.late) AS answered_late,
+                   {sql_percentile(hours, 0.5)} AS median_working_hours,
+                   {sql_percentile(hours, 0.9)} AS p90_working_hours
+            FROM ({answered_sql}) a {answered_grouping}
+        ), still_open AS (
+            SELECT {open_key} AS group_id, COUNT(*) FILTER (WHERE o.due_at > %s) AS open,
+                   COUNT(*) FILTER (WHERE o.due_at <= %s) AS overdue
+            FROM ({open_sql}) o {open_grouping}
+        )
+        SELECT COALESCE(a.group_id, o.group_id) AS group_id, n.name_zh AS group_name,
+               COALESCE(a.answered, 0) + COALESCE(o.open, 0) + COALESCE(o.overdue, 0) AS received,
+               COALESCE(a.answered_on_time, 0) AS answered_on_time, COALESCE(a.answered_late, 0) AS answered_late,
+               COALESCE(o.open, 0) AS open, COALESCE(o.overdue, 0) AS overdue,
+               a.median_working_hours, a.p90_working_hours
+        FROM answered a
+        FULL JOIN still_open o ON COALESCE(a.group_id, 0) = COALESCE(o.group_id, 0)
+        LEFT JOIN {named._meta.db_table} n ON n.id = COALESCE(a.group_id, o.group_id)
+        ORDER BY n.name_zh, 1
     """
-    return statement, params
+    return statement, [*answered_params, now, now, *open_params]
 
 
 def _hours(row: dict) -> dict:
