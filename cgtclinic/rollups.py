@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from importlib import import_module
 
 from django.apps import apps
-from django.db import transaction
+from django.db import connection, transaction
 
 logger = logging.getLogger(__name__)
 
@@ -90,3 +90,40 @@ def differences(names=None, *, limit: int = 20) -> dict[str, list[str]]:
         if rows:
             found[rollup.name] = rows
     return found
+
+
+# --- rollup tables filled from a SELECT over the raw data ---------------------------------------------------------
+
+
+def replace_rows(table: str, columns, source: str, *, key: str = "", params=()) -> int:
+    """Replace a rollup table's rows (those matching ``key``, a condition on the table with ``params``, or all) by
+    what ``source`` (a SELECT of ``columns``, restricted with the same ``params`` when ``key`` is given) computes from
+    the raw data; the rows written. Recomputing from the source is idempotent: running it twice changes nothing."""
+    names = ", ".join(columns)
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {table}" + (f" WHERE {key}" if key else ""), params)
+        cursor.execute(f"INSERT INTO {table} ({names}) {source}", params)
+        return cursor.rowcount
+
+
+def differences_from_source(table: str, columns, source: str, limit: int) -> list[str]:
+    """Rows ``source`` computes that the rollup table lacks or holds otherwise, then rows it holds that ``source``
+    does not compute (at most ``limit`` in all)."""
+    names = ", ".join(columns)
+    computed, kept = f"SELECT {names} FROM ({source}) s", f"SELECT {names} FROM {table}"
+    found = []
+    with connection.cursor() as cursor:
+        for label, left, right in (("missing or different", computed, kept), ("stale", kept, computed)):
+            if len(found) >= limit:
+                break
+            cursor.execute(f"SELECT * FROM ({left} EXCEPT {right}) d LIMIT %s", [limit - len(found)])
+            found += [f"{label}: {dict(zip(columns, row, strict=True))}" for row in cursor.fetchall()]
+    return found
+
+
+def lock_key(name: str) -> None:
+    """Serialise writers of one rollup key until the transaction ends (a PostgreSQL advisory lock; SQLite writes
+    one transaction at a time anyway). Take it after the writer's own row locks, so lock order stays fixed."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [name])

@@ -14,7 +14,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 from simple_history.models import HistoricalRecords
 
-from cgtclinic.models import BilingualNameMixin, Institution, PublicDirectoryQuerySet
+from cgtclinic.models import BilingualNameMixin, Institution, PublicDirectoryQuerySet, Region
 from cgtclinic.roles import Role
 from trials.models import DocumentVersion, Trial
 
@@ -1126,3 +1126,79 @@ class SafetyEffect(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {timezone.localtime(self.happened_at):%Y-%m-%d %H:%M}"
+
+
+# --- rollups (ethics.rollups keeps them; the regulator reports read them) ----------------------------------------
+
+
+class FactQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """The facts of what a regulator (its region) or a system administrator (all) may count."""
+        if not user.is_authenticated or not user.is_active:
+            return self.none()
+        if user.is_superuser:
+            return self
+        if user.role == Role.REGULATOR:
+            return self.filter(region_id=user.region_id)
+        return self.none()
+
+    def in_region(self, *, user, region_id: int | None):
+        """The facts of a region's committees (every region for a system administrator without one)."""
+        if region_id is None:
+            return self if user.is_superuser and user.is_active else self.none()
+        return self.filter(region_id=region_id)
+
+
+class TurnaroundFact(models.Model):
+    """A submission the turnaround report counts: decided (with its days from receipt to decision) or in review."""
+
+    submission = models.OneToOneField(Submission, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    # The committee's institution and its region (which scopes the report, copied so that a region's facts are one
+    # index range, read in the order of the days the percentiles sort).
+    institution = models.ForeignKey(Institution, on_delete=models.CASCADE, related_name="+")
+    region = models.ForeignKey(Region, on_delete=models.CASCADE, related_name="+")
+    status = models.CharField(max_length=30, choices=Submission.Status.choices)
+    review_type = models.CharField(max_length=20, choices=Submission.ReviewType.choices)
+    kind = models.CharField(max_length=30, choices=Submission.Kind.choices)
+    decided_at = models.DateTimeField(null=True)
+    days = models.FloatField(null=True)
+
+    objects = FactQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["region", "review_type", "days", "status"], name="turnaround_fact_region"),
+            models.Index(fields=["review_type", "days", "status"], name="turnaround_fact_days"),
+            models.Index(fields=["institution", "decided_at"], name="turnaround_fact_institution"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.submission_id} {self.status}"
+
+
+class RecognitionAnswerFact(models.Model):
+    """An answered recognition request, as the timeliness report counts it (an answer is final)."""
+
+    request = models.OneToOneField(RecognitionRequest, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    alliance = models.ForeignKey(Alliance, on_delete=models.CASCADE, related_name="+")
+    # The participating committee's institution and its region (which scopes the report, copied as on
+    # TurnaroundFact).
+    institution = models.ForeignKey(Institution, on_delete=models.CASCADE, related_name="+")
+    region = models.ForeignKey(Region, on_delete=models.CASCADE, related_name="+")
+    received_at = models.DateTimeField()
+    late = models.BooleanField()
+    response_working_hours = models.DecimalField(max_digits=8, decimal_places=2, null=True)
+
+    objects = FactQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["region", "alliance", "response_working_hours", "late"], name="recognition_fact_region"
+            ),
+            models.Index(fields=["alliance", "response_working_hours", "late"], name="recognition_fact_hours"),
+            models.Index(fields=["institution", "received_at"], name="recognition_fact_institution"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.request_id} {'late' if self.late else 'on time'}"

@@ -23,6 +23,7 @@ from cgtclinic.errors import DomainError, TransitionNotAllowed
 from cgtclinic.models import User
 from cgtclinic.notifications import notify, render_later
 from cgtclinic.roles import Role
+from ethics import rollups
 from ethics.models import (
     Alliance,
     CommitteeMember,
@@ -554,6 +555,7 @@ def recognition_respond(
                 TrialSite.objects.filter(pk=locked.site_id).update(ethics_valid_until=lead_valid_until)
         locked._history_user = actor
         locked.save()
+        rollups.refresh_recognition_fact(locked.pk)
         _notify_answered(locked)
     return locked
 

@@ -4,19 +4,31 @@ and the timeliness of safety reporting (per institution or trial and per clock).
 Recognition requests are scoped by ``RecognitionRequest.visible_to`` (a regulator: requests to committees of
 the region). Submissions have no regulator scope (regulators never see one), so the turnaround report filters
 them by the committee's region here, and returns only aggregates.
+
+Both read the facts of ``ethics.rollups`` (one narrow row per decided or in-review submission, per answered
+request), which the services write with the raw rows; only the open recognition requests, whose figures depend on
+the moment of the report, are read from the requests themselves.
 """
 
 import datetime
 from decimal import Decimal
 
+from django.db import connection
 from django.db.models import Avg, Count, F, Max, Q, Window
 from django.utils import timezone
 
-from cgtclinic.reporting.sql import DaysBetweenTimes, PercentileCont, day_range, groups_and_total, rounded, share
-from ethics.models import RecognitionRequest, SafetyClock, SafetyEvent, Submission
-from ethics.selectors import ANSWERED, R, recognition_timeliness_groups, timeliness_group
-
-COUNTED = Q(status__in=[*ANSWERED, R.OPEN])
+from cgtclinic.models import Institution
+from cgtclinic.reporting.sql import PercentileCont, day_range, fetch_dicts, rounded, share, sql_percentile
+from ethics.models import (
+    Alliance,
+    RecognitionAnswerFact,
+    RecognitionRequest,
+    SafetyClock,
+    SafetyEvent,
+    Submission,
+    TurnaroundFact,
+)
+from ethics.selectors import R
 
 
 def recognition_requests(
@@ -37,40 +49,117 @@ def recognition_requests(
     return requests
 
 
+def answer_facts(
+    *,
+    viewer,
+    received_from: datetime.date | None = None,
+    received_to: datetime.date | None = None,
+    alliance_id: int | None = None,
+    institution_id: int | None = None,
+):
+    """The answered requests of ``recognition_requests`` (same viewer and filters), as their facts
+    (``ethics.rollups``)."""
+    facts = RecognitionAnswerFact.objects.visible_to(viewer).filter(
+        day_range("received_at", received_from, received_to)
+    )
+    if alliance_id:
+        facts = facts.filter(alliance_id=alliance_id)
+    if institution_id:
+        facts = facts.filter(institution_id=institution_id)
+    return facts
+
+
 TOTAL_FIGURES = ("received", "answered_on_time", "answered_late", "open", "overdue")
+# The group's key on an answer fact and on a request, and the table naming it.
+TIMELINESS_KEYS = {
+    "alliance": ("alliance_id", "alliance_id", Alliance),
+    "institution": ("institution_id", "committee__institution_id", Institution),
+}
 
 
-def timeliness(*, requests, by: str, now: datetime.datetime) -> tuple[list[dict], dict]:
-    """The groups (per alliance or per participating institution, see ``ethics.selectors.recognition_timeliness``)
-    and the same figures over every request in scope, in one statement where the database has GROUPING SETS."""
-    grouped = recognition_timeliness_groups(requests=requests, by=by, now=now)
-    together = groups_and_total(grouped)
-    if together is None:
-        groups, total = list(grouped), timeliness_summary(requests=requests, now=now)
+def _timeliness_sql(*, facts, requests, by: str | None, now: datetime.datetime, total: bool) -> tuple[str, list]:
+    """One statement over the answered requests' facts and the open requests (the only ones whose figures depend
+    on ``now``, read from the partial index of open requests): per group (``by``), with their total when ``total``
+    (GROUPING SETS), or only the total (``by`` None). The facts are aggregated on their own, straight from their
+    index (in group and working-hours order), and the few open requests apart; the two meet by group."""
+    fact_key, request_key, named = TIMELINESS_KEYS[by or "alliance"]
+    answered_sql, answered_params = (
+        facts.order_by().values("late", "response_working_hours", group_id=F(fact_key)).query.sql_with_params()
+    )
+    open_sql, open_params = (
+        requests.filter(status=R.OPEN).order_by().values("due_at", group_id=F(request_key)).query.sql_with_params()
+    )
+
+    def grouped(alias: str) -> tuple[str, str]:
+        if by is None:
+            return "CAST(NULL AS integer)", ""
+        if total:
+            return f"{alias}.group_id", f"GROUP BY GROUPING SETS (({alias}.group_id), ())"
+        return f"{alias}.group_id", f"GROUP BY {alias}.group_id"
+
+    (answered_key, answered_grouping), (open_key, open_grouping) = grouped("a"), grouped("o")
+    hours = "a.response_working_hours"
+    statement = f"""
+        WITH answered AS (
+            SELECT {answered_key} AS group_id, COUNT(*) AS answered,
+                   COUNT(*) FILTER (WHERE NOT a.late) AS answered_on_time,
+                   COUNT(*) FILTER (WHERE a.late) AS answered_late,
+                   {sql_percentile(hours, 0.5)} AS median_working_hours,
+                   {sql_percentile(hours, 0.9)} AS p90_working_hours
+            FROM ({answered_sql}) a {answered_grouping}
+        ), still_open AS (
+            SELECT {open_key} AS group_id, COUNT(*) FILTER (WHERE o.due_at > %s) AS open,
+                   COUNT(*) FILTER (WHERE o.due_at <= %s) AS overdue
+            FROM ({open_sql}) o {open_grouping}
+        )
+        SELECT COALESCE(a.group_id, o.group_id) AS group_id, n.name_zh AS group_name,
+               COALESCE(a.answered, 0) + COALESCE(o.open, 0) + COALESCE(o.overdue, 0) AS received,
+               COALESCE(a.answered_on_time, 0) AS answered_on_time, COALESCE(a.answered_late, 0) AS answered_late,
+               COALESCE(o.open, 0) AS open, COALESCE(o.overdue, 0) AS overdue,
+               a.median_working_hours, a.p90_working_hours
+        FROM answered a
+        FULL JOIN still_open o ON COALESCE(a.group_id, 0) = COALESCE(o.group_id, 0)
+        LEFT JOIN {named._meta.db_table} n ON n.id = COALESCE(a.group_id, o.group_id)
+        ORDER BY n.name_zh, 1
+    """
+    return statement, [*answered_params, now, now, *open_params]
+
+
+def _hours(row: dict) -> dict:
+    """Working hours to two places, from the float the database computed (as the groups have always been shown)."""
+    for name in ("median_working_hours", "p90_working_hours"):
+        if row[name] is not None:
+            row[name] = Decimal(row[name]).quantize(Decimal("0.01"))
+    return row
+
+
+def timeliness(*, facts, requests, by: str, now: datetime.datetime) -> tuple[list[dict], dict]:
+    """The groups (per alliance or per participating institution) and the same figures over every request in scope,
+    in one statement where the database has GROUPING SETS (else two)."""
+    together = connection.vendor == "postgresql"
+    statement, params = _timeliness_sql(facts=facts, requests=requests, by=by, now=now, total=together)
+    groups, total = [], None
+    for row in fetch_dicts(statement, params):
+        if row["group_id"] is None:
+            total = row
+        else:
+            groups.append(_hours(row))
+    if not together:
+        total = timeliness_summary(facts=facts, requests=requests, now=now)
     else:
-        groups, total = together
         total = summary_of(total or dict.fromkeys(TOTAL_FIGURES, 0))
     rows = []
     for row in groups:
-        row = timeliness_group(row, by)
         row["group"] = by
         row["on_time_share"] = share(row["answered_on_time"], row["answered_on_time"] + row["answered_late"])
         rows.append(row)
     return rows, total
 
 
-def timeliness_summary(*, requests, now: datetime.datetime) -> dict:
+def timeliness_summary(*, facts, requests, now: datetime.datetime) -> dict:
     """The figures over every request in scope (withdrawn and superseded requests do not count), on its own."""
-    answered = Q(status__in=ANSWERED)
-    totals = requests.filter(COUNTED).aggregate(
-        received=Count("pk"),
-        answered_on_time=Count("pk", filter=answered & Q(late=False)),
-        answered_late=Count("pk", filter=answered & Q(late=True)),
-        open=Count("pk", filter=Q(status=R.OPEN, due_at__gt=now)),
-        overdue=Count("pk", filter=Q(status=R.OPEN, due_at__lte=now)),
-        median_working_hours=PercentileCont("response_working_hours", 0.5, filter=answered),
-        p90_working_hours=PercentileCont("response_working_hours", 0.9, filter=answered),
-    )
+    statement, params = _timeliness_sql(facts=facts, requests=requests, by=None, now=now, total=True)
+    (totals,) = fetch_dicts(statement, params)
     return summary_of(totals)
 
 
@@ -130,17 +219,16 @@ IN_REVIEW = (Submission.Status.EXPEDITED_REVIEW, Submission.Status.AWAITING_MEET
 TURNAROUND_GROUPS = {"kind": "kind", "institution": "committee__institution_id"}
 
 
-def submissions_in_region(*, user, region_id: int | None):
-    """Submissions to the committees of a region (all regions for a system administrator without one). Regulators
-    see no single submission (``Submission.visible_to``), so the region is applied here, for aggregates only."""
-    if region_id is None:
-        return Submission.objects.visible_to(user)
-    return Submission.objects.filter(committee__institution__region_id=region_id)
+def turnaround_facts(*, user, region_id: int | None):
+    """The turnaround facts (``ethics.rollups``: one row per decided or in-review submission) of a region's
+    committees (all regions for a system administrator without one). Regulators see no single submission
+    (``Submission.visible_to``), so the region is applied here, for aggregates only."""
+    return TurnaroundFact.objects.in_region(user=user, region_id=region_id)
 
 
 def turnaround(
     *,
-    submissions,
+    facts,
     group_by=(),
     decided_from: datetime.date | None = None,
     decided_to: datetime.date | None = None,
@@ -149,34 +237,32 @@ def turnaround(
 ):
     """Received (first submitted) → decision, in days, per review type (and kind / institution): count, median,
     90th percentile, mean, longest; and the submissions in review now. Also returns the filtered base."""
-    decided = Q(status=Submission.Status.DECIDED, submitted_at__isnull=False) & day_range(
-        "decided_at", decided_from, decided_to
-    )
-    base = submissions.exclude(review_type="").filter(decided | Q(status__in=IN_REVIEW))
+    decided = Q(status=Submission.Status.DECIDED) & day_range("decided_at", decided_from, decided_to)
+    base = facts.filter(decided | Q(status__in=IN_REVIEW))
     if kinds:
         base = base.filter(kind__in=kinds)
     if institution_id:
-        base = base.filter(committee__institution_id=institution_id)
-    base = base.annotate(days=DaysBetweenTimes(F("decided_at"), F("submitted_at")))
+        base = base.filter(institution_id=institution_id)
     plain = ["review_type", *(["kind"] if "kind" in group_by else [])]
     keys = {}
     order = list(plain)
     if "institution" in group_by:
-        plain.append("committee__institution_id")
-        keys["institution_name"] = F("committee__institution__name_zh")
-        order += ["institution_name", "committee__institution_id"]
+        plain.append("institution_id")
+        keys["institution_name"] = F("institution__name_zh")
+        order += ["institution_name", "institution_id"]
     rows = base.values(*plain, **keys).annotate(**_turnaround_figures(decided)).order_by(*order)
     return base, rows, decided
 
 
 def _turnaround_figures(decided: Q) -> dict:
+    # Counting the status (never null), not the key: the facts' indexes hold every column the figures read.
     return {
-        "decided": Count("pk", filter=decided),
+        "decided": Count("status", filter=decided),
         "median_days": PercentileCont("days", 0.5, filter=decided),
         "p90_days": PercentileCont("days", 0.9, filter=decided),
         "mean_days": Avg("days", filter=decided),
         "max_days": Max("days", filter=decided),
-        "in_review": Count("pk", filter=Q(status__in=IN_REVIEW)),
+        "in_review": Count("status", filter=Q(status__in=IN_REVIEW)),
     }
 
 

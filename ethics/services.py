@@ -17,7 +17,7 @@ from cgtclinic.errors import DomainError, TransitionNotAllowed
 from cgtclinic.models import User
 from cgtclinic.notifications import notify, render_later
 from cgtclinic.roles import Role
-from ethics import letters, recognition
+from ethics import letters, recognition, rollups
 from ethics.models import (
     AgendaItem,
     Attendance,
@@ -261,6 +261,8 @@ def _move(
     locked._history_user = actor
     locked.save(update_fields=["status", *update_fields])
     locked.last_event = _event(locked, event, actor, from_status=from_status, to_status=to, note=note)
+    # Routing, referral and the decision (with decided_at and review_type) all end here, under the row lock.
+    rollups.refresh_turnaround_fact(locked.pk)
     return locked
 
 

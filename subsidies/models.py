@@ -391,3 +391,74 @@ class ClaimPayment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.paid_on} {self.amount}"
+
+
+# --- rollups (subsidies.rollups keeps them; the regulator reports read them) -------------------------------------
+
+
+class ClaimRollupQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """As ``Claim.visible_to`` for the submitted claims a rollup counts (it never counts drafts)."""
+        if not user.is_authenticated or not user.is_active:
+            return self.none()
+        if user.is_superuser:
+            return self
+        if user.role == Role.RESEARCH_OFFICE:
+            return self.filter(claiming_institution_id=user.institution_id)
+        if user.role == Role.REGULATOR:
+            return self.filter(program__region_id=user.region_id)
+        return self.none()
+
+
+class ClaimYearTotal(models.Model):
+    """Submitted claims of one program, hospital, claim year and status: how many, and their amounts."""
+
+    program = models.ForeignKey(SubsidyProgram, on_delete=models.CASCADE, related_name="+")
+    claiming_institution = models.ForeignKey(Institution, on_delete=models.CASCADE, related_name="+")
+    year = models.PositiveSmallIntegerField()
+    status = models.CharField(max_length=20, choices=Claim.Status.choices)
+    # Named apart from the report's columns, which are sums of these.
+    claim_count = models.PositiveIntegerField()
+    claimed_rmb = models.DecimalField(**MONEY)
+    approved_rmb = models.DecimalField(**MONEY)
+    paid_rmb = models.DecimalField(**MONEY)
+    # Approved and not yet paid (claims still payable), and what the claims take from the yearly cap.
+    owed_rmb = models.DecimalField(**MONEY)
+    counted_rmb = models.DecimalField(**MONEY)
+
+    objects = ClaimRollupQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["program", "claiming_institution", "year", "status"], name="claim_year_total_key"
+            )
+        ]
+        indexes = [models.Index(fields=["claiming_institution", "program"], name="claim_year_total_institution")]
+
+    def __str__(self) -> str:
+        return f"{self.program_id} {self.claiming_institution_id} {self.year} {self.status}"
+
+
+class ProjectClaimTotal(models.Model):
+    """The eligible lines of one hospital's counting claims under one program for one trial (project)."""
+
+    program = models.ForeignKey(SubsidyProgram, on_delete=models.CASCADE, related_name="+")
+    trial = models.ForeignKey(Trial, on_delete=models.CASCADE, related_name="+")
+    claiming_institution = models.ForeignKey(Institution, on_delete=models.CASCADE, related_name="+")
+    claim_count = models.PositiveIntegerField()
+    patient_count = models.PositiveIntegerField()
+    counted_rmb = models.DecimalField(**MONEY)
+
+    objects = ClaimRollupQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["program", "trial", "claiming_institution"], name="project_claim_total_key")
+        ]
+        indexes = [
+            models.Index(fields=["claiming_institution", "program"], name="project_total_institution"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.program_id} {self.trial_id} {self.claiming_institution_id}"

@@ -2,8 +2,11 @@
 under the institution's yearly cap, and per project with the room left under the project cap (over all hospitals,
 or per hospital, as the program's cap scope says).
 
-Claims are scoped by ``Claim.visible_to`` (a regulator: submitted claims of the region's programs); drafts are the
-hospital's work in progress and are never counted, also for a system administrator.
+Both read the rollups of ``subsidies.rollups`` (sums per program, hospital, year and status; per program, trial and
+hospital), kept by the claim services in the transaction that writes a claim, so a report's cost follows the
+region's hospitals and projects rather than its claim lines. They are scoped as ``Claim.visible_to`` scopes claims
+(a regulator: submitted claims of the region's programs); drafts are the hospital's work in progress and are never
+counted, also for a system administrator.
 """
 
 import datetime
@@ -13,7 +16,7 @@ from django.db.models import Case, CharField, Count, DecimalField, F, IntegerFie
 from django.db.models.functions import Cast, Coalesce, Greatest
 
 from cgtclinic.reporting.policy import PolicyValues
-from subsidies.models import Claim, ClaimLine, SubsidyProgram
+from subsidies.models import Claim, ClaimYearTotal, ProjectClaimTotal, SubsidyProgram
 
 C = Claim.Status
 MONEY = DecimalField(max_digits=14, decimal_places=2)
@@ -25,50 +28,49 @@ def _money_sum(expression, **extra):
     return Coalesce(Sum(expression, output_field=MONEY, **extra), ZERO, output_field=MONEY)
 
 
-def _counted_amount():
-    """What a claim takes from the yearly cap: the approved amount once decided, else the amount claimed."""
-    return Coalesce("amount_approved", "amount_claimed", output_field=MONEY)
-
-
-def claims_in_scope(*, viewer, program_id=None, institution_id=None, year=None):
-    claims = Claim.objects.visible_to(viewer).exclude(status=C.DRAFT)
+def year_totals_in_scope(*, viewer, program_id=None, institution_id=None, year=None):
+    """The claims rollup rows (``subsidies.rollups``: submitted claims per program, hospital, year and status) the
+    viewer sees, as ``Claim.visible_to`` scopes their claims."""
+    totals = ClaimYearTotal.objects.visible_to(viewer)
     if program_id:
-        claims = claims.filter(program_id=program_id)
+        totals = totals.filter(program_id=program_id)
     if institution_id:
-        claims = claims.filter(institution_id=institution_id)
+        totals = totals.filter(claiming_institution_id=institution_id)
     if year:
-        claims = claims.filter(year=year)
-    return claims
+        totals = totals.filter(year=year)
+    return totals
 
 
-def claim_rows(*, claims, statuses=()):
+def _count(field: str, **extra):
+    return Coalesce(Sum(field, **extra), 0)
+
+
+def claim_rows(*, totals, statuses=()):
     """Per program, institution and year: claims by status and amounts (of the chosen statuses), and what the
     year's counting claims take from the institution's yearly cap (whatever statuses are chosen)."""
     chosen = Q(status__in=statuses) if statuses else Q()
     return (
-        claims.values(
+        totals.values(
             "program_id",
-            "institution_id",
             "year",
+            institution_id=F("claiming_institution_id"),
             program_code=F("program__code"),
             program_name=F("program__name_zh"),
             program_region_id=F("program__region_id"),
             cap_parameter=F("program__institution_year_cap_parameter"),
-            institution_name=F("institution__name_zh"),
+            institution_name=F("claiming_institution__name_zh"),
         )
         .annotate(
-            # First, while amount_approved and amount_claimed still name the claim's columns.
-            counted_toward_cap=_money_sum(_counted_amount(), filter=Q(status__in=Claim.COUNTING_STATUSES)),
+            counted_toward_cap=_money_sum("counted_rmb"),
             # Approved and not yet paid, over the chosen claims that are still payable (partly paid among them).
-            amount_owed=_money_sum(
-                F("amount_approved") - Coalesce("amount_paid", ZERO, output_field=MONEY),
-                filter=chosen & Q(status__in=Claim.PAYABLE_STATUSES),
-            ),
-            claims=Count("pk", filter=chosen),
-            **{f"claims_{status}": Count("pk", filter=chosen & Q(status=status)) for status in CLAIM_STATUSES},
-            amount_claimed=_money_sum("amount_claimed", filter=chosen),
-            amount_approved=_money_sum("amount_approved", filter=chosen),
-            amount_paid=_money_sum("amount_paid", filter=chosen),
+            amount_owed=_money_sum("owed_rmb", filter=chosen & Q(status__in=Claim.PAYABLE_STATUSES)),
+            claims=_count("claim_count", filter=chosen),
+            **{
+                f"claims_{status}": _count("claim_count", filter=chosen & Q(status=status)) for status in CLAIM_STATUSES
+            },
+            amount_claimed=_money_sum("claimed_rmb", filter=chosen),
+            amount_approved=_money_sum("approved_rmb", filter=chosen),
+            amount_paid=_money_sum("paid_rmb", filter=chosen),
         )
         .order_by("program_code", "institution_name", "year")
     )
@@ -128,65 +130,70 @@ def _project_cap(policy: PolicyValues, today: datetime.date):
             if value is not None:
                 whens.append(
                     When(
-                        claim__program__project_cap_parameter=code,
-                        claim__program__region_id=region_id,
+                        program__project_cap_parameter=code,
+                        program__region_id=region_id,
                         then=Value(value, output_field=MONEY),
                     )
                 )
         national = policy.value(code, region_id=None, on=today)
         if national is not None:
-            whens.append(When(claim__program__project_cap_parameter=code, then=Value(national, output_field=MONEY)))
+            whens.append(When(program__project_cap_parameter=code, then=Value(national, output_field=MONEY)))
     if not whens:
         return Cast(Value(None), MONEY)
     return Case(*whens, default=Cast(Value(None), MONEY), output_field=MONEY)
 
 
 def _per_hospital():
-    return Q(claim__program__project_cap_scope=SubsidyProgram.ProjectCapScope.PROJECT_PER_HOSPITAL)
+    return Q(program__project_cap_scope=SubsidyProgram.ProjectCapScope.PROJECT_PER_HOSPITAL)
 
 
 def project_rows(*, viewer, today: datetime.date, program_id=None, institution_id=None):
-    """Per program and trial (project): the eligible lines of the counting claims, what they took, and the room left
-    under the program's project cap in force today (null for a program without one).
+    """Per program and trial (project): the eligible lines of the counting claims (from their rollup,
+    ``subsidies.rollups``), what they took, and the room left under the program's project cap in force today (null
+    for a program without one).
 
     The cap's scope is the program's: a cap over the whole project (001 task 5, 每个项目资助总额) gives one row per
     project with every hospital's claims summed (institution empty, ``institutions`` counts them); a cap per
     hospital gives one row per project and hospital. Filtering by institution keeps the projects it claimed,
     still summed over every hospital when the cap covers the whole project."""
-    claims = claims_in_scope(viewer=viewer, program_id=program_id).filter(status__in=Claim.COUNTING_STATUSES)
+    totals = ProjectClaimTotal.objects.visible_to(viewer)
+    if program_id:
+        totals = totals.filter(program_id=program_id)
     policy = cap_values(viewer=viewer, field="project_cap_parameter")
-    lines = ClaimLine.objects.filter(claim__in=claims, status=ClaimLine.Status.ELIGIBLE)
     if institution_id:
-        claimed_by_it = lines.filter(claim__institution_id=institution_id).values("trial_id")
-        lines = lines.filter(trial_id__in=claimed_by_it).filter(
-            ~_per_hospital() | Q(claim__institution_id=institution_id)
+        claimed_by_it = totals.filter(claiming_institution_id=institution_id).values("trial_id")
+        totals = totals.filter(trial_id__in=claimed_by_it).filter(
+            ~_per_hospital() | Q(claiming_institution_id=institution_id)
         )
     rows = (
-        lines.annotate(
+        totals.annotate(
             line_cap=_project_cap(policy, today),
             cap_institution_id=Case(
-                When(_per_hospital(), then=F("claim__institution_id")), default=None, output_field=IntegerField()
+                When(_per_hospital(), then=F("claiming_institution_id")), default=None, output_field=IntegerField()
             ),
             cap_institution_name=Case(
-                When(_per_hospital(), then=F("claim__institution__name_zh")), default=None, output_field=CharField()
+                When(_per_hospital(), then=F("claiming_institution__name_zh")),
+                default=None,
+                output_field=CharField(),
             ),
         )
         .values(
             "trial_id",
-            program_id=F("claim__program_id"),
-            program_code=F("claim__program__code"),
-            cap_scope=F("claim__program__project_cap_scope"),
+            "program_id",
+            program_code=F("program__code"),
+            cap_scope=F("program__project_cap_scope"),
             institution_id=F("cap_institution_id"),
             institution_name=F("cap_institution_name"),
             protocol_number=F("trial__protocol_number"),
         )
         .annotate(
-            institutions=Count("claim__institution_id", distinct=True),
-            claims=Count("claim_id", distinct=True),
+            # One rollup row per hospital: the hospitals are the rows, and a claim is one hospital's.
+            institutions=Count("claiming_institution_id"),
+            claims=_count("claim_count"),
             # Not "patients_claimed": an annotation named like a column breaks aggregating over the groups.
-            patients=Coalesce(Sum("patients_claimed"), 0),
-            amount_counted=_money_sum(Coalesce("approved_amount", "amount_computed", output_field=MONEY)),
-            # One cap per program: any line of the group gives it.
+            patients=_count("patient_count"),
+            amount_counted=_money_sum("counted_rmb"),
+            # One cap per program: any row of the group gives it.
             project_cap=Max("line_cap"),
         )
     )

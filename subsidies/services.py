@@ -24,7 +24,7 @@ from cgtclinic.errors import Conflict, DomainError, TransitionNotAllowed
 from cgtclinic.models import PolicyParameter, User
 from cgtclinic.notifications import notify, render_later
 from cgtclinic.roles import Role
-from subsidies import eligibility, evidence, rules
+from subsidies import eligibility, evidence, rollups, rules
 from subsidies.models import Claim, ClaimLine, ClaimPayment, ClaimStatusChange, SubsidyProgram
 from trials.enrolment import enrolled_as_of
 from trials.models import Trial, TrialSite, TrialStatusChange
@@ -131,6 +131,8 @@ def _move(claim: Claim, *, step: str, actor: User, note: str = "", fields=()) ->
     claim._history_user = actor
     claim.save(update_fields=["status", "status_changed_at", *fields])
     ClaimStatusChange.objects.create(claim=claim, from_status=from_status, to_status=to, actor=actor, at=now, note=note)
+    # Every change a report counts (submission, decision with its line amounts, payment) ends with a step here.
+    rollups.refresh_claim_totals(claim)
     return claim
 
 

@@ -48,14 +48,13 @@ class TimelinessFilters(RecognitionFilters):
     )
 
 
-def _recognition_requests(scope, filters):
-    return reports.recognition_requests(
-        viewer=scope.viewer,
-        received_from=filters.get("received_from"),
-        received_to=filters.get("received_to"),
-        alliance_id=filters.get("alliance"),
-        institution_id=filters.get("institution"),
-    )
+def _recognition_filters(filters) -> dict:
+    return {
+        "received_from": filters.get("received_from"),
+        "received_to": filters.get("received_to"),
+        "alliance_id": filters.get("alliance"),
+        "institution_id": filters.get("institution"),
+    }
 
 
 HOURS_HELP = _("Working hours from receipt to the answer, over answered requests.")
@@ -146,25 +145,30 @@ class RecognitionTimelinessReport(ReportView):
     extra_schema = {"overdue_requests": OverdueRequestsSerializer(required=False)}
     # The groups and their total (GROUPING SETS), then the first page of overdue requests with their count.
     bench_sql = """
-        SELECT r.alliance_id AS group_id, a.name_zh AS group_name, COUNT(*) AS received,
-               COUNT(*) FILTER (WHERE r.status IN ('recognised', 'recognised_with_conditions', 'declined')
-                                  AND NOT r.late) AS answered_on_time,
-               COUNT(*) FILTER (WHERE r.status IN ('recognised', 'recognised_with_conditions', 'declined')
-                                  AND r.late) AS answered_late,
-               COUNT(*) FILTER (WHERE r.status = 'open' AND r.due_at > now()) AS open,
-               COUNT(*) FILTER (WHERE r.status = 'open' AND r.due_at <= now()) AS overdue,
-               PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY r.response_working_hours)
-                   FILTER (WHERE r.status IN ('recognised', 'recognised_with_conditions', 'declined'))
+        SELECT u.group_id, a.name_zh AS group_name, COUNT(*) AS received,
+               COUNT(*) FILTER (WHERE u.answered AND NOT u.late) AS answered_on_time,
+               COUNT(*) FILTER (WHERE u.answered AND u.late) AS answered_late,
+               COUNT(*) FILTER (WHERE NOT u.answered AND u.due_at > now()) AS open,
+               COUNT(*) FILTER (WHERE NOT u.answered AND u.due_at <= now()) AS overdue,
+               PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY u.response_working_hours) FILTER (WHERE u.answered)
                    AS median_working_hours,
-               PERCENTILE_CONT(0.9) WITHIN GROUP (ORDER BY r.response_working_hours)
-                   FILTER (WHERE r.status IN ('recognised', 'recognised_with_conditions', 'declined'))
+               PERCENTILE_CONT(0.9) WITHIN GROUP (ORDER BY u.response_working_hours) FILTER (WHERE u.answered)
                    AS p90_working_hours
-        FROM ethics_recognitionrequest r
-        JOIN ethics_alliance a ON a.id = r.alliance_id
-        JOIN ethics_ethicscommittee c ON c.id = r.committee_id
-        JOIN cgtclinic_institution i ON i.id = c.institution_id
-        WHERE i.region_id = %(region_id)s AND r.status NOT IN ('withdrawn', 'superseded')
-        GROUP BY GROUPING SETS ((r.alliance_id, a.name_zh), ())
+        FROM (
+            SELECT f.alliance_id AS group_id, TRUE AS answered, f.late, f.response_working_hours,
+                   NULL::timestamptz AS due_at
+            FROM ethics_recognitionanswerfact f
+            JOIN cgtclinic_institution i ON i.id = f.institution_id
+            WHERE i.region_id = %(region_id)s
+            UNION ALL
+            SELECT r.alliance_id, FALSE, FALSE, NULL, r.due_at
+            FROM ethics_recognitionrequest r
+            JOIN ethics_ethicscommittee c ON c.id = r.committee_id
+            JOIN cgtclinic_institution i ON i.id = c.institution_id
+            WHERE i.region_id = %(region_id)s AND r.status = 'open'
+        ) u
+        JOIN ethics_alliance a ON a.id = u.group_id
+        GROUP BY GROUPING SETS ((u.group_id, a.name_zh), ())
         ORDER BY a.name_zh;
         SELECT r.id AS request_id, r.trial_id, t.protocol_number, t.title_zh AS trial_title, r.site_id,
                c.institution_id, i.name_zh AS institution_name, c.name_zh AS committee_name, r.alliance_id,
@@ -182,9 +186,11 @@ class RecognitionTimelinessReport(ReportView):
     """
 
     def compute(self, scope, filters):
-        requests = _recognition_requests(scope, filters)
+        requests = reports.recognition_requests(viewer=scope.viewer, **_recognition_filters(filters))
+        facts = reports.answer_facts(viewer=scope.viewer, **_recognition_filters(filters))
         if filters["rows"] == "overdue":
-            data = ReportData(rows=None, summary=reports.timeliness_summary(requests=requests, now=scope.now))
+            summary = reports.timeliness_summary(facts=facts, requests=requests, now=scope.now)
+            data = ReportData(rows=None, summary=summary)
 
             def page(offset, limit):
                 data.count, rows = reports.overdue_page(requests=requests, now=scope.now, offset=offset, limit=limit)
@@ -192,7 +198,7 @@ class RecognitionTimelinessReport(ReportView):
 
             data.rows, data.columns = page, OVERDUE_COLUMNS
             return data
-        rows, summary = reports.timeliness(requests=requests, by=filters["group_by"], now=scope.now)
+        rows, summary = reports.timeliness(facts=facts, requests=requests, by=filters["group_by"], now=scope.now)
         data = ReportData(rows=rows, summary=summary)
         export = self.request.accepted_renderer.format
         if export != "csv":
@@ -253,31 +259,24 @@ class EthicsTurnaroundReport(ReportView):
         Column("in_review", "integer", _("in review now")),
     )
     bench_sql = """
-        SELECT s.review_type,
-               COUNT(*) FILTER (WHERE s.status = 'decided') AS decided,
-               PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM s.decided_at - s.submitted_at) / 86400.0)
-                   FILTER (WHERE s.status = 'decided') AS median_days,
-               PERCENTILE_CONT(0.9) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM s.decided_at - s.submitted_at) / 86400.0)
-                   FILTER (WHERE s.status = 'decided') AS p90_days,
-               AVG(EXTRACT(EPOCH FROM s.decided_at - s.submitted_at) / 86400.0)
-                   FILTER (WHERE s.status = 'decided') AS mean_days,
-               MAX(EXTRACT(EPOCH FROM s.decided_at - s.submitted_at) / 86400.0)
-                   FILTER (WHERE s.status = 'decided') AS max_days,
-               COUNT(*) FILTER (WHERE s.status IN ('expedited_review', 'awaiting_meeting')) AS in_review
-        FROM ethics_submission s
-        JOIN ethics_ethicscommittee c ON c.id = s.committee_id
-        JOIN cgtclinic_institution i ON i.id = c.institution_id
-        WHERE i.region_id = %(region_id)s AND s.review_type <> ''
-          AND ((s.status = 'decided' AND s.submitted_at IS NOT NULL)
-               OR s.status IN ('expedited_review', 'awaiting_meeting'))
-        GROUP BY GROUPING SETS ((s.review_type), ())
-        ORDER BY s.review_type
+        SELECT f.review_type,
+               COUNT(*) FILTER (WHERE f.status = 'decided') AS decided,
+               PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY f.days) FILTER (WHERE f.status = 'decided') AS median_days,
+               PERCENTILE_CONT(0.9) WITHIN GROUP (ORDER BY f.days) FILTER (WHERE f.status = 'decided') AS p90_days,
+               AVG(f.days) FILTER (WHERE f.status = 'decided') AS mean_days,
+               MAX(f.days) FILTER (WHERE f.status = 'decided') AS max_days,
+               COUNT(*) FILTER (WHERE f.status IN ('expedited_review', 'awaiting_meeting')) AS in_review
+        FROM ethics_turnaroundfact f
+        JOIN cgtclinic_institution i ON i.id = f.institution_id
+        WHERE i.region_id = %(region_id)s
+        GROUP BY GROUPING SETS ((f.review_type), ())
+        ORDER BY f.review_type
     """
 
     def compute(self, scope, filters):
         filters["group_by"] = list(dict.fromkeys(filters.get("group_by") or ()))
         base, rows, decided = reports.turnaround(
-            submissions=reports.submissions_in_region(user=scope.user, region_id=scope.region_id),
+            facts=reports.turnaround_facts(user=scope.user, region_id=scope.region_id),
             group_by=filters["group_by"],
             decided_from=filters.get("decided_from"),
             decided_to=filters.get("decided_to"),
@@ -297,7 +296,7 @@ class EthicsTurnaroundReport(ReportView):
 
     def present(self, rows, scope, filters):
         for row in rows:
-            row["institution_id"] = row.pop("committee__institution_id", None)
+            row.setdefault("institution_id", None)
             row.setdefault("kind", None)
             row.setdefault("institution_name", None)
             row["review_type_label"] = str(Submission.ReviewType(row["review_type"]).label)

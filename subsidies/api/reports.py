@@ -79,26 +79,24 @@ class SubsidyClaimsReport(ReportView):
     )
     bench_sql = """
         WITH groups AS (
-            SELECT c.program_id, c.institution_id, c.year, COUNT(*) AS claims,
-                   COUNT(*) FILTER (WHERE c.status = 'submitted') AS claims_submitted,
-                   COUNT(*) FILTER (WHERE c.status = 'under_review') AS claims_under_review,
-                   COUNT(*) FILTER (WHERE c.status = 'approved') AS claims_approved,
-                   COUNT(*) FILTER (WHERE c.status = 'partially_approved') AS claims_partially_approved,
-                   COUNT(*) FILTER (WHERE c.status = 'rejected') AS claims_rejected,
-                   COUNT(*) FILTER (WHERE c.status = 'partially_paid') AS claims_partially_paid,
-                   COUNT(*) FILTER (WHERE c.status = 'paid') AS claims_paid,
-                   COALESCE(SUM(c.amount_claimed), 0) AS amount_claimed,
-                   COALESCE(SUM(c.amount_approved), 0) AS amount_approved,
-                   COALESCE(SUM(c.amount_paid), 0) AS amount_paid,
-                   COALESCE(SUM(c.amount_approved - COALESCE(c.amount_paid, 0)) FILTER (
-                       WHERE c.status IN ('approved', 'partially_approved', 'partially_paid')), 0) AS amount_owed,
-                   COALESCE(SUM(COALESCE(c.amount_approved, c.amount_claimed))
-                            FILTER (WHERE c.status <> 'rejected'), 0) AS counted_toward_cap,
-                   COUNT(DISTINCT c.institution_id) AS institutions, COUNT(DISTINCT c.program_id) AS programs
-            FROM subsidies_claim c
-            JOIN subsidies_subsidyprogram p ON p.id = c.program_id
-            WHERE p.region_id = %(region_id)s AND c.status <> 'draft'
-            GROUP BY GROUPING SETS ((c.program_id, c.institution_id, c.year), ())
+            SELECT t.program_id, t.claiming_institution_id AS institution_id, t.year,
+                   SUM(t.claim_count) AS claims,
+                   COALESCE(SUM(t.claim_count) FILTER (WHERE t.status = 'submitted'), 0) AS claims_submitted,
+                   COALESCE(SUM(t.claim_count) FILTER (WHERE t.status = 'under_review'), 0) AS claims_under_review,
+                   COALESCE(SUM(t.claim_count) FILTER (WHERE t.status = 'approved'), 0) AS claims_approved,
+                   COALESCE(SUM(t.claim_count) FILTER (WHERE t.status = 'partially_approved'), 0)
+                       AS claims_partially_approved,
+                   COALESCE(SUM(t.claim_count) FILTER (WHERE t.status = 'rejected'), 0) AS claims_rejected,
+                   COALESCE(SUM(t.claim_count) FILTER (WHERE t.status = 'partially_paid'), 0) AS claims_partially_paid,
+                   COALESCE(SUM(t.claim_count) FILTER (WHERE t.status = 'paid'), 0) AS claims_paid,
+                   SUM(t.claimed_rmb) AS amount_claimed, SUM(t.approved_rmb) AS amount_approved,
+                   SUM(t.paid_rmb) AS amount_paid, SUM(t.owed_rmb) AS amount_owed,
+                   SUM(t.counted_rmb) AS counted_toward_cap,
+                   COUNT(DISTINCT t.claiming_institution_id) AS institutions, COUNT(DISTINCT t.program_id) AS programs
+            FROM subsidies_claimyeartotal t
+            JOIN subsidies_subsidyprogram p ON p.id = t.program_id
+            WHERE p.region_id = %(region_id)s
+            GROUP BY GROUPING SETS ((t.program_id, t.claiming_institution_id, t.year), ())
         )
         SELECT g.*, p.code AS program_code, p.name_zh AS program_name, i.name_zh AS institution_name,
                cap.value AS institution_year_cap,
@@ -122,13 +120,13 @@ class SubsidyClaimsReport(ReportView):
         statuses = tuple(filters.get("status", ()))
 
         def rows():
-            claims = reports.claims_in_scope(
+            totals = reports.year_totals_in_scope(
                 viewer=scope.viewer,
                 program_id=chosen["program"],
                 institution_id=chosen["institution"],
                 year=chosen["year"],
             )
-            return reports.claim_rows(claims=claims, statuses=statuses)
+            return reports.claim_rows(totals=totals, statuses=statuses)
 
         self.caps = reports.cap_values(viewer=scope.viewer, field="institution_year_cap_parameter")
         data = ReportData(rows=None, summary={})
@@ -193,17 +191,14 @@ class SubsidyProjectsReport(ReportView):
     )
     bench_sql = """
         WITH projects AS (
-            SELECT c.program_id, p.project_cap_scope AS cap_scope,
-                   CASE WHEN p.project_cap_scope = 'project_per_hospital' THEN c.institution_id END AS institution_id,
-                   l.trial_id, COUNT(DISTINCT c.institution_id) AS institutions,
-                   COUNT(DISTINCT l.claim_id) AS claims,
-                   COALESCE(SUM(l.patients_claimed), 0) AS patients_claimed,
-                   COALESCE(SUM(COALESCE(l.approved_amount, l.amount_computed)), 0) AS amount_counted
-            FROM subsidies_claimline l
-            JOIN subsidies_claim c ON c.id = l.claim_id
-            JOIN subsidies_subsidyprogram p ON p.id = c.program_id
-            WHERE p.region_id = %(region_id)s AND l.status = 'eligible'
-              AND c.status IN ('submitted', 'under_review', 'approved', 'partially_approved', 'partially_paid', 'paid')
+            SELECT t.program_id, p.project_cap_scope AS cap_scope,
+                   CASE WHEN p.project_cap_scope = 'project_per_hospital' THEN t.claiming_institution_id END
+                       AS institution_id,
+                   t.trial_id, COUNT(*) AS institutions, SUM(t.claim_count) AS claims,
+                   SUM(t.patient_count) AS patients_claimed, SUM(t.counted_rmb) AS amount_counted
+            FROM subsidies_projectclaimtotal t
+            JOIN subsidies_subsidyprogram p ON p.id = t.program_id
+            WHERE p.region_id = %(region_id)s
             GROUP BY 1, 2, 3, 4
         )
         SELECT *, COUNT(*) OVER () AS projects, SUM(patients_claimed) OVER () AS total_patients_claimed,

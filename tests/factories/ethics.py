@@ -3,6 +3,7 @@ import datetime
 import factory
 from django.utils import timezone
 
+from ethics import rollups
 from ethics.models import (
     AgendaItem,
     Alliance,
@@ -88,6 +89,13 @@ class SubmissionFactory(factory.django.DjangoModelFactory):
     status = Submission.Status.DRAFT
     summary = "首次伦理审查申请"
     submitted_by = factory.LazyAttribute(lambda o: o.trial.pi)
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        # Made in any status, as the services would leave it: with its turnaround fact (ethics.rollups).
+        submission = super()._create(model_class, *args, **kwargs)
+        rollups.refresh_turnaround_fact(submission.pk)
+        return submission
 
 
 class ReviewAssignmentFactory(factory.django.DjangoModelFactory):

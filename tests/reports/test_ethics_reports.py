@@ -7,6 +7,7 @@ import pytest
 import time_machine
 from rest_framework.test import APIClient
 
+from ethics import rollups
 from ethics.models import RecognitionRequest, Submission
 from tests.factories.ethics import AllianceFactory, EthicsCommitteeFactory, SubmissionFactory
 from tests.factories.trials import TrialFactory, TrialSiteFactory
@@ -28,7 +29,7 @@ def now():
 def request_to(alliance, committee, *, status, hours=None, late=False, due_in_hours=-1, received_days_ago=10):
     site = TrialSiteFactory(trial=TrialFactory(), institution=committee.institution)
     received = NOW - datetime.timedelta(days=received_days_ago)
-    return RecognitionRequest.objects.create(
+    request = RecognitionRequest.objects.create(
         alliance=alliance,
         trial=site.trial,
         site=site,
@@ -41,6 +42,9 @@ def request_to(alliance, committee, *, status, hours=None, late=False, due_in_ho
         late=late,
         response_working_hours=hours,
     )
+    # Made already answered, as recognition_respond would leave it: with its answer fact.
+    rollups.refresh_recognition_fact(request.pk)
+    return request
 
 
 @pytest.fixture

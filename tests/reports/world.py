@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from cgtclinic.models import PolicyTarget
 from cgtclinic.roles import Role
+from ethics import rollups
 from ethics.models import RecognitionRequest, Submission
 from subsidies import services as subsidy_services
 from tests.factories.cgtclinic import InstitutionFactory, PolicyTargetFactory, UserFactory
@@ -78,7 +79,7 @@ class RegionWorld:
                 (RecognitionRequest.Status.RECOGNISED, received + datetime.timedelta(days=3), Decimal("10.5")),
                 (RecognitionRequest.Status.OPEN, NOW - datetime.timedelta(days=1), None),
             ):
-                RecognitionRequest.objects.create(
+                request = RecognitionRequest.objects.create(
                     alliance=self.alliance,
                     trial=active,
                     site=other,
@@ -90,6 +91,8 @@ class RegionWorld:
                     due_at=due,
                     response_working_hours=hours,
                 )
+                # Made already answered, as recognition_respond would leave it: with its answer fact.
+                rollups.refresh_recognition_fact(request.pk)
 
         # Ethics submissions: one decided, one in review.
         for status, review_type, decided in (
