@@ -13,12 +13,11 @@ the moment of the report, are read from the requests themselves.
 import datetime
 from decimal import Decimal
 
-from django.db import connection
 from django.db.models import Avg, Count, F, Max, Q, Window
 from django.utils import timezone
 
 from cgtclinic.models import Institution
-from cgtclinic.reporting.sql import PercentileCont, day_range, fetch_dicts, rounded, share, sql_percentile
+from cgtclinic.reporting.sql import PercentileCont, day_range, fetch_dicts, rounded, share, sql_percentile, vendor
 from ethics.models import (
     Alliance,
     RecognitionAnswerFact,
@@ -136,7 +135,7 @@ def _hours(row: dict) -> dict:
 def timeliness(*, facts, requests, by: str, now: datetime.datetime) -> tuple[list[dict], dict]:
     """The groups (per alliance or per participating institution) and the same figures over every request in scope,
     in one statement where the database has GROUPING SETS (else two)."""
-    together = connection.vendor == "postgresql"
+    together = vendor() == "postgresql"
     statement, params = _timeliness_sql(facts=facts, requests=requests, by=by, now=now, total=together)
     groups, total = [], None
     for row in fetch_dicts(statement, params):
