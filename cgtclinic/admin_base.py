@@ -1,17 +1,51 @@
 """The base every cgtclinic model admin uses: rows scoped by ``visible_to``, edits by ``editable_by``,
 history visible but never revertible (a revert would bypass the services)."""
 
+from functools import reduce
+from operator import or_
+
 from django.contrib import admin
+from django.contrib.admin.utils import get_fields_from_path
+from django.db.models import Q
 from django.http import Http404
 from simple_history.admin import SimpleHistoryAdmin
 
 from cgtclinic.errors import DomainError
+from cgtclinic.paging import CappedPaginator
 
 
-class ScopedAdmin(SimpleHistoryAdmin):
+class CappedCountAdmin:
+    """Lists that never count a whole table: the paginator stops counting at its cap and the "N total" link
+    (a second, unfiltered COUNT(*)) is off. Every model admin of cgtclinic starts from this."""
+
+    paginator = CappedPaginator
     list_per_page = 50
-    show_full_result_count = False  # a COUNT(*) over a large scoped list on every page view is wasted work
+    show_full_result_count = False
 
+
+class KeyedSearchAdmin:
+    """Search for admins of big tables: ``keyed_search`` maps a foreign key path to the fields of the (much
+    smaller) table it points at (``icontains`` unless a field names its lookup, e.g. ``code__exact``). The term is
+    looked up there first and the big table is filtered by key, which its indexes answer, instead of joining every
+    row to test a LIKE. ``exact_search`` names the big table's own indexed fields matched exactly.
+    ``search_fields`` only shows the search box."""
+
+    keyed_search: dict[str, tuple[str, ...]] = {}
+    exact_search: tuple[str, ...] = ()
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        matches = [Q(**{field: term}) for field in self.exact_search]
+        for path, fields in self.keyed_search.items():
+            related = get_fields_from_path(self.model, path)[-1].related_model
+            lookups = [Q(**{field if "__" in field else f"{field}__icontains": term}) for field in fields]
+            matches.append(Q(**{f"{path}__in": related._default_manager.filter(reduce(or_, lookups)).values("pk")}))
+        return queryset.filter(reduce(or_, matches)), False
+
+
+class ScopedAdmin(CappedCountAdmin, SimpleHistoryAdmin):
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
         if hasattr(queryset, "visible_to"):

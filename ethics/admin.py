@@ -140,7 +140,7 @@ class CommitteeMemberAdmin(ScopedAdmin):
         "is_active",
         "last_training",
     ]
-    list_filter = ["member_role", "specialty", "gender", "is_affiliated", "is_active", "committee"]
+    list_filter = ["member_role", "specialty", "gender", "is_affiliated", "is_active", "committee__institution__region"]
     search_fields = ["full_name", "affiliation", "committee__name_zh"]
     list_select_related = ["committee"]
     autocomplete_fields = ["committee", "user"]
@@ -345,10 +345,9 @@ class ReviewAssignmentInline(ReadOnlyInline):
 class SubmissionAdmin(ScopedAdmin):
     change_form_template = "admin/ethics/submission/change_form.html"
     list_display = ["reference", "trial", "kind", "status", "review_type", "submitted_at", "waiting_days"]
-    list_filter = ["status", "kind", "review_type", "committee"]
+    list_filter = ["status", "kind", "review_type", "submitted_at", "committee__institution__region"]
     search_fields = ["reference", "trial__protocol_number", "trial__title_zh", "trial__pi__full_name", "summary"]
     list_select_related = ["trial", "committee"]
-    date_hierarchy = "submitted_at"
     inlines = [ReviewAssignmentInline, SubmissionEventInline]
     fieldsets = [
         (None, {"fields": ["reference", "trial", "committee", "kind", "responds_to", "status", "summary"]}),
@@ -617,11 +616,10 @@ class MeetingAdmin(ScopedAdmin):
     form = MeetingForm
     change_form_template = "admin/ethics/meeting/change_form.html"
     list_display = ["scheduled_at", "committee", "location", "status", "agenda_count", "quorum_met"]
-    list_filter = ["status", "quorum_met", "committee"]
+    list_filter = ["status", "quorum_met", "scheduled_at", "committee__institution__region"]
     search_fields = ["location", "committee__name_zh", "agenda__submission__reference"]
     list_select_related = ["committee"]
     autocomplete_fields = ["committee"]
-    date_hierarchy = "scheduled_at"
 
     @admin.display(description=_("agenda items"), ordering="agenda_size")
     def agenda_count(self, meeting):
@@ -921,10 +919,9 @@ class DecisionAdmin(ScopedAdmin):
         "next_continuing_review_due",
         "letter_links",
     ]
-    list_filter = ["outcome", "committee"]
+    list_filter = ["outcome", "decided_at", "committee__institution__region"]
     search_fields = ["letter_number", "letter_sha256", "submission__reference", "submission__trial__protocol_number"]
     list_select_related = ["submission__trial", "committee"]
-    date_hierarchy = "decided_at"
     fields = [
         "letter_number",
         "letter_links",
@@ -1091,10 +1088,9 @@ class RecognitionRequestAdmin(ScopedAdmin):
         "late",
         "escalated_at",
     ]
-    list_filter = ["status", "alliance", "provisional", "late", "subject"]
+    list_filter = ["status", "alliance", "provisional", "late", "subject", "received_at"]
     search_fields = ["trial__protocol_number", "trial__title_zh", "committee__name_zh"]
     list_select_related = ["trial", "committee", "alliance"]
-    date_hierarchy = "received_at"
     inlines = [RecognitionEffectInline]
     readonly_fields = [
         "alliance",

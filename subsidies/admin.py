@@ -337,10 +337,9 @@ class ClaimAdmin(ScopedAdmin):
         "submitted_at",
         "status_changed_at",
     ]
-    list_filter = ["status", "year", "program"]
+    list_filter = ["status", "year", "program", "opened_at"]
     search_fields = ["institution__name_zh", "program__code", "program__name_zh", "lines__trial__protocol_number"]
     list_select_related = ["institution", "program"]
-    date_hierarchy = "opened_at"
     inlines = [ClaimPaymentInline, ClaimStatusChangeInline]
     fieldsets = [
         (None, {"fields": ["claim_reference", "institution", "program", "year", "status", "reference_date"]}),

@@ -1,7 +1,6 @@
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.db.models import Max, Q
 from django.http import FileResponse, Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -11,9 +10,10 @@ from django.utils.html import format_html
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from cgtclinic.admin_base import ScopedAdmin, ServiceFormMixin, with_actor
+from cgtclinic.admin_base import CappedCountAdmin, KeyedSearchAdmin, ScopedAdmin, ServiceFormMixin, with_actor
 from cgtclinic.errors import DomainError
 from cgtclinic.models import Institution
+from cgtclinic.paging import CappedPaginator
 from trials import enrolment, services
 from trials.admin_filings import GovernanceAdminMixin, TrialReviewInline
 from trials.models import (
@@ -60,7 +60,7 @@ class TrialSiteInline(admin.TabularInline):
         return False
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("institution", "site_pi")
+        return super().get_queryset(request).select_related("trial", "institution", "site_pi")
 
 
 class TrialStatusChangeInline(admin.TabularInline):
@@ -114,11 +114,18 @@ class TrialAdmin(GovernanceAdminMixin, ScopedAdmin):
         "target_enrolment",
         "created_at",
     ]
-    list_filter = ["status", "kind", "therapy_category", "phase", "hgr_status", "lead_institution__region"]
+    list_filter = [
+        "status",
+        "kind",
+        "therapy_category",
+        "phase",
+        "hgr_status",
+        "lead_institution__region",
+        "created_at",
+    ]
     search_fields = ["protocol_number", "title_zh", "title_en", "pi__full_name", "chictr_id", "nct_id"]
     list_select_related = ["lead_institution", "pi", "sponsor"]
     autocomplete_fields = ["sponsor", "lead_institution", "department", "pi"]
-    date_hierarchy = "created_at"
     inlines = [TrialSiteInline, TrialStatusChangeInline, TrialReviewInline]
     fieldsets = [
         (None, {"fields": ["title_zh", "title_en", "protocol_number", "kind", "therapy_category", "phase"]}),
@@ -504,7 +511,7 @@ class CorrectionFilter(admin.SimpleListFilter):
 
 
 @admin.register(EnrolmentEntry)
-class EnrolmentEntryAdmin(admin.ModelAdmin):
+class EnrolmentEntryAdmin(KeyedSearchAdmin, CappedCountAdmin, admin.ModelAdmin):
     """The ledger, read-only: entries are added through the service and corrected by reversing entries,
     never changed or deleted (the database refuses that too)."""
 
@@ -524,24 +531,22 @@ class EnrolmentEntryAdmin(admin.ModelAdmin):
     list_filter = [
         "kind",
         CorrectionFilter,
-        ("trial", admin.RelatedOnlyFieldListFilter),
-        ("site__institution", admin.RelatedOnlyFieldListFilter),
         "trial__status",
+        "site__institution__region",
+        "occurred_on",
     ]
-    search_fields = [
-        "trial__protocol_number",
-        "trial__title_zh",
-        "site__institution__name_zh",
-        "subject__code",
-        "reported_by__full_name",
-        "note",
-        "reason",
-    ]
+    search_fields = ["trial__protocol_number", "site__institution__name_zh", "subject__code", "reported_by__full_name"]
+    search_help_text = _("A protocol number or trial title, an institution, a subject code (exact) or who reported.")
+    keyed_search = {
+        "trial": ("protocol_number", "title_zh"),
+        "site__institution": ("name_zh", "short_name"),
+        "subject": ("code__exact",),
+        "reported_by": ("full_name", "username__exact"),
+    }
     list_select_related = ["trial", "site__institution", "subject", "reported_by", "reversed_by"]
-    date_hierarchy = "occurred_on"
     ordering = ["-reported_at", "-id"]
-    list_per_page = 50
-    show_full_result_count = False
+    # Sorting by a column without a matching index would sort the whole scoped ledger for one page.
+    sortable_by = ["reported_at"]
     fields = [
         "trial",
         "site",
@@ -739,19 +744,21 @@ class SubjectStateFilter(admin.SimpleListFilter):
 
 
 @admin.register(EnrolmentSubject)
-class EnrolmentSubjectAdmin(admin.ModelAdmin):
+class EnrolmentSubjectAdmin(KeyedSearchAdmin, CappedCountAdmin, admin.ModelAdmin):
     """Pseudonymous subject codes with the state their ledger entries give them; codes come from reports."""
 
     list_display = ["code", "trial", "site_institution", "state", "last_event_on", "created_at"]
     list_filter = [
         SubjectStateFilter,
-        ("trial", admin.RelatedOnlyFieldListFilter),
-        ("site__institution", admin.RelatedOnlyFieldListFilter),
+        "trial__status",
+        "site__institution__region",
     ]
     search_fields = ["code", "trial__protocol_number", "trial__title_zh"]
+    search_help_text = _("A subject code (exact), a protocol number or a trial title.")
+    exact_search = ("code",)
+    keyed_search = {"trial": ("protocol_number", "title_zh")}
     list_select_related = ["trial", "site__institution"]
-    list_per_page = 50
-    show_full_result_count = False
+    sortable_by = []  # the default order (trial, code) is an index; any other would sort every subject
     fields = ["code", "trial", "site", "state", "last_event_on", "created_at"]
     readonly_fields = fields
 
@@ -788,16 +795,25 @@ class ProgressFilterForm(forms.Form):
         ("stalled", _("Stalled")),
     ]
 
-    trial = forms.ModelChoiceField(label=_("Trial"), queryset=Trial.objects.none(), required=False)
+    q = forms.CharField(
+        label=_("Trial or site"),
+        required=False,
+        max_length=100,
+        help_text=_("Protocol number, or the start of the trial's or the institution's name."),
+    )
+    # A trial chosen by a link (its id); a select listing every visible trial would be tens of thousands long.
+    trial = forms.ModelChoiceField(
+        label=_("Trial"), queryset=Trial.objects.none(), required=False, widget=forms.HiddenInput
+    )
     show = forms.ChoiceField(label=_("Show"), choices=SHOW, required=False)
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["trial"].queryset = Trial.objects.visible_to(user).order_by("protocol_number")
+        self.fields["trial"].queryset = Trial.objects.visible_to(user)
 
 
 @admin.register(SiteEnrolment)
-class SiteEnrolmentAdmin(admin.ModelAdmin):
+class SiteEnrolmentAdmin(CappedCountAdmin, admin.ModelAdmin):
     """Targets against actuals, per trial and per site. The list is a page of its own: a site that has not
     reported yet has no counts row but belongs on it (often as stalled)."""
 
@@ -830,16 +846,18 @@ class SiteEnrolmentAdmin(admin.ModelAdmin):
         if filters.is_valid():
             if filters.cleaned_data["trial"] is not None:
                 sites = sites.filter(trial=filters.cleaned_data["trial"])
+            if filters.cleaned_data["q"]:
+                sites = sites.filter(enrolment.sites_matching_q(filters.cleaned_data["q"]))
             show = filters.cleaned_data["show"]
-        trials = enrolment.trial_progress(sites, today)
         if show == "over_target":
             sites = sites.filter(enrolment.over_target_sites_q())
         elif show == "stalled":
             sites = sites.filter(enrolment.stalled_sites_q(today))
-        ordered = enrolment.with_progress(sites).order_by(
-            "trial__protocol_number", "role", "institution__name_zh", "pk"
-        )
-        page = Paginator(ordered, self.sites_per_page).get_page(request.GET.get("p"))
+        ordered = enrolment.with_progress(sites).order_by("trial_id", "role", "institution_id", "pk")
+        page = CappedPaginator(ordered, self.sites_per_page).get_page(request.GET.get("p"))
+        # The per-trial totals cover the trials on this page only: the cost follows the page, not the history.
+        on_page = {site.trial_id for site in page}
+        trials = enrolment.trial_progress(sites.filter(trial_id__in=on_page), today) if on_page else []
         query = request.GET.copy()
         query.pop("p", None)
         context = {
