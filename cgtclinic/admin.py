@@ -127,7 +127,7 @@ class PersonAdmin(ScopedAdmin, DjangoUserAdmin):
         "region__name_zh",
         "region__name_en",
     ]
-    list_select_related = ["institution", "department", "region"]
+    list_select_related = ["institution", "department__institution", "region"]
     autocomplete_fields = ["institution", "department", "region"]
     ordering = ["username"]
     filter_horizontal = []

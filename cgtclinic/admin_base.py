@@ -6,7 +6,7 @@ from operator import or_
 
 from django.contrib import admin
 from django.contrib.admin.utils import get_fields_from_path
-from django.db.models import Q
+from django.db.models import F, Func, IntegerField, Q, QuerySet, Subquery
 from django.http import Http404
 from simple_history.admin import SimpleHistoryAdmin
 
@@ -78,6 +78,18 @@ class ScopedAdmin(CappedCountAdmin, SimpleHistoryAdmin):
 
     def revert_disabled(self, request, obj=None):
         return True
+
+
+def correlated_count(related: QuerySet) -> Subquery:
+    """``COUNT(*)`` of ``related`` (filtered on an ``OuterRef``) as a per-row subquery: a list page counts the
+    related rows of its own rows, where ``annotate(Count(...))`` groups the whole table before the page is cut."""
+    counted = related.order_by().annotate(n=Func(F("pk"), function="COUNT")).values("n")
+    return Subquery(counted, output_field=IntegerField())
+
+
+def correlated_max(related: QuerySet, field: str) -> Subquery:
+    """``MAX(field)`` of ``related`` (filtered on an ``OuterRef``) as a per-row subquery, like ``correlated_count``."""
+    return Subquery(related.order_by().annotate(m=Func(F(field), function="MAX")).values("m"))
 
 
 class ServiceFormMixin:

@@ -7,7 +7,7 @@ that opens a confirmation form and calls one service. A refusal is shown on that
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import BadRequest, PermissionDenied
-from django.db.models import Count, Max
+from django.db.models import OuterRef
 from django.http import FileResponse, Http404, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -16,7 +16,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from cgtclinic.admin_base import ScopedAdmin
+from cgtclinic.admin_base import ScopedAdmin, correlated_count, correlated_max
 from cgtclinic.errors import DomainError
 from cgtclinic.i18n import requested_language
 from cgtclinic.models import Institution, User
@@ -105,7 +105,7 @@ class EthicsCommitteeAdmin(ScopedAdmin):
         return (
             super()
             .get_queryset(request)
-            .annotate(current_member_count=Count("members", distinct=True))
+            .annotate(current_member_count=correlated_count(CommitteeMember.objects.filter(committee=OuterRef("pk"))))
             .order_by("institution_id", "name_zh")
         )
 
@@ -151,7 +151,8 @@ class CommitteeMemberAdmin(ScopedAdmin):
         return member.last_training_on
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(last_training_on=Max("training_records__completed_on"))
+        trainings = TrainingRecord.objects.filter(member=OuterRef("pk"))
+        return super().get_queryset(request).annotate(last_training_on=correlated_max(trainings, "completed_on"))
 
     def get_readonly_fields(self, request, obj=None):
         return ["committee"] if obj else []
@@ -626,7 +627,8 @@ class MeetingAdmin(ScopedAdmin):
         return meeting.agenda_size
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(agenda_size=Count("agenda", distinct=True))
+        agenda = AgendaItem.objects.filter(meeting=OuterRef("pk"))
+        return super().get_queryset(request).annotate(agenda_size=correlated_count(agenda))
 
     def get_fields(self, request, obj=None):
         if obj is None:

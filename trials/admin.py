@@ -1,5 +1,7 @@
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.views.autocomplete import AutocompleteJsonView
+from django.contrib.admin.widgets import AutocompleteSelect
 from django.core.exceptions import PermissionDenied
 from django.db.models import Max, Q
 from django.http import FileResponse, Http404, HttpResponseRedirect
@@ -452,10 +454,32 @@ class EnrolmentDateInput(forms.DateInput):
         super().__init__(attrs, format="%Y-%m-%d")
 
 
+class ReportableSiteAutocomplete(AutocompleteJsonView):
+    """The sites the person may report enrolment for, searched by protocol number, trial title or institution."""
+
+    paginator_class = CappedPaginator
+
+    def get_queryset(self):
+        sites = enrolment.sites_reportable_by(self.request.user)
+        if self.term:
+            sites = sites.filter(enrolment.sites_matching_q(self.term))
+        return sites.select_related("trial", "institution").order_by("trial_id", "role", "institution_id")
+
+
+class ReportableSiteSelect(AutocompleteSelect):
+    def get_url(self):
+        return reverse("admin:trials_enrolmententry_sites", current_app=self.admin_site.name)
+
+
 class EnrolmentReportForm(forms.Form):
     """One ledger entry; the service decides whether it may be recorded."""
 
-    site = forms.ModelChoiceField(label=_("Trial site"), queryset=TrialSite.objects.none())
+    # Searched, not listed: an office may report for thousands of sites, a system administrator for all of them.
+    site = forms.ModelChoiceField(
+        label=_("Trial site"),
+        queryset=TrialSite.objects.none(),
+        widget=ReportableSiteSelect(EnrolmentEntry._meta.get_field("site"), admin.site),
+    )
     kind = forms.ChoiceField(label=_("Event"), choices=[("", "---------"), *EnrolmentEntry.Kind.choices])
     occurred_on = forms.DateField(label=_("Date"), widget=EnrolmentDateInput)
     count = forms.IntegerField(label=_("Number of subjects"), min_value=1, initial=1)
@@ -472,11 +496,7 @@ class EnrolmentReportForm(forms.Form):
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["site"].queryset = (
-            enrolment.sites_reportable_by(user)
-            .select_related("trial", "institution")
-            .order_by("trial__protocol_number", "role", "institution__name_zh")
-        )
+        self.fields["site"].queryset = enrolment.sites_reportable_by(user).select_related("trial", "institution")
 
 
 class EnrolmentReversalForm(forms.Form):
@@ -596,9 +616,15 @@ class EnrolmentEntryAdmin(KeyedSearchAdmin, CappedCountAdmin, admin.ModelAdmin):
                 "<int:pk>/reverse/",
                 self.admin_site.admin_view(self.reverse_view),
                 name="trials_enrolmententry_reverse",
-            )
+            ),
+            path("sites/", self.admin_site.admin_view(self.sites_view), name="trials_enrolmententry_sites"),
         ]
         return own + super().get_urls()
+
+    def sites_view(self, request):
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        return ReportableSiteAutocomplete.as_view(admin_site=self.admin_site)(request)
 
     def _action_page(self, request, *, form, label, intro="", object_url, object_label, entry=None):
         context = {
@@ -853,7 +879,7 @@ class SiteEnrolmentAdmin(CappedCountAdmin, admin.ModelAdmin):
             sites = sites.filter(enrolment.over_target_sites_q())
         elif show == "stalled":
             sites = sites.filter(enrolment.stalled_sites_q(today))
-        ordered = enrolment.with_progress(sites).order_by("trial_id", "role", "institution_id", "pk")
+        ordered = enrolment.with_progress(sites).order_by("trial_id", "role", "pk")
         page = CappedPaginator(ordered, self.sites_per_page).get_page(request.GET.get("p"))
         # The per-trial totals cover the trials on this page only: the cost follows the page, not the history.
         on_page = {site.trial_id for site in page}

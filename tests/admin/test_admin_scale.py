@@ -156,7 +156,7 @@ def test_heavy_lists_take_the_same_queries_at_two_sizes(client, name, role, djan
     assert counts[0] == counts[1]
 
 
-def test_a_big_trials_page_takes_the_same_queries_whatever_its_sites(
+def test_a_big_trials_page_takes_the_same_queries_whatever_its_site_count(
     client, system_admin, django_assert_max_num_queries
 ):
     site = active_site()
