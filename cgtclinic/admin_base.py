@@ -24,14 +24,17 @@ class CappedCountAdmin:
 
 
 class KeyedSearchAdmin:
-    """Search for admins of big tables: ``keyed_search`` maps a foreign key path to the fields of the (much
-    smaller) table it points at (``icontains`` unless a field names its lookup, e.g. ``code__exact``). The term is
-    looked up there first and the big table is filtered by key, which its indexes answer, instead of joining every
+    """Search for admins of big tables: ``keyed_search`` maps a foreign key of the big table to fields of the (much
+    smaller) table it points at, ``icontains`` unless a field names its lookup (``code__exact``,
+    ``institution__name_zh``). The term is looked up in those tables first and the keys found are passed as
+    literal lists, so PostgreSQL ORs the big table's own foreign-key indexes (a BitmapOr) instead of joining every
     row to test a LIKE. ``exact_search`` names the big table's own indexed fields matched exactly.
     ``search_fields`` only shows the search box."""
 
     keyed_search: dict[str, tuple[str, ...]] = {}
     exact_search: tuple[str, ...] = ()
+    # Past this many keys a lookup stays a subquery: still right, no longer a short literal list.
+    keyed_search_limit = 2000
 
     def get_search_results(self, request, queryset, search_term):
         term = search_term.strip()
@@ -41,7 +44,14 @@ class KeyedSearchAdmin:
         for path, fields in self.keyed_search.items():
             related = get_fields_from_path(self.model, path)[-1].related_model
             lookups = [Q(**{field if "__" in field else f"{field}__icontains": term}) for field in fields]
-            matches.append(Q(**{f"{path}__in": related._default_manager.filter(reduce(or_, lookups)).values("pk")}))
+            found = related._default_manager.filter(reduce(or_, lookups)).order_by().values_list("pk", flat=True)
+            keys = list(found[: self.keyed_search_limit + 1])
+            if len(keys) > self.keyed_search_limit:
+                keys = found
+            if keys:
+                matches.append(Q(**{f"{path}__in": keys}))
+        if not matches:
+            return queryset.none(), False
         return queryset.filter(reduce(or_, matches)), False
 
 

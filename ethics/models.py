@@ -539,7 +539,7 @@ class Decision(models.Model):
                 condition=Q(next_continuing_review_due__isnull=False),
                 name="decision_cr_due_idx",
             ),
-            models.Index(fields=["-decided_at"], name="decision_latest"            )
+            models.Index(fields=["-decided_at"], name="decision_latest"),
         ]
 
     def __str__(self) -> str:

@@ -559,7 +559,7 @@ class EnrolmentEntryAdmin(KeyedSearchAdmin, CappedCountAdmin, admin.ModelAdmin):
     search_help_text = _("A protocol number or trial title, an institution, a subject code (exact) or who reported.")
     keyed_search = {
         "trial": ("protocol_number", "title_zh"),
-        "site__institution": ("name_zh", "short_name"),
+        "site": ("institution__name_zh__icontains", "institution__short_name__icontains"),
         "subject": ("code__exact",),
         "reported_by": ("full_name", "username__exact"),
     }
