@@ -16,7 +16,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from cgtclinic.admin_base import ScopedAdmin, correlated_count, correlated_max
+from cgtclinic.admin_base import KeyedSearchAdmin, ScopedAdmin, correlated_count, correlated_max
 from cgtclinic.errors import DomainError
 from cgtclinic.i18n import requested_language
 from cgtclinic.models import Institution, User
@@ -343,11 +343,14 @@ class ReviewAssignmentInline(ReadOnlyInline):
 
 
 @admin.register(Submission)
-class SubmissionAdmin(ScopedAdmin):
+class SubmissionAdmin(KeyedSearchAdmin, ScopedAdmin):
     change_form_template = "admin/ethics/submission/change_form.html"
     list_display = ["reference", "trial", "kind", "status", "review_type", "submitted_at", "waiting_days"]
     list_filter = ["status", "kind", "review_type", "submitted_at", "committee__institution__region"]
-    search_fields = ["reference", "trial__protocol_number", "trial__title_zh", "trial__pi__full_name", "summary"]
+    search_fields = ["reference", "trial__protocol_number", "trial__title_zh", "trial__pi__full_name"]
+    search_help_text = _("A reference (exact), a protocol number, a trial title or the PI's name.")
+    exact_search = ("reference",)
+    keyed_search = {"trial": ("protocol_number", "title_zh", "pi__full_name__icontains")}
     list_select_related = ["trial", "committee"]
     inlines = [ReviewAssignmentInline, SubmissionEventInline]
     fieldsets = [
@@ -1072,7 +1075,7 @@ class RecognitionWithdrawForm(forms.Form):
 
 
 @admin.register(RecognitionRequest)
-class RecognitionRequestAdmin(ScopedAdmin):
+class RecognitionRequestAdmin(KeyedSearchAdmin, ScopedAdmin):
     """Requests are never edited: the participating office answers, the lead office may withdraw. The page shows
     the participating office what it judges: the lead decision, its letter and the versions it covers."""
 
@@ -1092,6 +1095,7 @@ class RecognitionRequestAdmin(ScopedAdmin):
     ]
     list_filter = ["status", "alliance", "provisional", "late", "subject", "received_at"]
     search_fields = ["trial__protocol_number", "trial__title_zh", "committee__name_zh"]
+    keyed_search = {"trial": ("protocol_number", "title_zh"), "committee": ("name_zh",)}
     list_select_related = ["trial", "committee", "alliance"]
     inlines = [RecognitionEffectInline]
     readonly_fields = [

@@ -16,7 +16,7 @@ from simple_history.models import HistoricalRecords
 
 from cgtclinic.models import BilingualNameMixin, Institution, PublicDirectoryQuerySet
 from cgtclinic.roles import Role
-from trials.models import DocumentVersion, Trial
+from trials.models import DocumentVersion, Trial, TrialSite
 
 
 class CommitteeQuerySet(models.QuerySet):
@@ -179,6 +179,11 @@ class TrainingRecord(models.Model):
         return f"{self.course} ({self.completed_on})"
 
 
+def _keys(model, **lookups):
+    """Primary keys of ``model`` rows matching ``lookups``, as a subquery PostgreSQL runs once and hashes."""
+    return model.objects.filter(**lookups).order_by().values("pk")
+
+
 class SubmissionQuerySet(models.QuerySet):
     def visible_to(self, user):
         """PIs see their own trials' submissions; ethics and research offices their institution's committee's
@@ -187,13 +192,16 @@ class SubmissionQuerySet(models.QuerySet):
             return self.none()
         if user.is_superuser:
             return self
+        # A PI's few rows are found through the join; an office's many by ORed indexed lookups on the submission's
+        # own columns (see trials.models.site_scope_q for why).
         if user.role == Role.PI:
             return self.filter(Q(trial__pi_id=user.pk) | Q(submitted_by_id=user.pk))
         if user.role == Role.ETHICS_OFFICE:
-            return self.filter(committee__institution_id=user.institution_id)
+            return self.filter(committee__in=_keys(EthicsCommittee, institution_id=user.institution_id))
         if user.role == Role.RESEARCH_OFFICE:
             return self.filter(
-                Q(committee__institution_id=user.institution_id) | Q(trial__lead_institution_id=user.institution_id)
+                Q(committee__in=_keys(EthicsCommittee, institution_id=user.institution_id))
+                | Q(trial__in=_keys(Trial, lead_institution_id=user.institution_id))
             )
         return self.none()
 
@@ -272,6 +280,7 @@ class Submission(models.Model):
             models.Index(fields=["trial", "kind"]),
             # The admin list's order: a page is read from the end of this index instead of sorting every row.
             models.Index(fields=["-created_at", "-id"], name="submission_latest"),
+            models.Index(fields=["reference"], name="submission_reference"),
         ]
 
     def __str__(self) -> str:
@@ -671,7 +680,8 @@ class RecognitionRequestQuerySet(models.QuerySet):
             return self
         if user.role in (Role.RESEARCH_OFFICE, Role.ETHICS_OFFICE):
             return self.filter(
-                Q(committee__institution_id=user.institution_id) | Q(trial__lead_institution_id=user.institution_id)
+                Q(committee__in=_keys(EthicsCommittee, institution_id=user.institution_id))
+                | Q(trial__in=_keys(Trial, lead_institution_id=user.institution_id))
             )
         if user.role == Role.PI:
             return self.filter(Q(trial__pi_id=user.pk) | Q(site__site_pi_id=user.pk))
@@ -885,7 +895,8 @@ class SafetyEventQuerySet(models.QuerySet):
             )
         if user.role == Role.RESEARCH_OFFICE:
             return self.filter(
-                Q(site__institution_id=user.institution_id) | Q(trial__lead_institution_id=user.institution_id)
+                Q(site__in=_keys(TrialSite, institution_id=user.institution_id))
+                | Q(trial__in=_keys(Trial, lead_institution_id=user.institution_id))
             )
         if user.role == Role.REGULATOR:
             return self.filter(site__institution__region_id=user.region_id)

@@ -825,7 +825,7 @@ class ProgressFilterForm(forms.Form):
         label=_("Trial or site"),
         required=False,
         max_length=100,
-        help_text=_("Protocol number, or the start of the trial's or the institution's name."),
+        help_text=_("Part of a protocol number, a trial title or an institution's name."),
     )
     # A trial chosen by a link (its id); a select listing every visible trial would be tens of thousands long.
     trial = forms.ModelChoiceField(
