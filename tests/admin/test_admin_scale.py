@@ -28,9 +28,13 @@ def system_admin(db):
 
 
 def _report(site, n):
-    for i in range(n):
+    for _ in range(n):
         enrolment.enrolment_report(
-            site=site, actor=site.site_pi, kind=K.SCREENED, occurred_on=days_ago(3), subject_code=f"S-{site.pk}-{i}"
+            site=site,
+            actor=site.site_pi,
+            kind=K.SCREENED,
+            occurred_on=days_ago(3),
+            subject_code=f"S-{site.pk}-{site.subjects.count()}",
         )
 
 
@@ -171,3 +175,20 @@ def test_a_big_trials_page_takes_the_same_queries_whatever_its_site_count(
             assert client.get(url).status_code == 200
         counts.append(len(captured.captured_queries))
     assert counts[0] == counts[1]
+
+
+def test_the_pi_site_page_takes_the_same_queries_and_pages_its_subjects(client, django_assert_max_num_queries):
+    site = active_site()
+    client.force_login(site.site_pi)
+    url = reverse("ethics_portal:site_enrolment", args=[site.pk])
+    client.get(url)
+    counts = []
+    for size in (2, 7):
+        _report(site, size - site.subjects.count())
+        with django_assert_max_num_queries(40) as captured:
+            response = client.get(url)
+        assert response.status_code == 200
+        counts.append(len(captured.captured_queries))
+    assert counts[0] == counts[1]
+    assert len(response.context["subjects"]) == 7
+    assert isinstance(response.context["subjects_page"].paginator, CappedPaginator)
