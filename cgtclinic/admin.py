@@ -19,7 +19,7 @@ from knox.models import AuthToken as KnoxAuthToken
 from rest_framework.authtoken.models import TokenProxy
 
 from cgtclinic import inbox, services, workdays
-from cgtclinic.admin_base import ScopedAdmin, ServiceFormMixin, with_actor
+from cgtclinic.admin_base import CappedCountAdmin, ScopedAdmin, ServiceFormMixin, with_actor
 from cgtclinic.models import (
     ApiToken,
     CalendarDay,
@@ -127,7 +127,7 @@ class PersonAdmin(ScopedAdmin, DjangoUserAdmin):
         "region__name_zh",
         "region__name_en",
     ]
-    list_select_related = ["institution", "department", "region"]
+    list_select_related = ["institution", "department__institution", "region"]
     autocomplete_fields = ["institution", "department", "region"]
     ordering = ["username"]
     filter_horizontal = []
@@ -398,7 +398,7 @@ class TokenIssueForm(ServiceFormMixin, forms.ModelForm):
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(CappedCountAdmin, admin.ModelAdmin):
     """API tokens: a system administrator issues them (regulators read the reports with theirs) and revokes one by
     deleting it. Only a digest is stored: the full key is shown once, when it is issued."""
 
@@ -508,15 +508,13 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
 
 @admin.register(ReportRequest)
-class ReportRequestAdmin(admin.ModelAdmin):
+class ReportRequestAdmin(CappedCountAdmin, admin.ModelAdmin):
     """Every report request by a signed-in user, read-only: who asked for what, how it went, how long it took."""
 
     list_display = ["requested_at", "user", "report", "format", "status_code", "duration_ms", "rows", "filters"]
     list_filter = ["report", "format", "status_code", "user__role", "user__region"]
     search_fields = ["user__username", "user__full_name", "report"]
     list_select_related = ["user"]
-    date_hierarchy = "requested_at"
-    show_full_result_count = False
     list_per_page = 100
 
     def has_add_permission(self, request):
@@ -545,7 +543,7 @@ class UnreadFilter(admin.SimpleListFilter):
 
 
 @admin.register(Notification)
-class NotificationAdmin(admin.ModelAdmin):
+class NotificationAdmin(CappedCountAdmin, admin.ModelAdmin):
     """Each person's inbox, read-only: their own notifications only; opening one marks it read."""
 
     list_display = ["subject_link", "topic", "created_at", "read_at"]
@@ -555,8 +553,6 @@ class NotificationAdmin(admin.ModelAdmin):
     fields = ["subject", "body", "link", "topic", "created_at", "read_at"]
     readonly_fields = fields
     actions = ["mark_read"]
-    show_full_result_count = False
-    list_per_page = 50
 
     def get_queryset(self, request):
         return super().get_queryset(request).visible_to(request.user)

@@ -7,7 +7,7 @@ that opens a confirmation form and calls one service. A refusal is shown on that
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import BadRequest, PermissionDenied
-from django.db.models import Count, Max
+from django.db.models import OuterRef
 from django.http import FileResponse, Http404, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -16,7 +16,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from cgtclinic.admin_base import ScopedAdmin
+from cgtclinic.admin_base import KeyedSearchAdmin, ScopedAdmin, correlated_count, correlated_max
 from cgtclinic.errors import DomainError
 from cgtclinic.i18n import requested_language
 from cgtclinic.models import Institution, User
@@ -105,7 +105,7 @@ class EthicsCommitteeAdmin(ScopedAdmin):
         return (
             super()
             .get_queryset(request)
-            .annotate(current_member_count=Count("members", distinct=True))
+            .annotate(current_member_count=correlated_count(CommitteeMember.objects.filter(committee=OuterRef("pk"))))
             .order_by("institution_id", "name_zh")
         )
 
@@ -140,7 +140,7 @@ class CommitteeMemberAdmin(ScopedAdmin):
         "is_active",
         "last_training",
     ]
-    list_filter = ["member_role", "specialty", "gender", "is_affiliated", "is_active", "committee"]
+    list_filter = ["member_role", "specialty", "gender", "is_affiliated", "is_active", "committee__institution__region"]
     search_fields = ["full_name", "affiliation", "committee__name_zh"]
     list_select_related = ["committee"]
     autocomplete_fields = ["committee", "user"]
@@ -151,7 +151,8 @@ class CommitteeMemberAdmin(ScopedAdmin):
         return member.last_training_on
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(last_training_on=Max("training_records__completed_on"))
+        trainings = TrainingRecord.objects.filter(member=OuterRef("pk"))
+        return super().get_queryset(request).annotate(last_training_on=correlated_max(trainings, "completed_on"))
 
     def get_readonly_fields(self, request, obj=None):
         return ["committee"] if obj else []
@@ -342,13 +343,15 @@ class ReviewAssignmentInline(ReadOnlyInline):
 
 
 @admin.register(Submission)
-class SubmissionAdmin(ScopedAdmin):
+class SubmissionAdmin(KeyedSearchAdmin, ScopedAdmin):
     change_form_template = "admin/ethics/submission/change_form.html"
     list_display = ["reference", "trial", "kind", "status", "review_type", "submitted_at", "waiting_days"]
-    list_filter = ["status", "kind", "review_type", "committee"]
-    search_fields = ["reference", "trial__protocol_number", "trial__title_zh", "trial__pi__full_name", "summary"]
+    list_filter = ["status", "kind", "review_type", "submitted_at", "committee__institution__region"]
+    search_fields = ["reference", "trial__protocol_number", "trial__title_zh", "trial__pi__full_name"]
+    search_help_text = _("A reference (exact), a protocol number, a trial title or the PI's name.")
+    exact_search = ("reference",)
+    keyed_search = {"trial": ("protocol_number", "title_zh", "pi__full_name__icontains")}
     list_select_related = ["trial", "committee"]
-    date_hierarchy = "submitted_at"
     inlines = [ReviewAssignmentInline, SubmissionEventInline]
     fieldsets = [
         (None, {"fields": ["reference", "trial", "committee", "kind", "responds_to", "status", "summary"]}),
@@ -617,18 +620,18 @@ class MeetingAdmin(ScopedAdmin):
     form = MeetingForm
     change_form_template = "admin/ethics/meeting/change_form.html"
     list_display = ["scheduled_at", "committee", "location", "status", "agenda_count", "quorum_met"]
-    list_filter = ["status", "quorum_met", "committee"]
+    list_filter = ["status", "quorum_met", "scheduled_at", "committee__institution__region"]
     search_fields = ["location", "committee__name_zh", "agenda__submission__reference"]
     list_select_related = ["committee"]
     autocomplete_fields = ["committee"]
-    date_hierarchy = "scheduled_at"
 
     @admin.display(description=_("agenda items"), ordering="agenda_size")
     def agenda_count(self, meeting):
         return meeting.agenda_size
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(agenda_size=Count("agenda", distinct=True))
+        agenda = AgendaItem.objects.filter(meeting=OuterRef("pk"))
+        return super().get_queryset(request).annotate(agenda_size=correlated_count(agenda))
 
     def get_fields(self, request, obj=None):
         if obj is None:
@@ -921,10 +924,9 @@ class DecisionAdmin(ScopedAdmin):
         "next_continuing_review_due",
         "letter_links",
     ]
-    list_filter = ["outcome", "committee"]
+    list_filter = ["outcome", "decided_at", "committee__institution__region"]
     search_fields = ["letter_number", "letter_sha256", "submission__reference", "submission__trial__protocol_number"]
     list_select_related = ["submission__trial", "committee"]
-    date_hierarchy = "decided_at"
     fields = [
         "letter_number",
         "letter_links",
@@ -1073,7 +1075,7 @@ class RecognitionWithdrawForm(forms.Form):
 
 
 @admin.register(RecognitionRequest)
-class RecognitionRequestAdmin(ScopedAdmin):
+class RecognitionRequestAdmin(KeyedSearchAdmin, ScopedAdmin):
     """Requests are never edited: the participating office answers, the lead office may withdraw. The page shows
     the participating office what it judges: the lead decision, its letter and the versions it covers."""
 
@@ -1091,10 +1093,10 @@ class RecognitionRequestAdmin(ScopedAdmin):
         "late",
         "escalated_at",
     ]
-    list_filter = ["status", "alliance", "provisional", "late", "subject"]
+    list_filter = ["status", "alliance", "provisional", "late", "subject", "received_at"]
     search_fields = ["trial__protocol_number", "trial__title_zh", "committee__name_zh"]
+    keyed_search = {"trial": ("protocol_number", "title_zh"), "committee": ("name_zh",)}
     list_select_related = ["trial", "committee", "alliance"]
-    date_hierarchy = "received_at"
     inlines = [RecognitionEffectInline]
     readonly_fields = [
         "alliance",

@@ -16,7 +16,7 @@ from simple_history.models import HistoricalRecords
 
 from cgtclinic.models import BilingualNameMixin, Institution, PublicDirectoryQuerySet, Region
 from cgtclinic.roles import Role
-from trials.models import DocumentVersion, Trial
+from trials.models import DocumentVersion, Trial, TrialSite
 
 
 class CommitteeQuerySet(models.QuerySet):
@@ -148,6 +148,7 @@ class CommitteeMember(models.Model):
         ordering = ["committee_id", "member_role", "full_name"]
         verbose_name = _("committee member")
         verbose_name_plural = _("committee members")
+        indexes = [models.Index(fields=["committee", "member_role", "full_name"], name="committee_member_list")]
 
     def __str__(self) -> str:
         return f"{self.full_name}（{self.get_member_role_display()}）"
@@ -178,6 +179,11 @@ class TrainingRecord(models.Model):
         return f"{self.course} ({self.completed_on})"
 
 
+def _keys(model, **lookups):
+    """Primary keys of ``model`` rows matching ``lookups``, as a subquery PostgreSQL runs once and hashes."""
+    return model.objects.filter(**lookups).order_by().values("pk")
+
+
 class SubmissionQuerySet(models.QuerySet):
     def visible_to(self, user):
         """PIs see their own trials' submissions; ethics and research offices their institution's committee's
@@ -186,13 +192,16 @@ class SubmissionQuerySet(models.QuerySet):
             return self.none()
         if user.is_superuser:
             return self
+        # A PI's few rows are found through the join; an office's many by ORed indexed lookups on the submission's
+        # own columns (see trials.models.site_scope_q for why).
         if user.role == Role.PI:
             return self.filter(Q(trial__pi_id=user.pk) | Q(submitted_by_id=user.pk))
         if user.role == Role.ETHICS_OFFICE:
-            return self.filter(committee__institution_id=user.institution_id)
+            return self.filter(committee__in=_keys(EthicsCommittee, institution_id=user.institution_id))
         if user.role == Role.RESEARCH_OFFICE:
             return self.filter(
-                Q(committee__institution_id=user.institution_id) | Q(trial__lead_institution_id=user.institution_id)
+                Q(committee__in=_keys(EthicsCommittee, institution_id=user.institution_id))
+                | Q(trial__in=_keys(Trial, lead_institution_id=user.institution_id))
             )
         return self.none()
 
@@ -266,7 +275,13 @@ class Submission(models.Model):
         ordering = ["-created_at", "-id"]
         verbose_name = _("ethics submission")
         verbose_name_plural = _("ethics submissions")
-        indexes = [models.Index(fields=["committee", "status"]), models.Index(fields=["trial", "kind"])]
+        indexes = [
+            models.Index(fields=["committee", "status"]),
+            models.Index(fields=["trial", "kind"]),
+            # The admin list's order: a page is read from the end of this index instead of sorting every row.
+            models.Index(fields=["-created_at", "-id"], name="submission_latest"),
+            models.Index(fields=["reference"], name="submission_reference"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.reference or '#' + str(self.pk)} {self.get_kind_display()} · {self.trial.protocol_number}"
@@ -394,6 +409,7 @@ class Meeting(models.Model):
         ordering = ["-scheduled_at"]
         verbose_name = _("meeting")
         verbose_name_plural = _("meetings")
+        indexes = [models.Index(fields=["-scheduled_at"], name="meeting_latest")]
 
     def __str__(self) -> str:
         return f"{self.committee} {timezone.localtime(self.scheduled_at):%Y-%m-%d %H:%M}"
@@ -531,7 +547,8 @@ class Decision(models.Model):
                 fields=["next_continuing_review_due"],
                 condition=Q(next_continuing_review_due__isnull=False),
                 name="decision_cr_due_idx",
-            )
+            ),
+            models.Index(fields=["-decided_at"], name="decision_latest"),
         ]
 
     def __str__(self) -> str:
@@ -663,7 +680,8 @@ class RecognitionRequestQuerySet(models.QuerySet):
             return self
         if user.role in (Role.RESEARCH_OFFICE, Role.ETHICS_OFFICE):
             return self.filter(
-                Q(committee__institution_id=user.institution_id) | Q(trial__lead_institution_id=user.institution_id)
+                Q(committee__in=_keys(EthicsCommittee, institution_id=user.institution_id))
+                | Q(trial__in=_keys(Trial, lead_institution_id=user.institution_id))
             )
         if user.role == Role.PI:
             return self.filter(Q(trial__pi_id=user.pk) | Q(site__site_pi_id=user.pk))
@@ -784,6 +802,7 @@ class RecognitionRequest(models.Model):
             models.Index(fields=["remind_at"], condition=Q(status="open"), name="recognition_open_remind_idx"),
             models.Index(fields=["alliance", "received_at"]),
             models.Index(fields=["committee", "received_at"]),
+            models.Index(fields=["-received_at", "-id"], name="recognition_latest"),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -876,7 +895,8 @@ class SafetyEventQuerySet(models.QuerySet):
             )
         if user.role == Role.RESEARCH_OFFICE:
             return self.filter(
-                Q(site__institution_id=user.institution_id) | Q(trial__lead_institution_id=user.institution_id)
+                Q(site__in=_keys(TrialSite, institution_id=user.institution_id))
+                | Q(trial__in=_keys(Trial, lead_institution_id=user.institution_id))
             )
         if user.role == Role.REGULATOR:
             return self.filter(site__institution__region_id=user.region_id)
@@ -1011,7 +1031,11 @@ class SafetyEvent(models.Model):
         ordering = ["-created_at", "-id"]
         verbose_name = _("safety report")
         verbose_name_plural = _("safety reports")
-        indexes = [models.Index(fields=["site", "created_at"]), models.Index(fields=["trial", "kind"])]
+        indexes = [
+            models.Index(fields=["site", "created_at"]),
+            models.Index(fields=["trial", "kind"]),
+            models.Index(fields=["-created_at", "-id"], name="safety_event_latest"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(kind="susar", sponsor_aware_on__isnull=False, received_at__isnull=False)

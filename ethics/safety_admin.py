@@ -106,7 +106,7 @@ ADMIN_STEPS = {
 @admin.register(SafetyEvent)
 class SafetyEventAdmin(ScopedAdmin):
     list_display = ["__str__", "kind", "site_institution", "status", "next_due_display", "created_at"]
-    list_filter = [OverdueFilter, "kind", "status", "expectedness", "site__institution"]
+    list_filter = [OverdueFilter, "kind", "status", "expectedness", "site__institution__region"]
     search_fields = ["term", "trial__protocol_number", "sponsor_reference", "subject__code"]
     list_select_related = ["trial", "site__institution"]
     autocomplete_fields = ["trial"]

@@ -10,7 +10,7 @@ their figures from ``subsidies.exports.claim_figures``.
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import BadRequest, PermissionDenied
-from django.db.models import Count, Q
+from django.db.models import OuterRef, Q
 from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -19,7 +19,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from cgtclinic.admin_base import ScopedAdmin
+from cgtclinic.admin_base import ScopedAdmin, correlated_count
 from cgtclinic.errors import DomainError
 from cgtclinic.i18n import requested_language
 from cgtclinic.models import Institution, PolicyParameter
@@ -337,10 +337,9 @@ class ClaimAdmin(ScopedAdmin):
         "submitted_at",
         "status_changed_at",
     ]
-    list_filter = ["status", "year", "program"]
+    list_filter = ["status", "year", "program", "opened_at"]
     search_fields = ["institution__name_zh", "program__code", "program__name_zh", "lines__trial__protocol_number"]
     list_select_related = ["institution", "program"]
-    date_hierarchy = "opened_at"
     inlines = [ClaimPaymentInline, ClaimStatusChangeInline]
     fieldsets = [
         (None, {"fields": ["claim_reference", "institution", "program", "year", "status", "reference_date"]}),
@@ -391,7 +390,11 @@ class ClaimAdmin(ScopedAdmin):
         return (
             super()
             .get_queryset(request)
-            .annotate(eligible_count=Count("lines", filter=Q(lines__status=ClaimLine.Status.ELIGIBLE)))
+            .annotate(
+                eligible_count=correlated_count(
+                    ClaimLine.objects.filter(claim=OuterRef("pk"), status=ClaimLine.Status.ELIGIBLE)
+                )
+            )
         )
 
     def has_change_permission(self, request, obj=None):

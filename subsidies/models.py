@@ -274,7 +274,10 @@ class Claim(models.Model):
                 name="claim_one_open_per_institution_program",
             )
         ]
-        indexes = [models.Index(fields=["program", "year", "status"], name="claim_program_year_status")]
+        indexes = [
+            models.Index(fields=["program", "year", "status"], name="claim_program_year_status"),
+            models.Index(fields=["-year", "-opened_at", "-id"], name="claim_latest"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.reference} {self.institution}"

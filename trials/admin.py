@@ -1,7 +1,8 @@
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.views.autocomplete import AutocompleteJsonView
+from django.contrib.admin.widgets import AutocompleteSelect
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.db.models import Max, Q
 from django.http import FileResponse, Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -11,9 +12,10 @@ from django.utils.html import format_html
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from cgtclinic.admin_base import ScopedAdmin, ServiceFormMixin, with_actor
+from cgtclinic.admin_base import CappedCountAdmin, KeyedSearchAdmin, ScopedAdmin, ServiceFormMixin, with_actor
 from cgtclinic.errors import DomainError
 from cgtclinic.models import Institution
+from cgtclinic.paging import CappedPaginator
 from trials import enrolment, services
 from trials.admin_filings import GovernanceAdminMixin, TrialReviewInline
 from trials.models import (
@@ -60,7 +62,7 @@ class TrialSiteInline(admin.TabularInline):
         return False
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("institution", "site_pi")
+        return super().get_queryset(request).select_related("trial", "institution", "site_pi")
 
 
 class TrialStatusChangeInline(admin.TabularInline):
@@ -114,11 +116,18 @@ class TrialAdmin(GovernanceAdminMixin, ScopedAdmin):
         "target_enrolment",
         "created_at",
     ]
-    list_filter = ["status", "kind", "therapy_category", "phase", "hgr_status", "lead_institution__region"]
+    list_filter = [
+        "status",
+        "kind",
+        "therapy_category",
+        "phase",
+        "hgr_status",
+        "lead_institution__region",
+        "created_at",
+    ]
     search_fields = ["protocol_number", "title_zh", "title_en", "pi__full_name", "chictr_id", "nct_id"]
     list_select_related = ["lead_institution", "pi", "sponsor"]
     autocomplete_fields = ["sponsor", "lead_institution", "department", "pi"]
-    date_hierarchy = "created_at"
     inlines = [TrialSiteInline, TrialStatusChangeInline, TrialReviewInline]
     fieldsets = [
         (None, {"fields": ["title_zh", "title_en", "protocol_number", "kind", "therapy_category", "phase"]}),
@@ -445,10 +454,32 @@ class EnrolmentDateInput(forms.DateInput):
         super().__init__(attrs, format="%Y-%m-%d")
 
 
+class ReportableSiteAutocomplete(AutocompleteJsonView):
+    """The sites the person may report enrolment for, searched by protocol number, trial title or institution."""
+
+    paginator_class = CappedPaginator
+
+    def get_queryset(self):
+        sites = enrolment.sites_reportable_by(self.request.user)
+        if self.term:
+            sites = sites.filter(enrolment.sites_matching_q(self.term))
+        return sites.select_related("trial", "institution").order_by("trial_id", "role", "institution_id")
+
+
+class ReportableSiteSelect(AutocompleteSelect):
+    def get_url(self):
+        return reverse("admin:trials_enrolmententry_sites", current_app=self.admin_site.name)
+
+
 class EnrolmentReportForm(forms.Form):
     """One ledger entry; the service decides whether it may be recorded."""
 
-    site = forms.ModelChoiceField(label=_("Trial site"), queryset=TrialSite.objects.none())
+    # Searched, not listed: an office may report for thousands of sites, a system administrator for all of them.
+    site = forms.ModelChoiceField(
+        label=_("Trial site"),
+        queryset=TrialSite.objects.none(),
+        widget=ReportableSiteSelect(EnrolmentEntry._meta.get_field("site"), admin.site),
+    )
     kind = forms.ChoiceField(label=_("Event"), choices=[("", "---------"), *EnrolmentEntry.Kind.choices])
     occurred_on = forms.DateField(label=_("Date"), widget=EnrolmentDateInput)
     count = forms.IntegerField(label=_("Number of subjects"), min_value=1, initial=1)
@@ -465,11 +496,7 @@ class EnrolmentReportForm(forms.Form):
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["site"].queryset = (
-            enrolment.sites_reportable_by(user)
-            .select_related("trial", "institution")
-            .order_by("trial__protocol_number", "role", "institution__name_zh")
-        )
+        self.fields["site"].queryset = enrolment.sites_reportable_by(user).select_related("trial", "institution")
 
 
 class EnrolmentReversalForm(forms.Form):
@@ -504,7 +531,7 @@ class CorrectionFilter(admin.SimpleListFilter):
 
 
 @admin.register(EnrolmentEntry)
-class EnrolmentEntryAdmin(admin.ModelAdmin):
+class EnrolmentEntryAdmin(KeyedSearchAdmin, CappedCountAdmin, admin.ModelAdmin):
     """The ledger, read-only: entries are added through the service and corrected by reversing entries,
     never changed or deleted (the database refuses that too)."""
 
@@ -524,24 +551,22 @@ class EnrolmentEntryAdmin(admin.ModelAdmin):
     list_filter = [
         "kind",
         CorrectionFilter,
-        ("trial", admin.RelatedOnlyFieldListFilter),
-        ("site__institution", admin.RelatedOnlyFieldListFilter),
         "trial__status",
+        "site__institution__region",
+        "occurred_on",
     ]
-    search_fields = [
-        "trial__protocol_number",
-        "trial__title_zh",
-        "site__institution__name_zh",
-        "subject__code",
-        "reported_by__full_name",
-        "note",
-        "reason",
-    ]
+    search_fields = ["trial__protocol_number", "site__institution__name_zh", "subject__code", "reported_by__full_name"]
+    search_help_text = _("A protocol number or trial title, an institution, a subject code (exact) or who reported.")
+    keyed_search = {
+        "trial": ("protocol_number", "title_zh"),
+        "site": ("institution__name_zh__icontains", "institution__short_name__icontains"),
+        "subject": ("code__exact",),
+        "reported_by": ("full_name", "username__exact"),
+    }
     list_select_related = ["trial", "site__institution", "subject", "reported_by", "reversed_by"]
-    date_hierarchy = "occurred_on"
     ordering = ["-reported_at", "-id"]
-    list_per_page = 50
-    show_full_result_count = False
+    # Sorting by a column without a matching index would sort the whole scoped ledger for one page.
+    sortable_by = ["reported_at"]
     fields = [
         "trial",
         "site",
@@ -591,9 +616,15 @@ class EnrolmentEntryAdmin(admin.ModelAdmin):
                 "<int:pk>/reverse/",
                 self.admin_site.admin_view(self.reverse_view),
                 name="trials_enrolmententry_reverse",
-            )
+            ),
+            path("sites/", self.admin_site.admin_view(self.sites_view), name="trials_enrolmententry_sites"),
         ]
         return own + super().get_urls()
+
+    def sites_view(self, request):
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        return ReportableSiteAutocomplete.as_view(admin_site=self.admin_site)(request)
 
     def _action_page(self, request, *, form, label, intro="", object_url, object_label, entry=None):
         context = {
@@ -739,19 +770,21 @@ class SubjectStateFilter(admin.SimpleListFilter):
 
 
 @admin.register(EnrolmentSubject)
-class EnrolmentSubjectAdmin(admin.ModelAdmin):
+class EnrolmentSubjectAdmin(KeyedSearchAdmin, CappedCountAdmin, admin.ModelAdmin):
     """Pseudonymous subject codes with the state their ledger entries give them; codes come from reports."""
 
     list_display = ["code", "trial", "site_institution", "state", "last_event_on", "created_at"]
     list_filter = [
         SubjectStateFilter,
-        ("trial", admin.RelatedOnlyFieldListFilter),
-        ("site__institution", admin.RelatedOnlyFieldListFilter),
+        "trial__status",
+        "site__institution__region",
     ]
     search_fields = ["code", "trial__protocol_number", "trial__title_zh"]
+    search_help_text = _("A subject code (exact), a protocol number or a trial title.")
+    exact_search = ("code",)
+    keyed_search = {"trial": ("protocol_number", "title_zh")}
     list_select_related = ["trial", "site__institution"]
-    list_per_page = 50
-    show_full_result_count = False
+    sortable_by = []  # the default order (trial, code) is an index; any other would sort every subject
     fields = ["code", "trial", "site", "state", "last_event_on", "created_at"]
     readonly_fields = fields
 
@@ -788,16 +821,25 @@ class ProgressFilterForm(forms.Form):
         ("stalled", _("Stalled")),
     ]
 
-    trial = forms.ModelChoiceField(label=_("Trial"), queryset=Trial.objects.none(), required=False)
+    q = forms.CharField(
+        label=_("Trial or site"),
+        required=False,
+        max_length=100,
+        help_text=_("Part of a protocol number, a trial title or an institution's name."),
+    )
+    # A trial chosen by a link (its id); a select listing every visible trial would be tens of thousands long.
+    trial = forms.ModelChoiceField(
+        label=_("Trial"), queryset=Trial.objects.none(), required=False, widget=forms.HiddenInput
+    )
     show = forms.ChoiceField(label=_("Show"), choices=SHOW, required=False)
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["trial"].queryset = Trial.objects.visible_to(user).order_by("protocol_number")
+        self.fields["trial"].queryset = Trial.objects.visible_to(user)
 
 
 @admin.register(SiteEnrolment)
-class SiteEnrolmentAdmin(admin.ModelAdmin):
+class SiteEnrolmentAdmin(CappedCountAdmin, admin.ModelAdmin):
     """Targets against actuals, per trial and per site. The list is a page of its own: a site that has not
     reported yet has no counts row but belongs on it (often as stalled)."""
 
@@ -830,16 +872,18 @@ class SiteEnrolmentAdmin(admin.ModelAdmin):
         if filters.is_valid():
             if filters.cleaned_data["trial"] is not None:
                 sites = sites.filter(trial=filters.cleaned_data["trial"])
+            if filters.cleaned_data["q"]:
+                sites = sites.filter(enrolment.sites_matching_q(filters.cleaned_data["q"]))
             show = filters.cleaned_data["show"]
-        trials = enrolment.trial_progress(sites, today)
         if show == "over_target":
             sites = sites.filter(enrolment.over_target_sites_q())
         elif show == "stalled":
             sites = sites.filter(enrolment.stalled_sites_q(today))
-        ordered = enrolment.with_progress(sites).order_by(
-            "trial__protocol_number", "role", "institution__name_zh", "pk"
-        )
-        page = Paginator(ordered, self.sites_per_page).get_page(request.GET.get("p"))
+        ordered = enrolment.with_progress(sites).order_by("trial_id", "role", "pk")
+        page = CappedPaginator(ordered, self.sites_per_page).get_page(request.GET.get("p"))
+        # The per-trial totals cover the trials on this page only: the cost follows the page, not the history.
+        on_page = {site.trial_id for site in page}
+        trials = enrolment.trial_progress(sites.filter(trial_id__in=on_page), today) if on_page else []
         query = request.GET.copy()
         query.pop("p", None)
         context = {

@@ -169,7 +169,7 @@ class FilingObligationAdmin(ScopedAdmin):
     """Every filing a visible trial owes, overdue and due first; recorded from the trial's page."""
 
     list_display = ["trial", "kind", "basis_on", "due_at", "provisional", "status", "filed_on", "late", "escalated_at"]
-    list_filter = ["status", "kind", "late", "provisional", "trial__lead_institution"]
+    list_filter = ["status", "kind", "late", "provisional", "trial__lead_institution__region"]
     search_fields = ["trial__protocol_number", "trial__title_zh", "filing_number"]
     list_select_related = ["trial"]
     autocomplete_fields = ["trial"]

@@ -6,7 +6,7 @@ from django import forms
 from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
-from cgtclinic.admin_base import ScopedAdmin
+from cgtclinic.admin_base import CappedCountAdmin, ScopedAdmin
 from cgtclinic.errors import DomainError
 from trials import consent, gates, qualifications
 from trials.models import (
@@ -67,7 +67,7 @@ class _ServiceAdmin(_ServiceMixin, ScopedAdmin):
 
 
 @admin.register(GateRule)
-class GateRuleAdmin(admin.ModelAdmin):
+class GateRuleAdmin(CappedCountAdmin, admin.ModelAdmin):
     """The seeded rules, read-only: they change with seeds/policy/gates.yaml."""
 
     list_display = ["gate", "trial_kind", "therapy_category", "source_document", "source_clause"]
@@ -219,7 +219,7 @@ class DelegationAdmin(_ServiceAdmin):
     """The sites' delegation logs: lines are added by duty and ended on a day, never deleted."""
 
     list_display = ["site", "person", "duty", "starts_on", "ends_on", "recorded_by"]
-    list_filter = ["duty", ("site__trial", admin.RelatedOnlyFieldListFilter)]
+    list_filter = ["duty", "site__institution__region", "site__trial__status"]
     search_fields = ["person__full_name", "site__trial__protocol_number", "site__institution__name_zh"]
     list_select_related = ["site__trial", "site__institution", "person", "recorded_by"]
     autocomplete_fields = ["site", "person"]
@@ -260,7 +260,7 @@ class SubjectConsentForm(_ServiceForm):
 
 
 @admin.register(SubjectConsent)
-class SubjectConsentAdmin(_ServiceMixin, admin.ModelAdmin):
+class SubjectConsentAdmin(_ServiceMixin, CappedCountAdmin, admin.ModelAdmin):
     """Consents per subject: the one at enrolment comes with the ledger entry; re-consents are added here."""
 
     form = SubjectConsentForm
@@ -269,9 +269,6 @@ class SubjectConsentAdmin(_ServiceMixin, admin.ModelAdmin):
     search_fields = ["subject__code", "subject__trial__protocol_number"]
     list_select_related = ["subject", "icf_version__document", "recorded_by"]
     autocomplete_fields = ["subject"]
-
-    list_per_page = 50
-    show_full_result_count = False
 
     def get_queryset(self, request):
         return super().get_queryset(request).filter(subject__in=EnrolmentSubject.objects.visible_to(request.user))

@@ -42,14 +42,16 @@ class TrialQuerySet(RollupRefreshingQuerySet):
         if user.is_superuser:
             return self
         sites = TrialSite.objects.filter(trial=OuterRef("pk"))
+        # Each branch is an indexed lookup run once (a hashed subplan), ORed as a filter on the list's own order:
+        # an OR across a join, or an EXISTS per row, would make PostgreSQL test every trial of the country.
         if user.role in (Role.RESEARCH_OFFICE, Role.ETHICS_OFFICE):
-            return self.filter(
-                Q(lead_institution_id=user.institution_id) | Exists(sites.filter(institution_id=user.institution_id))
-            )
+            hosted = TrialSite.objects.filter(institution_id=user.institution_id).order_by().values("trial_id")
+            return self.filter(Q(lead_institution_id=user.institution_id) | Q(pk__in=hosted))
         if user.role == Role.PI:
             # A PI sees the trials they lead, the sites they run, and the sites whose delegation log names them.
-            delegated = sites.filter(delegations__person_id=user.pk)
-            return self.filter(Q(pi_id=user.pk) | Exists(sites.filter(site_pi_id=user.pk)) | Exists(delegated))
+            run = TrialSite.objects.filter(site_pi_id=user.pk).order_by().values("trial_id")
+            delegated = Delegation.objects.filter(person_id=user.pk).order_by().values("site__trial_id")
+            return self.filter(Q(pi_id=user.pk) | Q(pk__in=run) | Q(pk__in=delegated))
         if user.role == Role.REGULATOR:
             return self.filter(
                 Q(lead_institution__region_id=user.region_id)
@@ -211,7 +213,11 @@ class Trial(models.Model):
                 fields=["lead_institution", "protocol_number"], name="trial_unique_protocol_per_lead"
             )
         ]
-        indexes = [models.Index(fields=["status"]), models.Index(fields=["kind", "therapy_category"])]
+        indexes = [
+            models.Index(fields=["status"]),
+            models.Index(fields=["kind", "therapy_category"]),
+            models.Index(fields=["-created_at", "-id"], name="trial_latest"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.protocol_number} {self.title}"
@@ -245,6 +251,30 @@ class TrialStatusChange(models.Model):
         return f"{self.get_from_status_display()} → {self.get_to_status_display()}"
 
 
+def site_scope_q(user, *, site: str, trial: str) -> Q:
+    """The sites a signed-in, active, non-superuser ``user`` may see, as a filter on any table that carries a
+    site and its trial (``site``/``trial`` name those columns: ``"pk"``/``"trial"`` on TrialSite itself).
+
+    Each branch is an indexed lookup run once (a hashed subplan) ORed on the table's own columns, so a list keeps
+    reading its own order index; an OR across a join would make PostgreSQL test every site of the country."""
+    if not user.is_authenticated or not user.is_active:
+        return Q(pk__in=[])
+    if user.is_superuser:
+        return Q()
+    if user.role in (Role.RESEARCH_OFFICE, Role.ETHICS_OFFICE):
+        own = TrialSite.objects.filter(institution_id=user.institution_id).order_by().values("pk")
+        led = Trial.objects.filter(lead_institution_id=user.institution_id).order_by().values("pk")
+        return Q(**{f"{site}__in": own}) | Q(**{f"{trial}__in": led})
+    if user.role == Role.PI:
+        run = TrialSite.objects.filter(site_pi_id=user.pk).order_by().values("pk")
+        led = Trial.objects.filter(pi_id=user.pk).order_by().values("pk")
+        delegated = Delegation.objects.filter(person_id=user.pk).order_by().values("site_id")
+        return Q(**{f"{site}__in": run}) | Q(**{f"{trial}__in": led}) | Q(**{f"{site}__in": delegated})
+    if user.role == Role.REGULATOR:
+        return Q(**{f"{site}__in": TrialSite.objects.filter(institution__region_id=user.region_id).values("pk")})
+    return Q(pk__in=[])
+
+
 class TrialSiteQuerySet(RollupRefreshingQuerySet):
     trial_column = "trial_id"
     rollup_fields = "SITE_FIELDS"
@@ -255,16 +285,7 @@ class TrialSiteQuerySet(RollupRefreshingQuerySet):
             return self.none()
         if user.is_superuser:
             return self
-        if user.role in (Role.RESEARCH_OFFICE, Role.ETHICS_OFFICE):
-            return self.filter(
-                Q(institution_id=user.institution_id) | Q(trial__lead_institution_id=user.institution_id)
-            )
-        if user.role == Role.PI:
-            delegated = Delegation.objects.filter(site_id=OuterRef("pk"), person_id=user.pk)
-            return self.filter(Q(site_pi_id=user.pk) | Q(trial__pi_id=user.pk) | Exists(delegated))
-        if user.role == Role.REGULATOR:
-            return self.filter(institution__region_id=user.region_id)
-        return self.none()
+        return self.filter(site_scope_q(user, site="pk", trial="trial"))
 
     def editable_by(self, user):
         """The lead's research office manages every site; a participating office manages its own."""
@@ -328,6 +349,8 @@ class TrialSite(models.Model):
             models.UniqueConstraint(fields=["trial", "institution"], name="trial_site_unique_institution"),
             models.UniqueConstraint(fields=["trial"], condition=Q(role="lead"), name="trial_site_one_lead"),
         ]
+        # The admin lists' order: a page is read from this index instead of sorting every site.
+        indexes = [models.Index(fields=["trial", "role", "id"], name="trial_site_list")]
 
     def __str__(self) -> str:
         return f"{self.trial.protocol_number} @ {self.institution}"
@@ -441,7 +464,7 @@ class DocumentVersion(models.Model):
 class EnrolmentEntryQuerySet(models.QuerySet):
     def visible_to(self, user):
         """Entries follow their site: whoever may see a site sees its enrolment ledger."""
-        return self.filter(site__in=TrialSite.objects.visible_to(user))
+        return self.filter(site_scope_q(user, site="site", trial="trial"))
 
 
 class EnrolmentSubjectQuerySet(models.QuerySet):
@@ -449,7 +472,7 @@ class EnrolmentSubjectQuerySet(models.QuerySet):
         """Subject codes follow their site, like the ledger entries that name them; regulators see none."""
         if user.is_authenticated and user.role == Role.REGULATOR and not user.is_superuser:
             return self.none()
-        return self.filter(site__in=TrialSite.objects.visible_to(user))
+        return self.filter(site_scope_q(user, site="site", trial="trial"))
 
 
 class EnrolmentSubject(models.Model):
@@ -481,6 +504,8 @@ class EnrolmentSubject(models.Model):
         verbose_name = _("subject code")
         verbose_name_plural = _("subject codes")
         constraints = [models.UniqueConstraint(fields=["trial", "code"], name="enrolment_subject_unique_code")]
+        # Codes are searched across trials (a site's code lists, the admin search).
+        indexes = [models.Index(fields=["code"], name="enrolment_subject_code")]
 
     def __str__(self) -> str:
         return self.code
@@ -583,6 +608,9 @@ class EnrolmentEntry(models.Model):
             # Reports sum a period's events over many sites: found by date and read from the index alone (plain key
             # columns rather than INCLUDE, which SQLite, make run's default, does not have).
             models.Index(fields=["occurred_on", "site", "kind", "count", "reverses"], name="enrolment_date_covering"),
+            # The ledger lists newest first: a page is read from the end of this index.
+            models.Index(fields=["-reported_at", "-id"], name="enrolment_reported_latest"),
+            models.Index(fields=["site", "-reported_at", "-id"], name="enrolment_site_latest"),
         ]
 
     def __str__(self) -> str:
@@ -600,7 +628,7 @@ class EnrolmentEntry(models.Model):
 
 class SiteEnrolmentQuerySet(models.QuerySet):
     def visible_to(self, user):
-        return self.filter(site__in=TrialSite.objects.visible_to(user))
+        return self.filter(site_scope_q(user, site="site", trial="trial"))
 
 
 class SiteEnrolment(models.Model):

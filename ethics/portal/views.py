@@ -20,6 +20,7 @@ from django.views.decorators.http import require_POST
 
 from cgtclinic.errors import DomainError
 from cgtclinic.models import Notification
+from cgtclinic.paging import CappedPaginator
 from cgtclinic.roles import Role
 from ethics import letters, selectors
 from ethics.models import Decision, RecognitionRequest, Submission, SubmissionEvent
@@ -946,7 +947,9 @@ def site_enrolment(request, pk: int):
     )
     subjects = enrolment.with_subject_state(
         EnrolmentSubject.objects.visible_to(request.user).filter(site=site)
-    ).order_by("code")
+    ).order_by("code", "pk")
+    # A busy site has thousands of codes: a page of them, each page's states read from the ledger's subject index.
+    subjects_page = CappedPaginator(subjects, 50).get_page(request.GET.get("subjects"))
     return _page(
         request,
         "ethics/portal/site_enrolment.html",
@@ -957,8 +960,9 @@ def site_enrolment(request, pk: int):
             "valid_until": enrolment.ethics_valid_until(site) if site.ethics_approved_on else None,
             "can_report": can_report,
             "form": form,
-            "ledger": Paginator(entries, 50).get_page(request.GET.get("page")),
-            "subjects": [(subject, enrolment.subject_state(subject)) for subject in subjects],
+            "ledger": CappedPaginator(entries, 50).get_page(request.GET.get("page")),
+            "subjects": [(subject, enrolment.subject_state(subject)) for subject in subjects_page],
+            "subjects_page": subjects_page,
             "stalled_days": enrolment.STALLED_AFTER_DAYS,
         },
         status=status,
