@@ -1,0 +1,147 @@
+"""Rows streamed to PostgreSQL with COPY a batch at a time, and progress on stderr.
+
+A table never holds more than one batch of rows: at national scale the ledger alone is five million rows, which as
+Python lists took gigabytes. Every table is written in the one transaction of the run, in whatever order its rows are
+made; Django's foreign keys are DEFERRABLE INITIALLY DEFERRED, so a row may name one written later (checked in
+``Writer.finish``).
+"""
+
+import json
+import sys
+import time
+
+from django.db import models
+
+BATCH_ROWS = 5000
+
+
+class Table:
+    """One model's rows in its column order; ``add`` buffers a row and COPYs the buffer when it is full."""
+
+    def __init__(self, writer: "Writer", model, start_id: int = 1):
+        meta = model._meta
+        fields = list(meta.concrete_fields)
+        self.writer = writer
+        self.model = model
+        self.name = meta.db_table
+        self.columns = [f.column for f in fields]
+        self.index = {}
+        for i, f in enumerate(fields):
+            self.index[f.name] = i
+            self.index[f.attname] = i
+        self.json = {i for i, f in enumerate(fields) if isinstance(f, models.JSONField)}
+        self.defaults = []
+        for i, f in enumerate(fields):
+            value = None if f.primary_key or f.null else f.get_default()
+            if i in self.json and value is not None:
+                value = json.dumps(value, ensure_ascii=False)
+            self.defaults.append(value)
+        self.pk = self.index[meta.pk.attname]
+        self.pk_column = meta.pk.column
+        self.auto_pk = isinstance(meta.pk, models.AutoField | models.BigAutoField)
+        self.next_id = start_id
+        self.rows: list[list] = []
+        self.written = 0
+
+    def alloc(self) -> int:
+        self.next_id += 1
+        return self.next_id - 1
+
+    def add(self, **values) -> int:
+        row = self.defaults.copy()
+        index, json_columns = self.index, self.json
+        for key, value in values.items():
+            i = index[key]
+            row[i] = json.dumps(value, ensure_ascii=False) if i in json_columns and value is not None else value
+        if self.auto_pk and row[self.pk] is None:
+            row[self.pk] = self.alloc()
+        self.rows.append(row)
+        if len(self.rows) >= BATCH_ROWS:
+            self.flush()
+        return row[self.pk]
+
+    def flush(self) -> None:
+        if not self.rows:
+            return
+        columns = ", ".join(f'"{c}"' for c in self.columns)
+        with self.writer.cursor.copy(f'COPY "{self.name}" ({columns}) FROM STDIN') as copy:
+            for row in self.rows:
+                copy.write_row(row)
+        self.written += len(self.rows)
+        self.rows.clear()
+
+
+class Writer:
+    """The tables of one run on one cursor (inside the caller's transaction)."""
+
+    def __init__(self, cursor):
+        self.cursor = cursor
+        self.tables: dict[type, Table] = {}
+
+    def table(self, model) -> Table:
+        if model not in self.tables:
+            start = 1
+            if isinstance(model._meta.pk, models.AutoField | models.BigAutoField):
+                start = (model.objects.aggregate(top=models.Max("pk"))["top"] or 0) + 1
+            self.tables[model] = Table(self, model, start)
+        return self.tables[model]
+
+    def finish(self, out) -> int:
+        """Write what is buffered, move the id sequences past the rows written, check the foreign keys and
+        ANALYZE; returns the number of rows written."""
+        total = 0
+        cursor = self.cursor
+        for table in self.tables.values():
+            table.flush()
+            if not table.written:
+                continue
+            total += table.written
+            out.write(f"  {table.name:<36} {table.written:>10,} rows")
+            if table.auto_pk:
+                cursor.execute(
+                    f"SELECT setval(pg_get_serial_sequence('\"{table.name}\"', %s), %s)",
+                    [table.pk_column, table.next_id - 1],
+                )
+        began = time.monotonic()
+        # The foreign keys are deferred: check them all now, then defer them again for whoever goes on.
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+        out.write(f"  {'foreign keys checked':<36} {total:>10,} rows  {time.monotonic() - began:6.1f} s")
+        began = time.monotonic()
+        for table in self.tables.values():
+            if table.written:
+                cursor.execute(f'ANALYZE "{table.name}"')
+        out.write(f"  {'ANALYZE':<36} {'':>10}       {time.monotonic() - began:6.1f} s")
+        return total
+
+
+class Progress:
+    """Where a phase is: items done of the total, the rate and the time left, on stderr every ``every`` seconds."""
+
+    def __init__(self, stream=None, every: float = 5.0):
+        self.stream = stream or sys.stderr
+        self.every = every
+        self.label, self.unit, self.total, self.done = "", "", 0, 0
+        self.started = self.shown = time.monotonic()
+
+    def start(self, label: str, total: int, unit: str) -> None:
+        self.label, self.unit, self.total, self.done = label, unit, total, 0
+        self.started = self.shown = time.monotonic()
+
+    def advance(self, count: int = 1) -> None:
+        self.done += count
+        now = time.monotonic()
+        if now - self.shown >= self.every:
+            self.shown = now
+            self.show(now)
+
+    def show(self, now: float) -> None:
+        elapsed = max(now - self.started, 1e-6)
+        rate = self.done / elapsed
+        share = f" ({100 * self.done / self.total:.0f}%)" if self.total else ""
+        left = f", ETA {(self.total - self.done) / rate:,.0f} s" if rate and self.total >= self.done else ""
+        self.stream.write(
+            f"  … {self.label}: {self.done:,}/{self.total:,} {self.unit}{share}, {rate:,.0f}/s{left}, "
+            f"{elapsed:,.0f} s\n"
+        )
+        self.stream.flush()
