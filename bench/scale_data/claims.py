@@ -4,6 +4,7 @@
 
 import datetime as dt
 from collections import defaultdict
+from contextlib import contextmanager
 from decimal import Decimal
 
 from django.core.management.base import CommandError
@@ -22,10 +23,36 @@ from bench.scale_data.world import (
     apportion,
 )
 from cgtclinic.errors import DomainError
+from cgtclinic.models import PolicyParameter
 from subsidies import eligibility, evidence, rules
 from subsidies.models import Claim, ClaimLine, ClaimPayment, ClaimStatusChange, EligibilityRule, SubsidyProgram
 from subsidies.services import NOT_CANDIDATE_STATUSES, amount_rule, line_refusals
 from trials.models import Trial, TrialSite
+
+
+@contextmanager
+def _policy_values_read_once():
+    """Policy values do not change while the data set is made: the eligibility rules read the start-up target per
+    site and language (PolicyParameter.value_for, one query each); here each (code, region, day) is read once."""
+    original = PolicyParameter.__dict__["value_for"]
+    values = {}
+
+    def value_for(code: str, *, region=None, on=None):
+        key = (code, getattr(region, "pk", region), on)
+        if key not in values:
+            try:
+                values[key] = original.__func__(PolicyParameter, code, region=region, on=on)
+            except PolicyParameter.DoesNotExist as error:
+                values[key] = error
+        if isinstance(values[key], Exception):
+            raise values[key]
+        return values[key]
+
+    PolicyParameter.value_for = staticmethod(value_for)
+    try:
+        yield
+    finally:
+        PolicyParameter.value_for = original
 
 
 class ClaimsPhase:
@@ -36,7 +63,8 @@ class ClaimsPhase:
             programs = self.fallback_programs()
         self.progress.start(_("subsidy claims"), wanted, _("claims"))
         builder = ClaimBuilder(self, programs)
-        made = builder.build(wanted)
+        with _policy_values_read_once():
+            made = builder.build(wanted)
         if made < wanted:
             raise CommandError(
                 _(

@@ -350,7 +350,6 @@ class EthicsPhase:
             request.responded_at = None
         self.requests_made += 1
         self.requests_by_site[site.id].append(request)
-        self.progress.advance()
         return request
 
     def fill_amendment_requests(self) -> None:

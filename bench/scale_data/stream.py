@@ -2,15 +2,19 @@
 
 A table never holds more than one batch of rows: at national scale the ledger alone is five million rows, which as
 Python lists took gigabytes. Every table is written in the one transaction of the run, in whatever order its rows are
-made; Django's foreign keys are DEFERRABLE INITIALLY DEFERRED, so a row may name one written later (checked in
-``Writer.finish``).
+made, so a row may name one written later. Foreign keys are checked once everything is written (``Writer.finish``):
+as a superuser, with the row-by-row key triggers off while loading (``session_replication_role = replica``; the
+project has no INSERT triggers) and one anti-join per key at the end, which at national scale takes seconds where the
+deferred triggers took six minutes; otherwise by the deferred triggers themselves.
 """
 
 import json
 import sys
 import time
 
+from django.core.management.base import CommandError
 from django.db import models
+from django.utils.translation import gettext as _
 
 BATCH_ROWS = 5000
 
@@ -77,6 +81,10 @@ class Writer:
     def __init__(self, cursor):
         self.cursor = cursor
         self.tables: dict[type, Table] = {}
+        cursor.execute("SELECT current_setting('is_superuser') = 'on'")
+        self.keys_checked_at_end = cursor.fetchone()[0]
+        if self.keys_checked_at_end:
+            cursor.execute("SET LOCAL session_replication_role = replica")
 
     def table(self, model) -> Table:
         if model not in self.tables:
@@ -103,9 +111,13 @@ class Writer:
                     [table.pk_column, table.next_id - 1],
                 )
         began = time.monotonic()
-        # The foreign keys are deferred: check them all now, then defer them again for whoever goes on.
-        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-        cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+        if self.keys_checked_at_end:
+            cursor.execute("SET LOCAL session_replication_role = DEFAULT")
+            self.check_foreign_keys()
+        else:
+            # The foreign keys are deferred: check them all now, then defer them again for whoever goes on.
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            cursor.execute("SET CONSTRAINTS ALL DEFERRED")
         out.write(f"  {'foreign keys checked':<36} {total:>10,} rows  {time.monotonic() - began:6.1f} s")
         began = time.monotonic()
         for table in self.tables.values():
@@ -113,6 +125,27 @@ class Writer:
                 cursor.execute(f'ANALYZE "{table.name}"')
         out.write(f"  {'ANALYZE':<36} {'':>10}       {time.monotonic() - began:6.1f} s")
         return total
+
+    def check_foreign_keys(self) -> None:
+        """Every foreign key of every table written points at a row (what the key triggers would have checked)."""
+        for table in self.tables.values():
+            if not table.written:
+                continue
+            for field in table.model._meta.concrete_fields:
+                if not field.is_relation or not field.many_to_one:
+                    continue
+                target = field.target_field
+                self.cursor.execute(
+                    f'SELECT c."{field.column}" FROM "{table.name}" c WHERE c."{field.column}" IS NOT NULL AND NOT '
+                    f'EXISTS (SELECT 1 FROM "{target.model._meta.db_table}" p WHERE p."{target.column}" = '
+                    f'c."{field.column}") LIMIT 1'
+                )
+                dangling = self.cursor.fetchone()
+                if dangling is not None:
+                    raise CommandError(
+                        _("Generated rows of %(table)s point at a missing row (%(column)s = %(value)s).")
+                        % {"table": table.name, "column": field.column, "value": dangling[0]}
+                    )
 
 
 class Progress:
