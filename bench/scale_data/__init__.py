@@ -33,3 +33,8 @@ SCALES = {
     },
 }
 SIZES = tuple(SCALES["provincial"])
+
+
+def sizes(scale: str, given: dict) -> dict:
+    """The sizes of a run: the preset of ``scale``, with the sizes given (not None) instead of its own."""
+    return {name: given[name] if given.get(name) is not None else SCALES[scale][name] for name in SIZES}

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 from django.utils.translation import gettext as _
 
-from bench.scale_data import SCALES, SIZES
+from bench.scale_data import SCALES, SIZES, sizes
 from bench.scale_data.generator import Generator
 from bench.scale_data.stream import Progress
 from cgtclinic import rollups
@@ -64,10 +64,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
-        preset = SCALES[options["scale"]]
+        options.update(sizes(options["scale"], options))
         for name in SIZES:
-            if options[name] is None:
-                options[name] = preset[name]
             if options[name] < 0:
                 raise CommandError(_("--%(name)s cannot be negative.") % {"name": name.replace("_", "-")})
         if options["institutions"] < 2 and options["sites"] > options["trials"]:
