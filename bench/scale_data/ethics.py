@@ -359,6 +359,8 @@ class EthicsPhase:
         wanted = self.opts["recognition_requests"]
         remaining = wanted - self.requests_made
         recognised_statuses = (RS.RECOGNISED, RS.RECOGNISED_WITH_CONDITIONS)
+        self.progress.start(_("recognition requests"), wanted, _("requests"))
+        self.progress.advance(self.requests_made)
         candidates = [
             t
             for t in self.trials
@@ -392,6 +394,7 @@ class EthicsPhase:
             for site in recognised[:remaining]:
                 alliance = self.shared_alliance(trial.lead.committee, site.inst.committee)
                 self.open_request(alliance, trial, site, decision, SK.AMENDMENT, decision.decided_at)
+            self.progress.advance(min(len(recognised), remaining))
             remaining -= min(len(recognised), remaining)
         if remaining > 0:
             raise CommandError(
