@@ -20,7 +20,17 @@ from subsidies import evidence
 from subsidies.models import Claim, ClaimLine, SubsidyProgram
 from tests.factories.cgtclinic import InstitutionFactory
 from trials.enrolment import rebuild_site_counts
-from trials.models import EnrolmentEntry, SiteEnrolment, Trial, TrialSite
+from trials.models import (
+    Delegation,
+    Duty,
+    EnrolmentEntry,
+    EnrolmentSubject,
+    GcpCertificate,
+    SiteEnrolment,
+    SubjectConsent,
+    Trial,
+    TrialSite,
+)
 
 SIZES = {
     "institutions": 10,
@@ -284,3 +294,20 @@ def test_claim_evidence_is_what_the_service_shows(generated):
         assert (line.evidence["title_zh"], line.evidence["title_en"]) == (line.trial.title_zh, line.trial.title_en)
         letters += bool(ethics and ethics["letter_number"])
     assert letters
+
+
+def test_governance_records_of_issue_12_are_there(generated):
+    """Every coded subject signed the trial's ICF on the day of screening; initiated sites keep a delegation log
+    naming their PI; every PI holds GCP certificates."""
+    subjects = EnrolmentSubject.objects.all()
+    assert subjects.exists()
+    consents = {c.subject_id: c for c in SubjectConsent.objects.select_related("icf_version__document")}
+    for subject in subjects:
+        consent = consents[subject.pk]
+        first = subject.entries.order_by("occurred_on", "pk").first()
+        assert consent.consented_on == first.occurred_on
+        assert consent.icf_version.document.trial_id == subject.trial_id
+    for site in TrialSite.objects.filter(site_initiated_on__isnull=False):
+        assert Delegation.objects.filter(site=site, person_id=site.site_pi_id, duty=Duty.REPORT).exists()
+    pis = User.objects.filter(role=Role.PI)
+    assert pis.count() == GcpCertificate.objects.values("person").distinct().count()

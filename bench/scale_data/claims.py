@@ -14,6 +14,7 @@ from bench.scale_data.world import (
     AR,
     CS,
     GENE_CATEGORIES,
+    ICF_TITLE,
     LS,
     SYNTHETIC,
     TS,
@@ -291,16 +292,28 @@ class ClaimBuilder:
 
     @staticmethod
     def slots(site: SiteSim, on: dt.date, upto: int) -> list:
-        """The site's first ``upto`` enrolled patients standing on ``on``, as subsidies.evidence.patient_slots lists
-        them (no consents are generated); earlier claims' positions are left empty, never read."""
+        """The site's first ``upto`` enrolled patients standing on ``on`` as subsidies.evidence.patient_slots lists
+        them, each coded patient with the consent signed at screening."""
         out = []
         limit = on.toordinal()
-        for day, count, subject in zip(site.enrolled_days, site.enrolled_counts, site.enrolled_subjects, strict=True):
+        entries = zip(
+            site.enrolled_days, site.enrolled_counts, site.enrolled_subjects, site.enrolled_consented, strict=True
+        )
+        for day, count, subject, consented in entries:
             if day > limit or len(out) >= upto:
                 break
             enrolled_on = dt.date.fromordinal(day).isoformat()
-            code = f"{site.inst.code}-{subject:04d}" if subject else None
-            out.extend({"subject": code, "enrolled_on": enrolled_on, "consent": None} for _k in range(count))
+            if not subject:
+                out.extend({"subject": None, "enrolled_on": enrolled_on, "consent": None} for _k in range(count))
+                continue
+            consent = {
+                "document": ICF_TITLE,
+                "version": 1,
+                "version_label": "V1.0",
+                "consented_on": dt.date.fromordinal(consented).isoformat(),
+                "is_reconsent": False,
+            }
+            out.append({"subject": f"{site.inst.code}-{subject:04d}", "enrolled_on": enrolled_on, "consent": consent})
         return out
 
     def timeline(self, opened: dt.date, pace) -> list[dt.datetime]:

@@ -2,13 +2,21 @@
 daily counts, with corrections (reversals); SiteEnrolment equal to the ledger's sums (trials' data)."""
 
 import datetime as dt
+import hashlib
 from collections import defaultdict
 
 from django.core.management.base import CommandError
 from django.utils.translation import gettext as _
 
-from bench.scale_data.world import EK, ONE_DAY, ORDER, SiteSim, TrialSim, apportion
-from trials.models import EnrolmentEntry, EnrolmentSubject, SiteEnrolment
+from bench.scale_data.world import EK, ICF_TITLE, ONE_DAY, ORDER, SiteSim, TrialSim, apportion
+from trials.models import (
+    DocumentVersion,
+    EnrolmentEntry,
+    EnrolmentSubject,
+    SiteEnrolment,
+    SubjectConsent,
+    TrialDocument,
+)
 
 
 class LedgerPhase:
@@ -31,12 +39,36 @@ class LedgerPhase:
         budgets = apportion(total, weights) if enrolling else []
         self.entries, self.subjects = self.table(EnrolmentEntry), self.table(EnrolmentSubject)
         self.site_counts = self.table(SiteEnrolment)
+        self.consents = self.table(SubjectConsent)
         self.progress.start(_("enrolment ledger"), total, _("entries"))
         for (site, windows), budget in zip(enrolling, budgets, strict=True):
             if budget:
                 # One site in ten reports counts per day instead of one subject code per entry.
                 self.enrol_site(site, windows, budget, aggregate=rng.random() < 0.1)
                 self.progress.advance(budget)
+
+    def icf_version(self, trial: TrialSim) -> int:
+        """The trial's informed-consent form, version 1, uploaded by its PI when the trial was drafted (the row
+        only: no file is written)."""
+        if not trial.icf_version:
+            document = self.table(TrialDocument).add(
+                trial_id=trial.id, kind=TrialDocument.Kind.ICF, title=ICF_TITLE, created_at=trial.created_at
+            )
+            digest = hashlib.sha256(f"{trial.protocol} {ICF_TITLE} V1.0".encode()).hexdigest()
+            trial.icf_version = self.table(DocumentVersion).add(
+                document_id=document,
+                number=1,
+                version_label="V1.0",
+                version_date=trial.created_at.date(),
+                file=f"documents/{trial.id}/{digest[:2]}/{digest[:32]}.pdf",
+                original_name=f"{trial.protocol}-知情同意书-V1.0.pdf",
+                content_type="application/pdf",
+                size=180_000 + trial.id % 90_000,
+                sha256=digest,
+                uploaded_by_id=trial.pi,
+                uploaded_at=trial.created_at,
+            )
+        return trial.icf_version
 
     def site_windows(self, trial: TrialSim, site: SiteSim) -> list[list[dt.date]]:
         """The days a site may screen and enrol: the trial active, the site initiated, its approval valid."""
@@ -111,7 +143,7 @@ class LedgerPhase:
             rows = [(day, kind, 1, subject) for day, _rank, kind, subject in events]
         reporters = (site.pi, site.inst.ro)
         last_reported = None
-        subject_ids, previous_day, written = {}, {}, []
+        subject_ids, previous_day, written, consented = {}, {}, [], {}
         for day, kind, count, subject in rows:
             reported = self.office(day + dt.timedelta(days=rng.choice((0, 0, 0, 1, 1, 2, 3))))
             if last_reported is not None and reported <= last_reported:
@@ -124,6 +156,15 @@ class LedgerPhase:
                 if subject_id is None:
                     subject_id = subject_ids[subject] = self.subjects.add(
                         trial_id=trial.id, site_id=site.id, code=f"{site.inst.code}-{subject:04d}", created_at=reported
+                    )
+                    # Consent is signed on the day of screening, on the trial's ICF, recorded with the screening.
+                    consented[subject_id] = day
+                    self.consents.add(
+                        subject_id=subject_id,
+                        icf_version_id=self.icf_version(trial),
+                        consented_on=day,
+                        recorded_by_id=site.pi,
+                        recorded_at=reported,
                     )
             entry_id = self.entries.add(
                 site_id=site.id,
@@ -155,6 +196,7 @@ class LedgerPhase:
             site.enrolled_running.append(running)
             site.enrolled_counts.append(count)
             site.enrolled_subjects.append(number_of.get(subject_id, 0))
+            site.enrolled_consented.append(consented[subject_id].toordinal() if subject_id else 0)
         site.first_patient = live_enrolled[0][0] if live_enrolled else None
         self.site_counts.add(
             site_id=site.id,

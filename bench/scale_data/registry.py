@@ -6,9 +6,13 @@ import secrets
 from collections import defaultdict
 from decimal import Decimal
 
+from dateutil.relativedelta import relativedelta
+
 from bench.scale_data.world import (
     DEPARTMENTS,
+    GCP_ISSUERS,
     HOSPITAL_KINDS,
+    ONE_DAY,
     PLACES,
     REGION_ABBR,
     REGION_WEIGHTS,
@@ -25,6 +29,7 @@ from bench.scale_data.world import (
 from cgtclinic.models import Department, Institution, Region, Sponsor, User
 from cgtclinic.roles import Role
 from ethics.models import Alliance, AllianceMembership, CommitteeMember, EthicsCommittee
+from trials.models import GcpCertificate
 
 
 class RegistryPhase:
@@ -75,6 +80,8 @@ class RegistryPhase:
             inst.eo = self.person(inst, Role.ETHICS_OFFICE, "eo")
             n_pis = max(3, min(60, int(4 + 1.5 * expected_trials * inst.weight / total_weight)))
             inst.pis = [self.person(inst, Role.PI, f"pi{k + 1}") for k in range(n_pis)]
+            for pi in inst.pis:
+                self.gcp_certificates(inst, pi)
         self.regulators = {}
         for region in regions:
             self.regulators[region.pk] = self.users.add(
@@ -109,6 +116,29 @@ class RegistryPhase:
             date_joined=dt.datetime.combine(self.start, dt.time(9), tzinfo=TZ)
             - dt.timedelta(days=self.rng.randint(0, 900)),
         )
+
+    def gcp_certificates(self, inst: Inst, person: int) -> None:
+        """A PI's GCP training certificates, each valid three years and renewed before it lapses, up to now; a few
+        PIs let the last one lapse or renew it only after a reminder (trials.qualifications' work queue)."""
+        rng, table = self.rng, self.table(GcpCertificate)
+        issuer = rng.choice(GCP_ISSUERS)
+        issued = self.start - dt.timedelta(days=rng.randint(0, 1000))
+        serial = 0
+        while issued < self.today:
+            serial += 1
+            expires = issued + relativedelta(years=3)
+            table.add(
+                person_id=person,
+                number=f"GCP{issued.year}{person:06d}{serial}",
+                issuer=issuer,
+                issued_on=issued,
+                expires_on=expires,
+                recorded_by_id=inst.ro,
+                recorded_at=self.office(min(issued + dt.timedelta(days=rng.randint(0, 20)), self.today - ONE_DAY)),
+            )
+            if expires >= self.today - dt.timedelta(days=30) and rng.random() < 0.08:
+                break  # lapsed, or about to lapse without a renewal yet
+            issued = expires - dt.timedelta(days=rng.randint(10, 60))
 
     def make_committees(self) -> None:
         rng = self.rng

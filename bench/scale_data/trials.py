@@ -27,7 +27,7 @@ from bench.scale_data.world import (
     apportion,
     pick,
 )
-from trials.models import Trial, TrialSite, TrialStatusChange
+from trials.models import Delegation, Duty, Trial, TrialSite, TrialStatusChange
 
 
 class TrialsPhase:
@@ -319,6 +319,33 @@ class TrialsPhase:
 
     # --- rows -------------------------------------------------------------------------------------------------------
 
+    def delegation_log(self, site: SiteSim) -> None:
+        """An initiated site's delegation log: its PI for consent, enrolment, reporting and safety, and a
+        sub-investigator of the hospital for consent, enrolment and data, from initiation (one in ten left)."""
+        if site.initiated is None:
+            return
+        rng, table = self.rng, self.table(Delegation)
+        recorded = self.office(site.initiated - dt.timedelta(days=rng.randint(0, 5)))
+        log = [(site.pi, duty) for duty in (Duty.CONSENT, Duty.ENROL, Duty.REPORT, Duty.SAFETY)]
+        others = [pi for pi in site.inst.pis if pi != site.pi]
+        if others:
+            sub_investigator = rng.choice(others)
+            log += [(sub_investigator, duty) for duty in (Duty.CONSENT, Duty.ENROL, Duty.DATA)]
+        left = None
+        if others and rng.random() < 0.1:
+            left = site.initiated + dt.timedelta(days=rng.randint(60, 700))
+            left = left if left < self.today else None
+        for person, duty in log:
+            table.add(
+                site_id=site.id,
+                person_id=person,
+                duty=duty,
+                starts_on=site.initiated,
+                ends_on=left if person != site.pi else None,
+                recorded_by_id=site.pi,
+                recorded_at=recorded,
+            )
+
     def write_trials(self) -> None:
         """Trials and sites now that their story is known (the ledger set each site's first patient), and each
         trial's status history."""
@@ -352,6 +379,7 @@ class TrialsPhase:
                 updated_at=trial.status_at,
             )
             for site in trial.sites:
+                self.delegation_log(site)
                 sites.add(
                     id=site.id,
                     trial_id=trial.id,

@@ -73,6 +73,8 @@ DEPARTMENTS = [
 ]
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘蒋蔡余杜叶程苏魏吕丁任沈姚卢钟"
 GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超霞平刚华建红梅玉兰志海燕晓东春立新宇浩婷雪琳俊凯欣怡子涵思远嘉"
+ICF_TITLE = "知情同意书"
+GCP_ISSUERS = ["国家药品监督管理局高级研修学院", "中国医院协会临床研究GCP培训中心", "医院GCP培训办公室"]
 TITLES = ["主任医师", "副主任医师", "主治医师", "研究员", "副研究员"]
 SYLLABLES = ["安:An", "博:Bo", "诚:Cheng", "达:Da", "德:De", "恩:En", "丰:Feng", "和:He", "嘉:Jia", "健:Jian",
              "景:Jing", "凯:Kai", "朗:Lang", "立:Li", "明:Ming", "诺:Nuo", "启:Qi", "仁:Ren", "赛:Sai", "泰:Tai",
@@ -297,6 +299,7 @@ class SiteSim:
     enrolled_running: array = field(default_factory=lambda: array("i"))
     enrolled_counts: array = field(default_factory=lambda: array("i"))
     enrolled_subjects: array = field(default_factory=lambda: array("i"))
+    enrolled_consented: array = field(default_factory=lambda: array("i"))  # the subject's consent day (ordinal)
 
     def enrolled_on(self, day: dt.date) -> int:
         """Patients enrolled and standing on ``day`` (what trials.enrolment.enrolled_as_of reads from the ledger)."""
@@ -326,6 +329,7 @@ class TrialSim:
     sites: list = field(default_factory=list)
     approval: DecisionRow | None = None
     nmpa: str = ""
+    icf_version: int = 0  # the informed-consent form its subjects sign (written with the first subject)
     valid_until: dt.date | None = None
     active: list = field(default_factory=list)  # [start, end] date intervals while active
     ended_at: dt.datetime | None = None  # completed or terminated
