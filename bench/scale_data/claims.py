@@ -30,6 +30,8 @@ from subsidies.models import Claim, ClaimLine, ClaimPayment, ClaimStatusChange, 
 from subsidies.services import NOT_CANDIDATE_STATUSES, amount_rule, line_refusals
 from trials.models import Trial, TrialSite
 
+NOTHING_TAKEN = {"patients": 0, "amount": rules.ZERO, "claimed": False}
+
 
 @contextmanager
 def _policy_values_read_once():
@@ -141,12 +143,14 @@ class ClaimBuilder:
         self.rule_cache = {}
         # What the rules say depends only on these facts, which change a few times in a trial's life.
         self.reasons_cache = {}
+        self.distinct_reasons = {}
         self.sites_by_inst = defaultdict(list)
         for trial in sorted(gen.trials, key=lambda t: t.protocol):
             for site in trial.sites:
                 self.sites_by_inst[site.inst.id].append(site)
-        # (inst, program, trial): what earlier counting claims took, and whether one listed it as eligible.
-        self.taken = defaultdict(lambda: {"patients": 0, "amount": rules.ZERO, "claimed": False})
+        # (inst, program, trial): what earlier counting claims took, and whether one listed it as eligible; only the
+        # trials claimed have an entry (a default for every candidate looked at would hold one per site).
+        self.taken = defaultdict(lambda: dict(NOTHING_TAKEN))
         self.rules_of = {program.pk: list(program.eligibility_rules.all()) for program in programs}
         self.year_taken = defaultdict(lambda: rules.ZERO)  # (inst, program, year)
         self.busy = defaultdict(list)  # (inst, program) -> [(opened, decided or date.max)]
@@ -248,14 +252,17 @@ class ClaimBuilder:
     def reasons(self, program: SubsidyProgram, facts, on: dt.date, *, enrolled=0, took=None) -> list[dict]:
         """Why the line cannot be paid, as subsidies.services.line_refusals says it (in both languages)."""
         site, trial = facts.site, facts.trial
-        took = took or {"patients": 0, "amount": rules.ZERO, "claimed": False}
+        took = took or NOTHING_TAKEN
         key = (program.pk, site.id, trial.status, facts.completed_on, site.ethics_approved_on, site.site_initiated_on,
                enrolled <= took["patients"], took["claimed"])  # fmt: skip
         if key not in self.reasons_cache:
-            self.reasons_cache[key] = line_refusals(
+            reasons = line_refusals(
                 self.rules_of[program.pk], program, facts, on, enrolled_total=enrolled,
                 previously_claimed=took["patients"], claimed_before=took["claimed"],
             )  # fmt: skip
+            # Most sites fail the same rules with the same words: one copy of each list of reasons.
+            frozen = tuple(tuple(reason.items()) for reason in reasons)
+            self.reasons_cache[key] = self.distinct_reasons.setdefault(frozen, frozen)
         return [dict(reason) for reason in self.reasons_cache[key]]
 
     def ethics(self, site: SiteSim, on: dt.date) -> dict | None:
@@ -362,7 +369,7 @@ class ClaimBuilder:
         lines = []
         for site in candidates:
             facts = self.facts(site, reference)
-            took = dict(self.taken[(inst.id, program.pk, site.trial.id)])
+            took = dict(self.taken.get((inst.id, program.pk, site.trial.id), NOTHING_TAKEN))
             enrolled = site.enrolled_on(reference)
             reasons = self.reasons(program, facts, reference, enrolled=enrolled, took=took)
             status = LS.INELIGIBLE if reasons else LS.ELIGIBLE

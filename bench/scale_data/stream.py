@@ -17,6 +17,8 @@ from django.db import models
 from django.utils.translation import gettext as _
 
 BATCH_ROWS = 5000
+# A claim's frozen snapshot holds every line's per-patient evidence: a batch of those is flushed by size.
+BATCH_JSON_CHARS = 4_000_000
 
 
 class Table:
@@ -45,6 +47,7 @@ class Table:
         self.auto_pk = isinstance(meta.pk, models.AutoField | models.BigAutoField)
         self.next_id = start_id
         self.rows: list[list] = []
+        self.json_chars = 0
         self.written = 0
 
     def alloc(self) -> int:
@@ -56,11 +59,14 @@ class Table:
         index, json_columns = self.index, self.json
         for key, value in values.items():
             i = index[key]
-            row[i] = json.dumps(value, ensure_ascii=False) if i in json_columns and value is not None else value
+            if i in json_columns and value is not None:
+                value = json.dumps(value, ensure_ascii=False)
+                self.json_chars += len(value)
+            row[i] = value
         if self.auto_pk and row[self.pk] is None:
             row[self.pk] = self.alloc()
         self.rows.append(row)
-        if len(self.rows) >= BATCH_ROWS:
+        if len(self.rows) >= BATCH_ROWS or self.json_chars >= BATCH_JSON_CHARS:
             self.flush()
         return row[self.pk]
 
@@ -73,6 +79,7 @@ class Table:
                 copy.write_row(row)
         self.written += len(self.rows)
         self.rows.clear()
+        self.json_chars = 0
 
 
 class Writer:
