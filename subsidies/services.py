@@ -477,7 +477,7 @@ def line_refusals(
 ) -> list[dict]:
     """Why a claim line cannot be paid, each reason in both interface languages: the eligibility rules it fails,
     else nothing left to claim (per patient) or a project already claimed (fixed amount; on an earlier counting
-    claim, even if the regulator approved less). Reads nothing from the database."""
+    claim, even if the regulator approved less). Reads only the policy values a rule names (no claim or ledger)."""
     reasons = _reasons(program_rules, program, facts, on)
     if not reasons and program.amount_rule == P.PER_PATIENT and enrolled_total <= previously_claimed:
         reasons.append(_reason("nothing_to_claim", _both(lambda: _("No enrolled patient is left to claim."))))

@@ -45,10 +45,11 @@ def _policy_values_read_once():
         if key not in values:
             try:
                 values[key] = original.__func__(PolicyParameter, code, region=region, on=on)
-            except PolicyParameter.DoesNotExist as error:
-                values[key] = error
-        if isinstance(values[key], Exception):
-            raise values[key]
+            except PolicyParameter.DoesNotExist:
+                values[key] = None
+        if values[key] is None:
+            # A new exception each time: one kept and raised again would hold every raising frame in its traceback.
+            raise PolicyParameter.DoesNotExist(f"No policy parameter {code!r} in force on {on} for {region}")
         return values[key]
 
     PolicyParameter.value_for = staticmethod(value_for)
