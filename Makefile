@@ -86,7 +86,7 @@ format: install-dev
 	$(BIN)/ruff check --fix .
 
 messages: install-dev
-	$(BIN)/python manage.py makemessages --locale zh_Hans --no-obsolete --ignore '.venv/*' --ignore 'var/*' --ignore 'tests/*' --ignore 'bench/*'
+	$(BIN)/python manage.py makemessages --locale zh_Hans --no-obsolete --ignore '.venv/*' --ignore 'var/*' --ignore 'tests/*' --ignore 'bench/run.py'
 	$(BIN)/python manage.py compilemessages --locale zh_Hans --ignore '.venv/*'
 
 # make bench: every regulator report under load on a provincial-scale data set in its own database (generated the

@@ -3,7 +3,7 @@
     .venv/bin/python bench/run.py [--duration 10] [--connections 2] [--region shanghai] [--reports pipeline,...]
 
 1. The data set: a PostgreSQL database of its own (default cgt_scale). If it does not exist it is created, migrated
-   and filled with ``manage.py generate_scale_data`` at provincial scale (or the sizes given).
+   and filled with ``manage.py generate_scale_data`` at provincial scale (``--scale national``, or the sizes given).
 2. The web server: gunicorn on 127.0.0.1 with the project's WSGI application, 2 sync workers, DEBUG off
    (bench.settings: the project's settings with the report throttle's rate raised, so it runs but never refuses).
 3. For each report of ``cgtclinic.api.reports.registered_reports()``: a few warm-up requests (which must answer
@@ -109,6 +109,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--regenerate", action="store_true", help="Drop the database and generate the data set again.")
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.md")
     sizes = parser.add_argument_group("data set sizes, when it is generated (default: provincial scale)")
+    sizes.add_argument(
+        "--scale", choices=("provincial", "national"), default="provincial", help="generate_scale_data's named sizes."
+    )
     for name in SIZES:
         sizes.add_argument(f"--{name.replace('_', '-')}", type=int)
     return parser.parse_args()
@@ -153,8 +156,8 @@ def ensure_data(args, env) -> bool:
     subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], env=env, cwd=ROOT, check=True)
     if not exists or not has_data(args.database_url):
         sizes = [f"--{n.replace('_', '-')}={getattr(args, n)}" for n in SIZES if getattr(args, n) is not None]
-        print("Generating the data set (a few minutes at provincial scale)…")
-        generated = subprocess.run([*manage, "generate_scale_data", *sizes], env=env, cwd=ROOT)
+        print(f"Generating the data set at {args.scale} scale (about 1 min provincial, 10 min national)…")
+        generated = subprocess.run([*manage, "generate_scale_data", f"--scale={args.scale}", *sizes], env=env, cwd=ROOT)
         if generated.returncode:
             return False
     elif any(getattr(args, n) is not None for n in SIZES):

@@ -73,6 +73,8 @@ INSTALLED_APPS = [
     "trials",
     "ethics",
     "subsidies",
+    # The benchmark's data generator (manage.py generate_scale_data); it writes every app's data.
+    "bench",
 ]
 
 MIDDLEWARE = [

@@ -64,6 +64,32 @@ def _registered(numbers: dict) -> bool:
     return any(numbers.get(key) for key in ("chictr_id", "nct_id", "filing_number"))
 
 
+def site_summary(trial: Trial, site: TrialSite, completed_on: datetime.date | None) -> dict:
+    """What a claim line states about its trial and site, from the rows as given (no query)."""
+    return {
+        "protocol_number": trial.protocol_number,
+        "title_zh": trial.title_zh,
+        "title_en": trial.title_en,
+        "kind": trial.kind,
+        "therapy_category": trial.therapy_category,
+        "status": trial.status,
+        "sponsor": trial.sponsor.name_zh if trial.sponsor_id else "",
+        "site_role": site.role,
+        "completed_on": completed_on.isoformat() if completed_on else None,
+        "ethics_approved_on": site.ethics_approved_on.isoformat() if site.ethics_approved_on else None,
+        "site_initiated_on": site.site_initiated_on.isoformat() if site.site_initiated_on else None,
+        "startup_days": site.startup_days,
+        "nmpa_approval_number": trial.nmpa_approval_number,
+        "filing_number": trial.filing_number,
+    }
+
+
+def ethics_record(source: str, *, decided, committee: str = "", letter_number: str = "") -> dict:
+    """The approval a site enrolled under: its committee's ``decision``, the ``recognition`` of the lead's, or the
+    date ``recorded`` on the site."""
+    return {"source": source, "committee": committee, "letter_number": letter_number, "decided_on": _day(decided)}
+
+
 def ethics_by_site(sites: list[TrialSite], on: datetime.date) -> dict[int, dict]:
     """Per site: the approval it enrolled under, as of ``on``: its own committee's approving decision on the trial's
     initial review, else the recognition of the lead's approval, else the date recorded on the site. Two queries."""
@@ -85,12 +111,12 @@ def ethics_by_site(sites: list[TrialSite], on: datetime.date) -> dict[int, dict]
         site = by_key.get((decision.submission.trial_id, decision.committee.institution_id))
         if site is None or timezone.localdate(decision.decided_at) > on:
             continue
-        out[site.pk] = {
-            "source": "decision",
-            "committee": decision.committee.name_zh,
-            "letter_number": decision.letter_number,
-            "decided_on": _day(decision.decided_at),
-        }
+        out[site.pk] = ethics_record(
+            "decision",
+            committee=decision.committee.name_zh,
+            letter_number=decision.letter_number,
+            decided=decision.decided_at,
+        )
     recognitions = (
         RecognitionRequest.objects.filter(site_id__in=[site.pk for site in sites], status__in=RECOGNISED)
         .filter(Q(responded_at__isnull=False))
@@ -100,22 +126,16 @@ def ethics_by_site(sites: list[TrialSite], on: datetime.date) -> dict[int, dict]
     for request in recognitions:
         if request.site_id in out or timezone.localdate(request.responded_at) > on:
             continue
-        out[request.site_id] = {
-            "source": "recognition",
-            "committee": "",
-            "letter_number": (
+        out[request.site_id] = ethics_record(
+            "recognition",
+            letter_number=(
                 request.lead_decision.letter_number if request.lead_decision_id else request.external_lead_letter_number
             ),
-            "decided_on": _day(request.responded_at),
-        }
+            decided=request.responded_at,
+        )
     for site in sites:
         if site.pk not in out and site.ethics_approved_on and site.ethics_approved_on <= on:
-            out[site.pk] = {
-                "source": "recorded",
-                "committee": "",
-                "letter_number": "",
-                "decided_on": _day(site.ethics_approved_on),
-            }
+            out[site.pk] = ethics_record("recorded", decided=site.ethics_approved_on)
     return out
 
 

@@ -474,6 +474,20 @@ def _reasons(rules_, program, facts, on) -> list[dict]:
     ]
 
 
+def line_refusals(
+    program_rules, program, facts, on, *, enrolled_total: int, previously_claimed: int, claimed_before: bool
+) -> list[dict]:
+    """Why a claim line cannot be paid, each reason in both interface languages: the eligibility rules it fails,
+    else nothing left to claim (per patient) or a project already claimed (fixed amount; on an earlier counting
+    claim, even if the regulator approved less). Reads only the policy values a rule names (no claim or ledger)."""
+    reasons = _reasons(program_rules, program, facts, on)
+    if not reasons and program.amount_rule == P.PER_PATIENT and enrolled_total <= previously_claimed:
+        reasons.append(_reason("nothing_to_claim", _both(lambda: _("No enrolled patient is left to claim."))))
+    if not reasons and program.amount_rule == P.FIXED_AMOUNT and claimed_before:
+        reasons.append(_reason("already_claimed", _both(lambda: _("The project was already claimed."))))
+    return reasons
+
+
 def _reason(code: str, text_by_language: dict) -> dict:
     return {"rule": code, **text_by_language}
 
@@ -513,21 +527,24 @@ def _recompute(claim: Claim) -> None:
         trial = site.trial
         line = line or ClaimLine(claim=claim, trial=trial, site=site)
         facts = eligibility.CandidateFacts(trial=trial, site=site, completed_on=completed.get(trial.pk))
-        reasons = _reasons(program_rules, program, facts, on)
         took = earlier.get(trial.pk, {"patients": 0, "amount": rules.ZERO})
         line.enrolled_total = enrolled.get(site.pk, 0)
         line.previously_claimed = took["patients"]
         awards = elsewhere.get(trial.pk, [])
         line.previously_awarded = took["amount"] + _elsewhere_total(awards)
-        if not reasons and program.amount_rule == P.PER_PATIENT and line.enrolled_total <= line.previously_claimed:
-            reasons.append(_reason("nothing_to_claim", _both(lambda: _("No enrolled patient is left to claim."))))
-        # A project on an earlier counting claim was claimed, even if the regulator approved less (or nothing).
-        if not reasons and program.amount_rule == P.FIXED_AMOUNT and trial.pk in earlier:
-            reasons.append(_reason("already_claimed", _both(lambda: _("The project was already claimed."))))
+        reasons = line_refusals(
+            program_rules,
+            program,
+            facts,
+            on,
+            enrolled_total=line.enrolled_total,
+            previously_claimed=line.previously_claimed,
+            claimed_before=trial.pk in earlier,
+        )
         line.ineligible_reasons = reasons
         if line.status != L.EXCLUDED:
             line.status = L.INELIGIBLE if reasons else L.ELIGIBLE
-        line.evidence = _evidence(trial, site, facts)
+        line.evidence = evidence.site_summary(trial, site, facts.completed_on)
         lines.append(line)
         if line.status == L.ELIGIBLE:
             inputs.append(
@@ -572,25 +589,6 @@ def _recompute(claim: Claim) -> None:
         line.save()
     claim.amount_claimed = result.total
     claim.save(update_fields=["amount_claimed"])
-
-
-def _evidence(trial: Trial, site: TrialSite, facts) -> dict:
-    return {
-        "protocol_number": trial.protocol_number,
-        "title_zh": trial.title_zh,
-        "title_en": trial.title_en,
-        "kind": trial.kind,
-        "therapy_category": trial.therapy_category,
-        "status": trial.status,
-        "sponsor": trial.sponsor.name_zh if trial.sponsor_id else "",
-        "site_role": site.role,
-        "completed_on": facts.completed_on.isoformat() if facts.completed_on else None,
-        "ethics_approved_on": site.ethics_approved_on.isoformat() if site.ethics_approved_on else None,
-        "site_initiated_on": site.site_initiated_on.isoformat() if site.site_initiated_on else None,
-        "startup_days": site.startup_days,
-        "nmpa_approval_number": trial.nmpa_approval_number,
-        "filing_number": trial.filing_number,
-    }
 
 
 # --- the hospital's edits while drafting -----------------------------------------------------------------------

@@ -11,13 +11,26 @@ from django.db import models, transaction
 from django.db.models import Sum
 from django.utils import translation
 
-from cgtclinic.models import ApiToken, Institution, Region, User
+from bench.scale_data import SCALES, sizes
+from bench.scale_data.stream import Writer
+from cgtclinic.models import ApiToken, Department, Institution, Region, User
 from cgtclinic.roles import Role
 from ethics.models import Decision, RecognitionRequest, Submission
-from subsidies.models import Claim, ClaimLine
+from subsidies import evidence
+from subsidies.models import Claim, ClaimLine, SubsidyProgram
 from tests.factories.cgtclinic import InstitutionFactory
 from trials.enrolment import rebuild_site_counts
-from trials.models import EnrolmentEntry, SiteEnrolment, Trial, TrialSite
+from trials.models import (
+    Delegation,
+    Duty,
+    EnrolmentEntry,
+    EnrolmentSubject,
+    GcpCertificate,
+    SiteEnrolment,
+    SubjectConsent,
+    Trial,
+    TrialSite,
+)
 
 SIZES = {
     "institutions": 10,
@@ -31,7 +44,9 @@ TODAY = datetime.date(2026, 6, 30)
 
 
 def generate(**overrides):
-    call_command("generate_scale_data", seed=7, today=TODAY, **{**SIZES, **overrides}, stdout=_Null())
+    call_command(
+        "generate_scale_data", **{"seed": 7, "today": TODAY, **SIZES, **overrides}, stdout=_Null(), stderr=_Null()
+    )
 
 
 class _Null:
@@ -73,6 +88,9 @@ def _fingerprint() -> str:
         *Claim.objects.order_by("opened_at").values_list("institution__name_zh", "status", "amount_claimed"),
         *RecognitionRequest.objects.order_by("received_at", "site__institution__name_zh")
         .values_list("status", "due_at", "responded_at"),
+        *Decision.objects.order_by("letter_number").values_list("letter_number", "decided_at", "outcome"),
+        *ClaimLine.objects.order_by("claim__opened_at", "site__institution__name_zh", "item_reference")
+        .values_list("status", "amount_computed", "evidence"),
     ]  # fmt: skip
     return hashlib.sha256(repr(rows).encode()).hexdigest()
 
@@ -83,15 +101,42 @@ class _Undo(Exception):
 
 def test_same_seed_same_data(db):
     prints = []
-    for _run in range(2):
+    for seed in (7, 7, 8):
         try:
             with transaction.atomic():
-                generate(trials=30, sites=70, enrolment_events=800, recognition_requests=40, claims=5)
+                generate(seed=seed, trials=30, sites=70, enrolment_events=800, recognition_requests=40, claims=5)
                 prints.append(_fingerprint())
                 raise _Undo
         except _Undo:
             pass
     assert prints[0] == prints[1]
+    assert prints[2] != prints[0]
+
+
+def test_a_scale_names_sizes_and_a_size_given_overrides_it():
+    assert sizes("provincial", {}) == SCALES["provincial"]
+    assert sizes("national", {"claims": 5, "trials": None}) == {**SCALES["national"], "claims": 5}
+    # National is the provincial data set ten times over.
+    assert all(SCALES["national"][name] == 10 * SCALES["provincial"][name] for name in SCALES["provincial"])
+
+
+def test_an_explicit_size_overrides_the_national_preset(db):
+    with transaction.atomic():
+        generate(scale="national", trials=30, sites=70, enrolment_events=800, recognition_requests=40, claims=5)
+        assert (Institution.objects.count(), Trial.objects.count(), Claim.objects.count()) == (10, 30, 5)
+        transaction.set_rollback(True)
+
+
+def test_a_row_pointing_at_nothing_is_refused(db):
+    from django.db import connection
+
+    connection.ensure_connection()
+    with transaction.atomic(), connection.connection.cursor() as cursor:
+        writer = Writer(cursor)
+        writer.table(Department).add(institution_id=987654, name_zh="血液科", name_en="Haematology")
+        with translation.override("en"), pytest.raises(CommandError, match="institution_id = 987654"):
+            writer.finish(_Null())
+        transaction.set_rollback(True)
 
 
 def test_refuses_more_claims_than_the_data_holds(db):
@@ -224,3 +269,45 @@ def test_a_regulator_per_region_whose_token_is_issued_when_needed(generated):
         assert regulator.role == Role.REGULATOR and regulator.region == region
         assert not regulator.has_usable_password()
         assert not ApiToken.objects.filter(user=regulator).exists()  # keys are digests: bench issues its own
+
+
+def test_claim_evidence_is_what_the_service_shows(generated):
+    """Each computed line's evidence (claimed patients, the site's approval letter, the trial's registration) is what
+    subsidies.evidence reads from the generated rows, and the line names the trial by its titles."""
+    lines = ClaimLine.objects.filter(status=ClaimLine.Status.ELIGIBLE).select_related("claim__program", "trial", "site")
+    assert lines.exists()
+    letters = 0
+    for line in lines:
+        on, site = line.claim.reference_date, line.site
+        per_patient = line.claim.program.amount_rule == SubsidyProgram.AmountRule.PER_PATIENT
+        ethics = evidence.ethics_by_site([site], on).get(site.pk)
+        slots = evidence.patient_slots([site.pk], on).get(site.pk, []) if per_patient else []
+        expected = evidence.line_evidence(
+            trial=line.trial,
+            site=site,
+            slots=slots,
+            ethics=ethics,
+            first=line.previously_claimed,
+            count=line.patients_claimed,
+        )
+        assert {key: line.evidence[key] for key in expected} == expected
+        assert (line.evidence["title_zh"], line.evidence["title_en"]) == (line.trial.title_zh, line.trial.title_en)
+        letters += bool(ethics and ethics["letter_number"])
+    assert letters
+
+
+def test_governance_records_of_issue_12_are_there(generated):
+    """Every coded subject signed the trial's ICF on the day of screening; initiated sites keep a delegation log
+    naming their PI; every PI holds GCP certificates."""
+    subjects = EnrolmentSubject.objects.all()
+    assert subjects.exists()
+    consents = {c.subject_id: c for c in SubjectConsent.objects.select_related("icf_version__document")}
+    for subject in subjects:
+        consent = consents[subject.pk]
+        first = subject.entries.order_by("occurred_on", "pk").first()
+        assert consent.consented_on == first.occurred_on
+        assert consent.icf_version.document.trial_id == subject.trial_id
+    for site in TrialSite.objects.filter(site_initiated_on__isnull=False):
+        assert Delegation.objects.filter(site=site, person_id=site.site_pi_id, duty=Duty.REPORT).exists()
+    pis = User.objects.filter(role=Role.PI)
+    assert pis.count() == GcpCertificate.objects.values("person").distinct().count()

@@ -11,7 +11,7 @@ from django.conf import settings
 
 BASE = Path(settings.BASE_DIR)
 CATALOGUE = BASE / "locale" / "zh_Hans" / "LC_MESSAGES"
-SOURCE_DIRS = ["cgtclinic", "trials", "ethics", "subsidies", "locale"]
+SOURCE_DIRS = ["cgtclinic", "trials", "ethics", "subsidies", "bench", "locale"]
 
 
 def _untranslated(po: polib.POFile) -> list[str]:
