@@ -726,11 +726,9 @@ def report_lines(args, outcome: dict) -> list[str]:
         if r.get("error"):
             lines.append(f"{head} | | | | | | | | FAIL: {r['error'][:80]} |")
             continue
-        once = "¹" if r.get("single") else ""
         lines.append(
-            f"{head} {r['api_p50']:.1f}{once} | {r['api_p95']:.1f}{once} | {r['rps']:.1f} | {_num(r.get('sql_p50'))} | "
-            f"{_num(r.get('sql_p95'))} | {_num(r.get('ratio_p50'), 2)} | {_num(r.get('ratio_p95'), 2)} | "
-            f"{r.get('rows', '')} | {'pass' if r['passed'] else '**fail**'} |"
+            f"{head} {_latency_cells(r)} | {_num(r.get('sql_p50'))} | {_num(r.get('sql_p95'))} | "
+            f"{_num(r.get('ratio_p50'), 2)} | {_num(r.get('ratio_p95'), 2)} | {r.get('rows', '')} | {_result_cell(r)} |"
         )
     peak = outcome["peak_mb"]
     lines += [
@@ -763,12 +761,18 @@ def page_lines(args, results: list[dict]) -> list[str]:
         if r.get("error"):
             lines.append(f"{head} | | | FAIL: {r['error']} |")
             continue
-        once = "¹" if r.get("single") else ""
-        lines.append(
-            f"{head} {r['api_p50']:.1f}{once} | {r['api_p95']:.1f}{once} | {r['rps']:.1f} | "
-            f"{'pass' if r['passed'] else '**fail**'} |"
-        )
+        lines.append(f"{head} {_latency_cells(r)} | {_result_cell(r)} |")
     return lines
+
+
+def _latency_cells(r: dict) -> str:
+    """p50, p95 and req/s as table cells; ¹ marks figures from single timed requests rather than a load run."""
+    once = "¹" if r.get("single") else ""
+    return f"{r['api_p50']:.1f}{once} | {r['api_p95']:.1f}{once} | {r['rps']:.1f}"
+
+
+def _result_cell(r: dict) -> str:
+    return "pass" if r["passed"] else "**fail**"
 
 
 def write_lines(args, r: dict) -> list[str]:
@@ -804,8 +808,7 @@ def sweep_lines(args, outcome: dict) -> list[str]:
             lines.append(f"| `{r['sweep']}` | | | | | FAIL: {r['error'][:80]} |")
             continue
         lines.append(
-            f"| `{r['sweep']}` | {r['p50']:.1f} | {r['p95']:.1f} | {r['max']:.1f} | {r['did']} | "
-            f"{'pass' if r['passed'] else '**fail**'} |"
+            f"| `{r['sweep']}` | {r['p50']:.1f} | {r['p95']:.1f} | {r['max']:.1f} | {r['did']} | {_result_cell(r)} |"
         )
     return lines
 
