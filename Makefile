@@ -89,10 +89,11 @@ messages: install-dev
 	$(BIN)/python manage.py makemessages --locale zh_Hans --no-obsolete --ignore '.venv/*' --ignore 'var/*' --ignore 'tests/*' --ignore 'bench/run.py'
 	$(BIN)/python manage.py compilemessages --locale zh_Hans --ignore '.venv/*'
 
-# make bench: every regulator report under load on a provincial-scale data set in its own database (generated the
-# first time, a few minutes), through gunicorn and wrk (installed with apt-get if missing, as root); see bench/run.py.
-# Options go in BENCH_ARGS, e.g. make bench BENCH_ARGS="--duration 30 --reports pipeline,startup".
-bench: install
+# make bench: the regulator reports, admin and PI pages, the enrolment write path and the deadline sweeps on a
+# provincial (default) or national data set in its own database (generated the first time), through gunicorn and wrk
+# (installed with apt-get if missing, as root); see bench/run.py and docs/benchmark.md. Options go in BENCH_ARGS,
+# e.g. make bench BENCH_ARGS="--scale national --phases reports,pages --duration 30".
+bench: install $(STATIC_MANIFEST)
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq --no-install-recommends wrk; } || { echo "make bench needs wrk: apt-get install wrk" >&2; exit 1; }
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 

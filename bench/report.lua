@@ -1,6 +1,14 @@
--- wrk script for bench/run.py: sends the regulator's token and prints the figures as one JSON line.
-wrk.headers["Authorization"] = os.getenv("BENCH_AUTHORIZATION")
-wrk.headers["Accept"] = "application/json"
+-- wrk script for bench/run.py: sends the viewer's token or session cookie and prints the figures as one JSON line.
+local authorization = os.getenv("BENCH_AUTHORIZATION") or ""
+local cookie = os.getenv("BENCH_COOKIE") or ""
+if authorization ~= "" then
+  -- No Accept header: the report's ?format= chooses JSON, CSV or Excel (an Accept of JSON would refuse the others).
+  wrk.headers["Authorization"] = authorization
+end
+if cookie ~= "" then
+  wrk.headers["Cookie"] = cookie
+  wrk.headers["Accept"] = "text/html"
+end
 
 done = function(summary, latency, requests)
   local e = summary.errors
