@@ -21,6 +21,8 @@ class CappedCountAdmin:
     paginator = CappedPaginator
     list_per_page = 50
     show_full_result_count = False
+    # Facets count every choice of every filter over the filtered list: a cost that grows with the history.
+    show_facets = admin.ShowFacets.NEVER
 
 
 class KeyedSearchAdmin:
