@@ -46,6 +46,12 @@ STATUTORY_HOLIDAYS_FILE = settings.BASE_DIR / "seeds" / "policy" / "statutory_ho
 SYNC_CHANGE_REASON = "sync_calendar"
 ONE_DAY = datetime.timedelta(days=1)
 
+
+def day_start(day: datetime.date) -> datetime.datetime:
+    """A date as the first moment of that day in Beijing, the calendar's time zone (whatever zone is active)."""
+    return datetime.datetime.combine(day, datetime.time(0), CALENDAR_TZ)
+
+
 # chinese-calendar names festivals in English; the schedule records them as the notices do.
 _PACKAGE_NAMES = {
     Holiday.tomb_sweeping_day.value: "清明节",

@@ -86,11 +86,6 @@ def unregister(provider: Provider) -> None:
         _providers.remove(provider)
 
 
-def day_start(day: datetime.date) -> datetime.datetime:
-    """A date as the first moment of that day in the site's time zone (Beijing)."""
-    return timezone.make_aware(datetime.datetime.combine(day, datetime.time(0)))
-
-
 def section(
     kind: str,
     label,

@@ -43,7 +43,7 @@ from cgtclinic.errors import DomainError, TransitionNotAllowed
 from cgtclinic.models import PolicyParameter, User
 from cgtclinic.notifications import notify, render_later
 from cgtclinic.roles import Role
-from cgtclinic.workdays import CALENDAR_TZ, ONE_DAY
+from cgtclinic.workdays import CALENDAR_TZ, ONE_DAY, day_start
 from ethics.models import (
     Decision,
     EthicsCommittee,
@@ -160,10 +160,6 @@ def calendar_day_deadline(start: datetime.datetime | datetime.date, days: int) -
     if isinstance(start, datetime.datetime):
         start = start.astimezone(CALENDAR_TZ).date()
     return datetime.datetime.combine(start + datetime.timedelta(days=days) + ONE_DAY, datetime.time(0), CALENDAR_TZ)
-
-
-def day_start(day: datetime.date) -> datetime.datetime:
-    return datetime.datetime.combine(day, datetime.time(0), CALENDAR_TZ)
 
 
 SETTING_FIELDS = {

@@ -23,7 +23,8 @@ from django.utils.translation import gettext as _
 from cgtclinic import workdays
 from cgtclinic.reporting.sql import PercentileCont
 from cgtclinic.roles import Role
-from cgtclinic.workqueue import ITEMS_PER_KIND, Section, WorkItem, capped_count, day_start, section
+from cgtclinic.workdays import day_start
+from cgtclinic.workqueue import ITEMS_PER_KIND, Section, WorkItem, capped_count, section
 from ethics.models import (
     AgendaItem,
     Decision,

@@ -160,6 +160,32 @@ def test_database_and_redis_urls_switch_to_postgresql_and_redis(tmp_path):
     assert shown["email"] == "django.core.mail.backends.smtp.EmailBackend"
 
 
+SHOW_REPLICA_WORK_MEM = """
+import django
+from django.db import connections
+django.setup()
+with connections["replica"].cursor() as cursor:
+    cursor.execute("SHOW work_mem")
+    print(cursor.fetchone()[0])
+"""
+
+
+def test_server_settings_in_the_replica_url_reach_the_reports_connection(tmp_path):
+    """docs/configuration.md: a deployment gives the reports' connection more sort memory in the URL
+    (``?options=-c work_mem=…``), so percentile sorts over a whole region do not spill to disk."""
+    server = settings.DATABASES["default"]
+    # The server's maintenance database: SHOW reads nothing of the project's.
+    url = f"postgres://{server['USER']}@{server['HOST']}:{server['PORT']}/postgres"
+    env = {
+        "DJANGO_SETTINGS_MODULE": "cgtclinic.settings",
+        "DATABASE_URL": url,
+        "DATABASE_REPLICA_URL": f"{url}?options=-c%20work_mem%3D64MB",
+    }
+    result = run_python(SHOW_REPLICA_WORK_MEM, env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "64MB"
+
+
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [

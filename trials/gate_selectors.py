@@ -11,7 +11,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from cgtclinic.roles import Role
-from cgtclinic.workqueue import ITEMS_PER_KIND, Section, WorkItem, day_start, section
+from cgtclinic.workdays import day_start
+from cgtclinic.workqueue import ITEMS_PER_KIND, Section, WorkItem, section
 from trials import consent, gates, qualifications
 from trials.models import Gate, GateAnswer, GateRule, GcpCertificate, Trial, TrialSite
 

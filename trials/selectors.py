@@ -10,7 +10,8 @@ from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 
 from cgtclinic.roles import Role
-from cgtclinic.workqueue import Section, WorkItem, day_start, section
+from cgtclinic.workdays import day_start
+from cgtclinic.workqueue import Section, WorkItem, section
 from trials import enrolment, filings
 from trials.models import FilingObligation, TrialSite
 

@@ -262,3 +262,16 @@ def test_recorded_days_in_a_year_without_schedule_still_count(synced):
     result = add_working_days(at("2026-12-30 10:00"), 3)
     assert result.last_day == day("2027-01-06")
     assert result.provisional
+
+
+def test_day_start_is_beijing_midnight_whatever_zone_is_active():
+    """Deadlines and due times (work queue, safety clocks) start a day at 00:00 Beijing time, even while a request
+    runs with another time zone active."""
+    from django.utils import timezone
+
+    from cgtclinic.workdays import CALENDAR_TZ, day_start
+
+    with timezone.override("America/New_York"):
+        start = day_start(datetime.date(2026, 10, 8))
+    assert start == datetime.datetime(2026, 10, 8, 0, 0, tzinfo=CALENDAR_TZ)
+    assert start.utcoffset() == datetime.timedelta(hours=8)
