@@ -167,6 +167,11 @@ class UserQuerySet(models.QuerySet):
             return self.filter(institution_id=user.institution_id)
         return self.filter(pk=user.pk)
 
+    def office_of(self, institution_id: int, role: str):
+        """The active people of an institution in one role (its research or ethics office, its PIs): who a
+        deadline, a reminder or a decision about that institution's work reaches."""
+        return self.filter(institution_id=institution_id, role=role, is_active=True)
+
 
 class UserManager(BaseUserManager.from_queryset(UserQuerySet)):
     use_in_migrations = True

@@ -619,7 +619,7 @@ def _lead_letter_number(request: RecognitionRequest) -> str:
 def _notify_opened(request: RecognitionRequest) -> None:
     params = {**_params(request), "lead_letter": _lead_letter_number(request)}
     notify(
-        recipients=_office_people(request.committee.institution_id, Role.ETHICS_OFFICE),
+        recipients=User.objects.office_of(request.committee.institution_id, Role.ETHICS_OFFICE),
         topic="recognition.opened",
         event_key=f"request:{request.pk}",
         subject=render_later(OPENED_SUBJECT, **params),
@@ -631,7 +631,7 @@ def _notify_opened(request: RecognitionRequest) -> None:
 def _notify_superseded(earlier: RecognitionRequest, newer: RecognitionRequest) -> None:
     params = {**_params(earlier), "received": timezone.localtime(earlier.received_at).strftime("%Y-%m-%d %H:%M")}
     notify(
-        recipients=_office_people(earlier.committee.institution_id, Role.ETHICS_OFFICE),
+        recipients=User.objects.office_of(earlier.committee.institution_id, Role.ETHICS_OFFICE),
         topic="recognition.superseded",
         event_key=f"request:{earlier.pk}",
         subject=render_later(SUPERSEDED_SUBJECT, **params),
@@ -650,7 +650,7 @@ def _notify_answered(request: RecognitionRequest) -> None:
     body = render_later(DECLINED_BODY if declined else ANSWERED_BODY, **params)
     key = f"request:{request.pk}"
     notify(
-        recipients=_office_people(request.trial.lead_institution_id, Role.ETHICS_OFFICE),
+        recipients=User.objects.office_of(request.trial.lead_institution_id, Role.ETHICS_OFFICE),
         topic=topic,
         event_key=key,
         subject=subject,
@@ -671,7 +671,7 @@ def _notify_answered(request: RecognitionRequest) -> None:
 def _notify_withdrawn(request: RecognitionRequest) -> None:
     params = {**_params(request), "note": request.response_note}
     notify(
-        recipients=_office_people(request.committee.institution_id, Role.ETHICS_OFFICE),
+        recipients=User.objects.office_of(request.committee.institution_id, Role.ETHICS_OFFICE),
         topic="recognition.withdrawn",
         event_key=f"request:{request.pk}",
         subject=render_later(WITHDRAWN_SUBJECT, **params),
@@ -681,10 +681,6 @@ def _notify_withdrawn(request: RecognitionRequest) -> None:
 
 
 # --- deadline effects --------------------------------------------------------------------------------------------
-
-
-def _office_people(institution_id: int, role: str):
-    return User.objects.filter(institution_id=institution_id, role=role, is_active=True)
 
 
 def _record_effect(request: RecognitionRequest, kind: str, now: datetime.datetime) -> bool:
@@ -739,7 +735,7 @@ def recognition_remind(request_id: int, now: datetime.datetime | None = None) ->
         if request is None or not _record_effect(request, RecognitionEffect.Kind.REMINDER, now):
             return False
         notify(
-            recipients=_office_people(request.committee.institution_id, Role.ETHICS_OFFICE),
+            recipients=User.objects.office_of(request.committee.institution_id, Role.ETHICS_OFFICE),
             topic="recognition.reminder",
             event_key=f"request:{request.pk}:{request.due_at.isoformat()}",
             subject=render_later(REMINDER_SUBJECT, **_params(request)),
@@ -772,8 +768,8 @@ def recognition_escalate(request_id: int, now: datetime.datetime | None = None) 
         )
         recipients = {
             *chairs,
-            *_office_people(request.committee.institution_id, Role.RESEARCH_OFFICE),
-            *_office_people(request.committee.institution_id, Role.ETHICS_OFFICE),
+            *User.objects.office_of(request.committee.institution_id, Role.RESEARCH_OFFICE),
+            *User.objects.office_of(request.committee.institution_id, Role.ETHICS_OFFICE),
         }
         if request.alliance.coordinator_id:
             recipients.add(request.alliance.coordinator)

@@ -574,7 +574,7 @@ def _office(event: SafetyEvent, role: str) -> list[User]:
     institution_id = event.site.institution_id
     if role == Role.ETHICS_OFFICE and event.ec_submission_id:
         institution_id = event.ec_submission.committee.institution_id
-    return list(User.objects.filter(institution_id=institution_id, role=role, is_active=True))
+    return list(User.objects.office_of(institution_id, role))
 
 
 def _clock_people(clock: SafetyClock) -> set[User]:

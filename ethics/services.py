@@ -313,9 +313,7 @@ def _notify_applicants(submission: Submission, notice: str, *, items=(), decisio
     PIs get the portal page, office staff the admin page."""
     trial = submission.trial
     people = {trial.pi, submission.submitted_by}
-    people.update(
-        User.objects.filter(is_active=True, role=Role.RESEARCH_OFFICE, institution_id=trial.lead_institution_id)
-    )
+    people.update(User.objects.office_of(trial.lead_institution_id, Role.RESEARCH_OFFICE))
     params = {
         "reference": submission.reference or f"#{submission.pk}",
         "committee": submission.committee,

@@ -191,7 +191,7 @@ def _claim_params(claim: Claim) -> dict:
 
 
 def _research_office(claim: Claim):
-    return User.objects.filter(institution_id=claim.institution_id, role=Role.RESEARCH_OFFICE, is_active=True)
+    return User.objects.office_of(claim.institution_id, Role.RESEARCH_OFFICE)
 
 
 def _notify_office(claim: Claim, *, topic: str, subject, body, event_key: str = "") -> None:

@@ -488,10 +488,6 @@ REVIEW_SUBJECT = gettext_lazy("%(review)s: %(outcome)s (%(protocol)s)")
 REVIEW_BODY = gettext_lazy("The %(review)s of “%(trial)s” on %(date)s: %(outcome)s. %(comments)s")
 
 
-def _people(institution_id: int, role: str):
-    return User.objects.filter(institution_id=institution_id, role=role, is_active=True)
-
-
 def _params(obligation: FilingObligation) -> dict:
     return {
         "protocol": obligation.trial.protocol_number,
@@ -521,9 +517,9 @@ def _notify(obligation: FilingObligation, event: str) -> None:
     params = _params(obligation)
     trial = obligation.trial
     key = f"filing:{obligation.pk}:{obligation.due_at.isoformat()}"
-    offices = {*_people(trial.lead_institution_id, Role.RESEARCH_OFFICE)}
+    offices = {*User.objects.office_of(trial.lead_institution_id, Role.RESEARCH_OFFICE)}
     if event == "escalation":
-        offices |= {*_people(trial.lead_institution_id, Role.ETHICS_OFFICE)}
+        offices |= {*User.objects.office_of(trial.lead_institution_id, Role.ETHICS_OFFICE)}
     common = {"topic": f"filing.{event}", "event_key": key}
     common["subject"], common["body"] = render_later(subject, **params), render_later(body, **params)
     notify(recipients=offices, link=office_link(trial.pk), **common)

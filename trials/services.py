@@ -496,7 +496,7 @@ def _notify_site_pi_named(site: TrialSite, person: User) -> None:
         link=reverse("ethics_portal:trial_detail", args=[trial.pk]),
     )
     notify(
-        recipients=User.objects.filter(institution_id=site.institution_id, role=Role.RESEARCH_OFFICE, is_active=True),
+        recipients=User.objects.office_of(site.institution_id, Role.RESEARCH_OFFICE),
         topic="site.pi_named",
         event_key=event_key,
         subject=subject,
