@@ -55,7 +55,17 @@ SERVER_LOG = Path(tempfile.gettempdir()) / "cgtclinic-bench-gunicorn.log"
 TARGET_P95_MS = 150
 TARGET_RATIO = 3
 TARGET_WORKER_MB = 300
-SIZES = ("institutions", "trials", "sites", "enrolment_events", "recognition_requests", "claims", "seed")
+SIZES = (
+    "institutions",
+    "trials",
+    "sites",
+    "enrolment_events",
+    "recognition_requests",
+    "claims",
+    "research_filings",
+    "safety_events",
+    "seed",
+)
 # Each scale's database, and the generator's sizes for it (provincial: the generator's defaults).
 SCALES = {
     "provincial": ("cgt_scale", {}),
@@ -68,6 +78,8 @@ SCALES = {
             "enrolment_events": 5000000,
             "recognition_requests": 200000,
             "claims": 20000,
+            "research_filings": 80000,
+            "safety_events": 80000,
         },
     ),
 }
@@ -266,6 +278,8 @@ def read_dataset(args) -> tuple[int, dict]:
             ("recognition requests", "ethics_recognitionrequest"),
             ("claims", "subsidies_claim"),
             ("ethics submissions", "ethics_submission"),
+            ("research filings", "trials_filingobligation"),
+            ("safety reports", "ethics_safetyevent"),
         ):
             counts[label] = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
         in_region = conn.execute(

@@ -10,6 +10,7 @@ end happened then, as the sweep would have made it, so a sweep finds only what f
 """
 
 import datetime as dt
+from contextlib import contextmanager
 from decimal import Decimal
 from functools import lru_cache
 from types import SimpleNamespace
@@ -17,6 +18,7 @@ from types import SimpleNamespace
 from django.utils.translation import gettext as _
 
 from bench.scale_data.world import TS, TZ, TrialSim
+from cgtclinic.models import PolicyParameter
 from ethics import safety
 from ethics.models import SafetyClock, SafetyEffect, SafetyEvent, SafetyEventStep
 from trials import filings
@@ -38,6 +40,34 @@ SAFETY_TERMS = [
     ("输注相关反应", "输注过程中出现寒战、呼吸困难，停止输注后缓解"),
 ]
 CLOSED = (TS.COMPLETED, TS.TERMINATED, TS.WITHDRAWN)
+
+
+@contextmanager
+def policy_values_remembered():
+    """PolicyParameter.value_for remembered per (code, region, day) while the deadlines are made: the domain's
+    deadline functions read it for every obligation and clock (a query each, minutes at national scale), and the
+    seeded values do not change during the run's transaction."""
+    original = PolicyParameter.__dict__["value_for"]
+    lookup = original.__get__(None, PolicyParameter)
+    remembered = {}
+
+    def value_for(cls, code, *, region=None, on=None):
+        key = (code, getattr(region, "pk", region), on)
+        if key not in remembered:
+            try:
+                remembered[key] = lookup(code, region=region, on=on)
+            except PolicyParameter.DoesNotExist as missing:
+                remembered[key] = missing
+        found = remembered[key]
+        if isinstance(found, PolicyParameter.DoesNotExist):
+            raise PolicyParameter.DoesNotExist(*found.args)
+        return found
+
+    PolicyParameter.value_for = classmethod(value_for)
+    try:
+        yield
+    finally:
+        PolicyParameter.value_for = original
 
 
 class DeadlinesPhase:

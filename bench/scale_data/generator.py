@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from bench.scale_data.claims import ClaimsPhase
-from bench.scale_data.deadlines import DeadlinesPhase
+from bench.scale_data.deadlines import DeadlinesPhase, policy_values_remembered
 from bench.scale_data.ethics import EthicsPhase
 from bench.scale_data.ledger import LedgerPhase
 from bench.scale_data.registry import RegistryPhase
@@ -93,10 +93,11 @@ class Generator(RegistryPhase, TrialsPhase, EthicsPhase, LedgerPhase, DeadlinesP
         self.phase(_("participating sites, local reviews and recognition requests"))
         self.make_enrolment()
         self.phase(_("enrolment ledger"))
-        self.make_filings()
-        self.phase(_("research filings"))
-        self.make_safety_events()
-        self.phase(_("safety reports and their clocks"))
+        with policy_values_remembered():
+            self.make_filings()
+            self.phase(_("research filings"))
+            self.make_safety_events()
+            self.phase(_("safety reports and their clocks"))
         self.write_trials()
         self.write_decisions()
         self.phase(_("trials, sites and numbered decision letters"))
