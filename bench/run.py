@@ -79,7 +79,7 @@ SCALES = {
             "recognition_requests": 200000,
             "claims": 20000,
             "research_filings": 80000,
-            "safety_events": 80000,
+            "safety_events": 300000,
         },
     ),
 }

@@ -23,7 +23,7 @@ SCALES = {
         "recognition_requests": 20_000,
         "claims": 2_000,
         "research_filings": 8_000,
-        "safety_events": 8_000,
+        "safety_events": 30_000,
     },
     "national": {
         "institutions": 2_000,
@@ -33,7 +33,7 @@ SCALES = {
         "recognition_requests": 200_000,
         "claims": 20_000,
         "research_filings": 80_000,
-        "safety_events": 80_000,
+        "safety_events": 300_000,
     },
 }
 SIZES = tuple(SCALES["provincial"])

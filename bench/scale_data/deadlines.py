@@ -90,13 +90,24 @@ class DeadlinesPhase:
         """The reminder and escalation that happened before the item was met and before the end (at their moment,
         as the ETA task makes them); an escalation stamps ``escalated_at``. A safety reminder is not sent once its
         deadline has passed (``remind_when_due``): the escalation says more."""
+        # An open item's effect due at the very end (a deadline at 24:00 of the day before) happened too, as a sweep
+        # at the end would make it.
+        still_open = until is None or until > self.now
         until = min(until or self.now, self.now)
         remind, due = row["remind_at"], row["due_at"]
-        if remind < until and (remind_when_due or remind < due):
-            table.add(**{key: item_id}, kind="reminder", due_at=due, happened_at=remind + self.seconds())
-        if due < until:
-            row["escalated_at"] = due + self.seconds()
+
+        def came(moment):
+            return moment < until or (still_open and moment <= self.now)
+
+        if came(remind) and (remind_when_due or remind < due):
+            table.add(**{key: item_id}, kind="reminder", due_at=due, happened_at=self.soon_after(remind))
+        if came(due):
+            row["escalated_at"] = self.soon_after(due)
             table.add(**{key: item_id}, kind="escalation", due_at=due, happened_at=row["escalated_at"])
+
+    def soon_after(self, moment: dt.datetime) -> dt.datetime:
+        """When a timer made an effect due at ``moment`` (seconds later, never after the end)."""
+        return min(moment + self.seconds(), self.now)
 
     def seconds(self) -> dt.timedelta:
         return dt.timedelta(seconds=self.rng.randint(1, 55))
@@ -233,14 +244,15 @@ class DeadlinesPhase:
 
     def make_safety_events(self) -> None:
         """SAEs the sites' investigators report and SUSARs sponsors send them, over the sites' enrolment (half of
-        them in the last weeks, where reports are still on their way), with every clock the service starts."""
+        them in the site's last 30 days, where reports are still on their way), with every clock the service
+        starts."""
         rng, wanted = self.rng, self.opts["safety_events"]
         sites = [s for t in self.trials for s in t.sites if s.first_patient is not None]
         if not sites or not wanted:
             return
         self.progress.start(_("safety reports"), wanted, _("reports"))
         events, steps = self.table(SafetyEvent), self.table(SafetyEventStep)
-        recent_days = 45
+        recent_days = 30
         for _n in range(wanted):
             site = rng.choice(sites)
             trial = site.trial
@@ -252,7 +264,8 @@ class DeadlinesPhase:
             day = first + dt.timedelta(days=rng.randint(0, (end - first).days))
             start = min(self.office(day), self.now - dt.timedelta(minutes=rng.randint(10, 600)))
             event_id = events.alloc()
-            sae = rng.random() < 0.75
+            # A sponsor sends each SUSAR to every site of the trial: as many reach a site as its own SAEs.
+            sae = rng.random() < 0.5
             term, description = rng.choice(SAFETY_TERMS)
             pi = site.pi
             row = {

@@ -59,7 +59,7 @@ class Command(BaseCommand):
         add(
             "--safety-events",
             type=int,
-            help=_("Safety reports (SAE and SUSAR) with their clocks (provincial 8,000, national 80,000)."),
+            help=_("Safety reports (SAE and SUSAR) with their clocks (provincial 30,000, national 300,000)."),
         )
         add("--seed", type=int, default=1, help=_("Seed of the random generator (default 1)."))
         add(
