@@ -243,8 +243,8 @@ class DeadlinesPhase:
         return met
 
     def make_safety_events(self) -> None:
-        """SAEs the sites' investigators report and SUSARs sponsors send them, over the sites' enrolment (half of
-        them in the site's last 30 days, where reports are still on their way), with every clock the service
+        """SAEs the sites' investigators report and SUSARs sponsors send them, over the sites' enrolment (70 % of
+        them in the site's last 21 days, where reports are still on their way), with every clock the service
         starts."""
         rng, wanted = self.rng, self.opts["safety_events"]
         sites = [s for t in self.trials for s in t.sites if s.first_patient is not None]
@@ -252,12 +252,12 @@ class DeadlinesPhase:
             return
         self.progress.start(_("safety reports"), wanted, _("reports"))
         events, steps = self.table(SafetyEvent), self.table(SafetyEventStep)
-        recent_days = 30
+        recent_days = 21
         for _n in range(wanted):
             site = rng.choice(sites)
             trial = site.trial
             end = min((trial.ended_at or self.now).astimezone(TZ).date(), self.today - dt.timedelta(days=1))
-            first = max(site.first_patient, end - dt.timedelta(days=recent_days)) if rng.random() < 0.5 else None
+            first = max(site.first_patient, end - dt.timedelta(days=recent_days)) if rng.random() < 0.7 else None
             first = first or site.first_patient
             if end < first:
                 end = first
