@@ -52,6 +52,11 @@ def test_the_sweeps_run_each_beat_sweep_and_change_nothing():
     assert [r["sweep"] for r in results] == sweeps.beat_sweeps()
     assert "ethics.tasks.sweep_recognition_deadlines" in sweeps.beat_sweeps()
     assert all(r["runs"] == 2 and "error" not in r for r in results)
+    # The deadline sweeps say how many open rows they looked through.
+    by_name = {r["sweep"].rsplit(".", 1)[-1]: r for r in results}
+    assert by_name["sweep_recognition_deadlines"]["open"] == RecognitionRequest.objects.open().count()
+    assert by_name["sweep_safety_clocks"]["scanned"] == "safety clocks"
+    assert by_name["sweep_filing_deadlines"]["open"] >= by_name["sweep_filing_deadlines"]["due"]
     assert (Notification.objects.count(), list(RecognitionRequest.objects.values_list("pk", "status"))) == before
 
 

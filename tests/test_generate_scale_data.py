@@ -13,13 +13,17 @@ from django.utils import translation
 
 from bench.scale_data import SCALES, sizes
 from bench.scale_data.stream import Writer
+from cgtclinic import rollups
 from cgtclinic.models import ApiToken, Department, Institution, Region, User
 from cgtclinic.roles import Role
-from ethics.models import Decision, RecognitionRequest, Submission
+from ethics import recognition, safety
+from ethics.models import Decision, RecognitionRequest, SafetyClock, SafetyEffect, SafetyEvent, Submission
 from subsidies import evidence
 from subsidies.models import Claim, ClaimLine, SubsidyProgram
 from tests.factories.cgtclinic import InstitutionFactory
+from trials import filings
 from trials.enrolment import rebuild_site_counts
+from trials.filing_models import FilingEffect, FilingObligation
 from trials.models import (
     Delegation,
     Duty,
@@ -39,6 +43,8 @@ SIZES = {
     "enrolment_events": 3000,
     "recognition_requests": 120,
     "claims": 20,
+    "research_filings": 40,
+    "safety_events": 80,
 }
 TODAY = datetime.date(2026, 6, 30)
 
@@ -85,12 +91,14 @@ def _fingerprint() -> str:
         *Trial.objects.order_by("protocol_number").values_list("protocol_number", "status", "title_zh", "phase"),
         *EnrolmentEntry.objects.order_by("site__trial__protocol_number", "site__institution__name_zh", "id")
         .values_list("kind", "occurred_on", "count"),
-        *Claim.objects.order_by("opened_at").values_list("institution__name_zh", "status", "amount_claimed"),
-        *RecognitionRequest.objects.order_by("received_at", "site__institution__name_zh")
+        *Claim.objects.order_by("opened_at", "id").values_list("institution__name_zh", "status", "amount_claimed"),
+        *RecognitionRequest.objects.order_by("received_at", "site__institution__name_zh", "id")
         .values_list("status", "due_at", "responded_at"),
         *Decision.objects.order_by("letter_number").values_list("letter_number", "decided_at", "outcome"),
-        *ClaimLine.objects.order_by("claim__opened_at", "site__institution__name_zh", "item_reference")
+        *ClaimLine.objects.order_by("claim__opened_at", "site__institution__name_zh", "item_reference", "id")
         .values_list("status", "amount_computed", "evidence"),
+        *SafetyClock.objects.order_by("id").values_list("kind", "due_at", "met_at"),
+        *FilingObligation.objects.order_by("id").values_list("kind", "due_at", "status", "filed_on"),
     ]  # fmt: skip
     return hashlib.sha256(repr(rows).encode()).hexdigest()
 
@@ -311,3 +319,82 @@ def test_governance_records_of_issue_12_are_there(generated):
         assert Delegation.objects.filter(site=site, person_id=site.site_pi_id, duty=Duty.REPORT).exists()
     pis = User.objects.filter(role=Role.PI)
     assert pis.count() == GcpCertificate.objects.values("person").distinct().count()
+
+
+# --- deadlines the sweeps watch -----------------------------------------------------------------------------------
+
+END = datetime.datetime.combine(TODAY, datetime.time(0), tzinfo=datetime.timezone(datetime.timedelta(hours=8)))
+
+
+def test_research_filings_are_owed_filed_and_open(generated):
+    obligations = FilingObligation.objects.all()
+    assert 0 < obligations.count() <= SIZES["research_filings"]
+    assert {FilingObligation.Kind.INITIAL, FilingObligation.Kind.ANNUAL} <= set(
+        obligations.values_list("kind", flat=True)
+    )
+    assert set(obligations.values_list("trial__kind", flat=True)) == {Trial.Kind.IIT}
+    statuses = set(obligations.values_list("status", flat=True))
+    assert {FilingObligation.Status.FILED, FilingObligation.Status.OPEN} <= statuses
+    for obligation in obligations.select_related("trial__lead_institution__region"):
+        assert obligation.remind_at <= obligation.due_at
+        sequence = int(obligation.source_key.split(":")[1]) if obligation.kind == "annual" else 1
+        deadline = filings.compute_deadline(obligation.trial, obligation.kind, obligation.basis_on, sequence=sequence)
+        assert (obligation.due_at, obligation.remind_at) == (deadline["due_at"], deadline["remind_at"])
+        if obligation.status == FilingObligation.Status.FILED:
+            assert obligation.filed_on <= TODAY
+            assert obligation.late == (filings._end_of(obligation.filed_on) > obligation.due_at)
+        if obligation.kind == FilingObligation.Kind.INITIAL and obligation.status == FilingObligation.Status.FILED:
+            assert obligation.trial.filed_on == obligation.filed_on
+
+
+def test_safety_reports_have_their_clocks(generated):
+    events = SafetyEvent.objects.all()
+    assert events.count() == SIZES["safety_events"]
+    assert set(events.values_list("kind", flat=True)) == {SafetyEvent.Kind.SAE, SafetyEvent.Kind.SUSAR}
+    assert SafetyClock.objects.open().exists() and SafetyClock.objects.filter(met_at__isnull=False).exists()
+    assert SafetyClock.objects.filter(late=True).exists()
+    for clock in SafetyClock.objects.select_related("event"):
+        assert clock.started_at <= clock.remind_at <= clock.due_at
+        if clock.met_at:
+            assert clock.met_at <= END and clock.late == (clock.met_at > clock.due_at)
+        met = {
+            SafetyClock.Kind.SPONSOR_REPORT: clock.event.sponsor_notified_at,
+            SafetyClock.Kind.EC_REPORT: clock.event.ec_reported_at,
+            SafetyClock.Kind.PI_REVIEW: clock.event.pi_reviewed_at,
+            SafetyClock.Kind.COMMITTEE_REVIEW: clock.event.committee_reviewed_at,
+            SafetyClock.Kind.SUSAR_EXPEDITED: clock.event.received_at,
+        }[clock.kind]
+        assert clock.met_at == met
+    # Every step the report took is in its timeline, in the order the service allows.
+    for event in events.prefetch_related("steps"):
+        status = ""
+        for step in event.steps.all():
+            assert step.from_status == status
+            status = step.to_status
+        assert status == event.status
+
+
+def test_open_items_are_left_for_the_sweeps(generated):
+    assert RecognitionRequest.objects.open().exists()
+    assert SafetyClock.objects.open().filter(due_at__lt=END).exists()  # overdue
+    assert SafetyClock.objects.open().filter(due_at__gt=END).exists()
+    assert FilingObligation.objects.open().filter(due_at__gt=END).exists()
+    # An effect due before the data set ends happened then: a sweep at its end has nothing to redo ...
+    assert safety.sweep(END) == {"reminders": 0, "escalations": 0}
+    assert filings.sweep(END) == {"reminders": 0, "escalations": 0}
+    assert not any(recognition.sweep(END).values())
+    assert (
+        SafetyEffect.objects.filter(kind="escalation").count()
+        == SafetyClock.objects.filter(escalated_at__isnull=False).count()
+    )
+    assert (
+        FilingEffect.objects.filter(kind="escalation").count()
+        == FilingObligation.objects.filter(escalated_at__isnull=False).count()
+    )
+    # ... and one later has work (safety clocks run for days, an annual report for a year).
+    assert sum(safety.sweep(END + datetime.timedelta(days=30)).values()) > 0
+    assert sum(filings.sweep(END + datetime.timedelta(days=400)).values()) > 0
+
+
+def test_rollups_equal_their_recomputation(generated):
+    assert rollups.differences() == {}

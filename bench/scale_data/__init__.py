@@ -22,6 +22,8 @@ SCALES = {
         "enrolment_events": 500_000,
         "recognition_requests": 20_000,
         "claims": 2_000,
+        "research_filings": 8_000,
+        "safety_events": 30_000,
     },
     "national": {
         "institutions": 2_000,
@@ -30,6 +32,8 @@ SCALES = {
         "enrolment_events": 5_000_000,
         "recognition_requests": 200_000,
         "claims": 20_000,
+        "research_filings": 80_000,
+        "safety_events": 300_000,
     },
 }
 SIZES = tuple(SCALES["provincial"])

@@ -13,6 +13,7 @@ from django.utils.translation import gettext as _
 
 from bench.scale_data.world import (
     EV,
+    ONE_DAY,
     OUT,
     RS,
     SK,
@@ -40,6 +41,11 @@ from ethics.models import (
 )
 from ethics.recognition import compute_deadline
 from subsidies import evidence
+
+# Share of the amendment requests that come from running trials' amendments of the last RECENT_DAYS days: a system
+# in use has requests on their way (at national scale tens of thousands), for the deadline sweep to look through.
+RECENT_AMENDMENTS = 0.6
+RECENT_DAYS = 45
 
 
 def _summary(kind: str, trial: TrialSim) -> str:
@@ -375,6 +381,9 @@ class EthicsPhase:
                 break
             trial = rng.choice(candidates)
             start, stop = trial.active[0][0], trial.active[-1][1]
+            if stop >= self.today - ONE_DAY and rng.random() < RECENT_AMENDMENTS:
+                # A running trial's amendment of the last weeks: its requests are still being answered.
+                start = max(start, self.today - dt.timedelta(days=RECENT_DAYS))
             when = self.office(start + dt.timedelta(days=rng.randint(0, max(0, (stop - start).days))))
             created = when - dt.timedelta(days=rng.randint(15, 30))
             recognised = [

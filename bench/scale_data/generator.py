@@ -1,7 +1,8 @@
 """The run: one seeded random generator through the phases, each app's data made by its own module.
 
 registry (institutions, people, committees, sponsors, alliances) → trials (lifecycle, the lead committee's review,
-participating sites) → ethics (reviews, meetings, decisions, recognition requests) → ledger (enrolment) → claims.
+participating sites) → ethics (reviews, meetings, decisions, recognition requests) → ledger (enrolment) → deadlines
+(research filings, safety reports and their clocks) → claims.
 Rows are written as they are made (stream.Writer); the phases keep only what a later phase reads.
 """
 
@@ -15,6 +16,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from bench.scale_data.claims import ClaimsPhase
+from bench.scale_data.deadlines import DeadlinesPhase, policy_values_remembered
 from bench.scale_data.ethics import EthicsPhase
 from bench.scale_data.ledger import LedgerPhase
 from bench.scale_data.registry import RegistryPhase
@@ -24,7 +26,7 @@ from bench.scale_data.world import GIVEN, ONE_DAY, SURNAMES, TZ, YEARS_OF_HISTOR
 from cgtclinic import workdays
 
 
-class Generator(RegistryPhase, TrialsPhase, EthicsPhase, LedgerPhase, ClaimsPhase):
+class Generator(RegistryPhase, TrialsPhase, EthicsPhase, LedgerPhase, DeadlinesPhase, ClaimsPhase):
     def __init__(self, *, out, cursor, options: dict, progress: Progress):
         self.out = out
         self.opts = options
@@ -42,6 +44,7 @@ class Generator(RegistryPhase, TrialsPhase, EthicsPhase, LedgerPhase, ClaimsPhas
         self.letter_decisions: list = []
         self.requests_by_site: dict[int, list] = defaultdict(list)
         self.requests_made = 0
+        self.safety_periods: dict[tuple, tuple] = {}
         self._phase_started = time.monotonic()
 
     # --- plumbing -------------------------------------------------------------------------------------------------
@@ -90,6 +93,11 @@ class Generator(RegistryPhase, TrialsPhase, EthicsPhase, LedgerPhase, ClaimsPhas
         self.phase(_("participating sites, local reviews and recognition requests"))
         self.make_enrolment()
         self.phase(_("enrolment ledger"))
+        with policy_values_remembered():
+            self.make_filings()
+            self.phase(_("research filings"))
+            self.make_safety_events()
+            self.phase(_("safety reports and their clocks"))
         self.write_trials()
         self.write_decisions()
         self.phase(_("trials, sites and numbered decision letters"))

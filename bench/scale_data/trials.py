@@ -370,6 +370,7 @@ class TrialsPhase:
                 pi_id=trial.pi,
                 target_enrolment=trial.target,
                 **trial.registration(),
+                filed_on=trial.filed_on,
                 hgr_status=hgr.APPROVED if registered else hgr.NOT_REQUIRED,
                 status=trial.status,
                 status_changed_at=trial.history[-1][2] if trial.history else None,

@@ -334,6 +334,8 @@ class TrialSim:
     active: list = field(default_factory=list)  # [start, end] date intervals while active
     ended_at: dt.datetime | None = None  # completed or terminated
     completed_on: dt.date | None = None
+    filed_on: dt.date | None = None  # the initial research filing (investigator-initiated trials)
+    filing_due: bool = False  # its initial filing is owed and not yet recorded: no filing number yet
 
     def status_on(self, day: dt.date) -> str:
         status = TS.DRAFT
@@ -353,7 +355,9 @@ class TrialSim:
         iit, registration = self.kind == Trial.Kind.IIT, self.kind == Trial.Kind.REGISTRATION
         return {
             "nmpa_approval_number": self.nmpa if approved else "",
-            "filing_number": f"MR-{self.lead.code[:2]}-{year}-{self.id:05d}" if approved and iit else "",
+            "filing_number": f"MR-{self.lead.code[:2]}-{year}-{self.id:05d}"
+            if approved and iit and not self.filing_due
+            else "",
             "chictr_id": f"ChiCTR{year % 100:02d}{self.id:08d}" if approved and iit else "",
             "nct_id": f"NCT{self.id + 5000000:08d}" if approved and registration else "",
         }

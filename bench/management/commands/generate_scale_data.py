@@ -22,9 +22,9 @@ class Command(BaseCommand):
     def help(self) -> str:
         return _(
             "Fill an empty database with a realistic synthetic data set at provincial or national scale "
-            "(institutions, trials, sites, ethics reviews, recognition requests, the enrolment ledger and subsidy "
-            "claims) for the benchmark, then rebuild the rollups. Loads the policy seeds and the holiday calendar "
-            "first. Same --seed and --today, same data."
+            "(institutions, trials, sites, ethics reviews, recognition requests, the enrolment ledger, research "
+            "filings, safety reports and subsidy claims) for the benchmark, then rebuild the rollups. Loads the "
+            "policy seeds and the holiday calendar first. Same --seed and --today, same data."
         )
 
     def add_arguments(self, parser):
@@ -49,6 +49,18 @@ class Command(BaseCommand):
             help=_("Mutual-recognition requests (provincial 20,000, national 200,000)."),
         )
         add("--claims", type=int, help=_("Subsidy claims (provincial 2,000, national 20,000)."))
+        add(
+            "--research-filings",
+            type=int,
+            help=_(
+                "Research filings owed by investigator-initiated trials, at most (provincial 8,000, national 80,000)."
+            ),
+        )
+        add(
+            "--safety-events",
+            type=int,
+            help=_("Safety reports (SAE and SUSAR) with their clocks (provincial 30,000, national 300,000)."),
+        )
         add("--seed", type=int, default=1, help=_("Seed of the random generator (default 1)."))
         add(
             "--today",
