@@ -225,6 +225,8 @@ else:
         "data_folder_out": str(_queue_dir / "queue"),
         "processed_folder": str(_queue_dir / "processed"),
         "store_processed": False,
+        # The exchange tables too, which kombu otherwise writes to ./control wherever the process was started.
+        "control_folder": str(_queue_dir / "control"),
     }
 
 # Deadline effects (reminders, escalations, their sweeps) and the heartbeat have a queue of their own, consumed by

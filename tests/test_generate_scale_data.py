@@ -398,3 +398,16 @@ def test_open_items_are_left_for_the_sweeps(generated):
 
 def test_rollups_equal_their_recomputation(generated):
     assert rollups.differences() == {}
+
+
+def test_the_rollups_are_analysed_for_the_planner(generated):
+    """Rollups are filled after the COPY phase analysed the raw tables: without their own statistics the planner
+    guesses a few hundred rows and sorts a region's 100,000 on disk."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT COUNT(DISTINCT tablename) FROM pg_stats WHERE tablename = ANY(%s)",
+            [["trials_siterollup", "ethics_turnaroundfact", "subsidies_projectclaimtotal"]],
+        )
+        assert cursor.fetchone()[0] == 3

@@ -127,6 +127,7 @@ def test_without_database_and_redis_urls_settings_use_sqlite_and_the_filesystem_
     assert shown["name"] == str(tmp_path / "var" / "db.sqlite3")
     assert shown["broker"].startswith("filesystem://")
     assert shown["transport_options"]["data_folder_in"] == str(tmp_path / "var" / "celery" / "queue")
+    assert shown["transport_options"]["control_folder"] == str(tmp_path / "var" / "celery" / "control")
     assert (tmp_path / "var" / "celery" / "queue").is_dir()
     assert shown["cache"] == "django.core.cache.backends.locmem.LocMemCache"
     assert shown["debug"] is False, "DEBUG must be off unless DJANGO_DEBUG asks for it"
