@@ -991,6 +991,8 @@ class SiteRollup(models.Model):
         indexes = [
             # The start-up report's page order within a region.
             models.Index(fields=["region_id", "institution_name", "protocol_number", "site"], name="siterollup_page"),
+            # The same for a system administrator across all regions: a page reads its rows, not the whole country.
+            models.Index(fields=["institution_name", "protocol_number", "site"], name="siterollup_page_all_regions"),
             # The enrolment report's rows per trial, grouped in this order: a page stops after its trials.
             models.Index(fields=["region_id", "protocol_number", "trial_id"], name="siterollup_region_trial_order"),
             models.Index(fields=["protocol_number", "trial_id"], name="siterollup_trial_order"),
