@@ -106,7 +106,9 @@ class ReportView(APIView, metaclass=ABCMeta):
             page_rows, count = self._page(data, (page - 1) * page_size, page_size)
             rows = list(self.present(page_rows, scope, filters))
         columns = data.columns or self.columns
-        rows = [typed(row, columns) for row in rows]
+        if request.accepted_renderer.format == "json":
+            rows = [typed(row, columns) for row in rows]
+        # The export renderers convert each value by its column themselves, in the same pass that writes it.
         summary = typed(dict(data.summary), self.summary_fields)
         self.rows_returned = len(rows)
         echo = {key: value for key, value in filters.items() if key not in ("page", "page_size")}
