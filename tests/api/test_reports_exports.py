@@ -12,9 +12,16 @@ import time_machine
 from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from rest_framework.test import APIClient
+from rest_framework.test import APIClient, APIRequestFactory, force_authenticate
 
-from cgtclinic.api.reports import Column, ReportCSVRenderer, ReportXLSXRenderer, registered_reports
+from cgtclinic.api.reports import (
+    Column,
+    ReportCSVRenderer,
+    ReportData,
+    ReportView,
+    ReportXLSXRenderer,
+    registered_reports,
+)
 from cgtclinic.api.reports.renderers import typed
 from cgtclinic.models import ReportRequest
 from cgtclinic.spreadsheets import csv_text
@@ -224,3 +231,27 @@ def test_exports_read_as_many_queries_whatever_their_rows(region, regulator, dja
                     counts.setdefault((name, export), []).append(len(queries))
             cache.clear()  # the throttle
     assert {case: used for case, used in counts.items() if used[0] != used[1]} == {}
+
+
+class UnrenderableReport(ReportView):
+    """A report whose integer column holds text: its export fails while the file is written."""
+
+    name = "unrenderable"
+    title = "unrenderable"
+    columns = (Column("sites", "integer", "sites"),)
+    summary_fields = ()
+    bench_sql = "SELECT %(region_id)s"
+
+    def compute(self, scope, filters):
+        return ReportData(rows=[{"sites": 1}, {"sites": "n/a"}], summary={})
+
+
+@pytest.mark.parametrize("export", ["csv", "xlsx"])
+def test_an_export_that_fails_while_written_is_an_error_never_a_short_file(export, regulator):
+    request = APIRequestFactory().get("/api/v1/reports/unrenderable/", {"format": export})
+    force_authenticate(request, regulator)
+    # Raised to the handler, which answers 500 and logs the traceback; no byte of the file was sent.
+    with pytest.raises(ValueError, match="n/a"):
+        UnrenderableReport.as_view()(request)
+    log = ReportRequest.objects.get()
+    assert (log.report, log.format, log.status_code, log.rows) == ("unrenderable", export, 500, 2)

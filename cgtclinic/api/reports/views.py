@@ -192,8 +192,18 @@ class ReportView(APIView, metaclass=ABCMeta):
         clock = time.perf_counter()
         self.rows_returned = None
         response = super().dispatch(request, *args, **kwargs)
-        if hasattr(response, "render") and not getattr(response, "is_rendered", True):
-            response.render()
+        try:
+            # The whole file is rendered here, before anything is sent: an export is complete or answers 500, never
+            # a truncated file that looks whole.
+            if hasattr(response, "render") and not getattr(response, "is_rendered", True):
+                response.render()
+        except Exception:
+            self._log(response, clock, status_code=500)
+            raise
+        self._log(response, clock)
+        return response
+
+    def _log(self, response, clock: float, status_code: int | None = None) -> None:
         # After the report, outside its reads: the log row is written on the primary.
         log_request(
             self.request,
@@ -201,5 +211,5 @@ class ReportView(APIView, metaclass=ABCMeta):
             report=self.name,
             rows=self.rows_returned,
             duration_ms=round((time.perf_counter() - clock) * 1000),
+            status_code=status_code,
         )
-        return response
