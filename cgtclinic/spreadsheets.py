@@ -2,10 +2,10 @@
 
 Names and titles are typed in by hospital staff, so any of them may start like a formula
 (``=HYPERLINK(...)``); a spreadsheet must show such text as text, never run it. Every CSV and XLSX writer
-goes through these helpers."""
+goes through these helpers, or (the reports' XlsxWriter sheets, ``cgtclinic.api.reports.renderers``) writes text
+with ``write_string`` and CSV cells with ``FORMULA_START``."""
 
 import datetime
-from decimal import Decimal
 
 from django.utils import timezone
 
@@ -56,18 +56,3 @@ def append_row(sheet, values) -> int:
     for column, value in enumerate(values, start=1):
         put_cell(sheet, row, column, value)
     return row
-
-
-def write_only_cell(sheet, value, number_format: str | None = None):
-    """A cell for a write-only worksheet (large exports): the same rules as ``put_cell``."""
-    from openpyxl.cell import WriteOnlyCell
-
-    value = xlsx_value(value)
-    if isinstance(value, Decimal) or number_format or isinstance(value, str):
-        cell = WriteOnlyCell(sheet, value=value)
-        if isinstance(value, str):
-            cell.data_type = "s"
-        if number_format and value is not None:
-            cell.number_format = number_format
-        return cell
-    return value

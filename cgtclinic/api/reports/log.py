@@ -11,8 +11,11 @@ LOG_MAX_PARAMETERS = 30
 LOG_MAX_VALUE = 200
 
 
-def log_request(request, response, *, report: str, rows: int | None, duration_ms: int) -> None:
-    """One ReportRequest row per request of a signed-in user (anonymous requests are refused before any work)."""
+def log_request(
+    request, response, *, report: str, rows: int | None, duration_ms: int, status_code: int | None = None
+) -> None:
+    """One ReportRequest row per request of a signed-in user (anonymous requests are refused before any work).
+    ``status_code``: what the client is answered when it is not the response's (an export that failed to render)."""
     user = getattr(request, "user", None)
     if not (user and user.is_authenticated):
         return
@@ -23,7 +26,7 @@ def log_request(request, response, *, report: str, rows: int | None, duration_ms
         report=report,
         format=asked_format[: ReportRequest._meta.get_field("format").max_length],
         filters=_logged_query(request.GET),
-        status_code=response.status_code,
+        status_code=status_code or response.status_code,
         duration_ms=duration_ms,
         rows=rows,
     )

@@ -106,7 +106,9 @@ class ReportView(APIView, metaclass=ABCMeta):
             page_rows, count = self._page(data, (page - 1) * page_size, page_size)
             rows = list(self.present(page_rows, scope, filters))
         columns = data.columns or self.columns
-        rows = [typed(row, columns) for row in rows]
+        if request.accepted_renderer.format == "json":
+            rows = [typed(row, columns) for row in rows]
+        # The export renderers convert each value by its column themselves, in the same pass that writes it.
         summary = typed(dict(data.summary), self.summary_fields)
         self.rows_returned = len(rows)
         echo = {key: value for key, value in filters.items() if key not in ("page", "page_size")}
@@ -190,8 +192,18 @@ class ReportView(APIView, metaclass=ABCMeta):
         clock = time.perf_counter()
         self.rows_returned = None
         response = super().dispatch(request, *args, **kwargs)
-        if hasattr(response, "render") and not getattr(response, "is_rendered", True):
-            response.render()
+        try:
+            # The whole file is rendered here, before anything is sent: an export is complete or answers 500, never
+            # a truncated file that looks whole.
+            if hasattr(response, "render") and not getattr(response, "is_rendered", True):
+                response.render()
+        except Exception:
+            self._log(response, clock, status_code=500)
+            raise
+        self._log(response, clock)
+        return response
+
+    def _log(self, response, clock: float, status_code: int | None = None) -> None:
         # After the report, outside its reads: the log row is written on the primary.
         log_request(
             self.request,
@@ -199,5 +211,5 @@ class ReportView(APIView, metaclass=ABCMeta):
             report=self.name,
             rows=self.rows_returned,
             duration_ms=round((time.perf_counter() - clock) * 1000),
+            status_code=status_code,
         )
-        return response
