@@ -94,19 +94,22 @@ def former_csv(data: dict) -> bytes:
     buffer.write("\ufeff")
     writer = csv.writer(buffer, lineterminator="\r\n")
     names = [column["name"] for column in data["columns"]]
+    money = {column["name"] for column in data["columns"] if column["type"] == "money"}
     writer.writerow([*names, "computed_at", "data_as_of"])
     for row in data["rows"]:
         row = typed(dict(row), COLUMNS)
-        writer.writerow([*(csv_text(row.get(name)) for name in names), csv_text(NOW), csv_text(NOW)])
+        # Money is a canonical decimal, written as it is (a negative amount keeps its sign, no apostrophe).
+        cells = [row.get(name) or "" if name in money else csv_text(row.get(name)) for name in names]
+        writer.writerow([*cells, csv_text(NOW), csv_text(NOW)])
     return buffer.getvalue().encode("utf-8")
 
 
-def test_csv_is_byte_for_byte_what_it_was():
+def test_csv_is_what_it_was_with_negative_amounts_as_numbers():
     rendered = ReportCSVRenderer().render(export_data([dict(row) for row in ROWS]))
     assert rendered == former_csv(export_data(ROWS))
     header, *rows = csv.reader(io.StringIO(rendered.decode("utf-8-sig")))
     assert header == [column.name for column in COLUMNS] + ["computed_at", "data_as_of"]
-    # Formula-like text behind an apostrophe; a negative amount starts with "-", so it is guarded too.
+    # Formula-like text behind an apostrophe; a negative amount is a number, not text, and keeps its sign.
     assert rows[0][:7] == [
         "1",
         '\'=HYPERLINK("http://example.org","点我")',
@@ -116,7 +119,7 @@ def test_csv_is_byte_for_byte_what_it_was():
         "1234.57",
         "true",
     ]
-    assert rows[1][:7] == ["2", "瑞康医院", "", "", "0.5", "'-12.50", "false"]
+    assert rows[1][:7] == ["2", "瑞康医院", "", "", "0.5", "-12.50", "false"]
     assert rows[2][:7] == ["3", "'-1+1", "", "", "", "0.00", ""]
     assert rows[3][:7] == ["4", "'@sum", "2026-01-01", "", "", "", ""]
     assert {row[7] for row in rows} == {row[8] for row in rows} == {NOW.isoformat()}

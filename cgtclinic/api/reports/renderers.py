@@ -98,7 +98,9 @@ def _csv_integer(value):
 def _csv_money(value):
     if value is None or value.__class__ is bool:
         return csv_text(value)
-    return csv_text(moneycsv_text(value))
+    # A canonical decimal ("-12.50" for a refund or a reversal) is a number to a spreadsheet, never a formula: it
+    # keeps its sign instead of the apostrophe that guards typed-in text.
+    return moneycsv_text(value)
 
 
 CSV_CONVERTERS = {"integer": _csv_integer, "money": _csv_money}
