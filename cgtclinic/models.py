@@ -42,6 +42,26 @@ class BilingualNameMixin(models.Model):
         return self.name_zh
 
 
+class DeadlineEffect(models.Model):
+    """A deadline effect that happened (reminder, escalation) for one deadline of one item. Each concrete table adds
+    the item it belongs to and a unique key on (item, kind, due_at), which makes each effect happen once whatever
+    the sweeps and redelivered tasks do."""
+
+    class Kind(models.TextChoices):
+        REMINDER = "reminder", _("Reminder")
+        ESCALATION = "escalation", _("Escalation")
+
+    kind = models.CharField(_("effect"), max_length=20, choices=Kind.choices)
+    due_at = models.DateTimeField(_("for the deadline"))
+    happened_at = models.DateTimeField(_("happened at"))
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {timezone.localtime(self.happened_at):%Y-%m-%d %H:%M}"
+
+
 class PublicDirectoryQuerySet(models.QuerySet):
     def visible_to(self, user):
         """Regions and sponsors are a public directory for every signed-in role."""

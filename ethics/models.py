@@ -14,7 +14,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 from simple_history.models import HistoricalRecords
 
-from cgtclinic.models import BilingualNameMixin, Institution, PublicDirectoryQuerySet, Region
+from cgtclinic.models import BilingualNameMixin, DeadlineEffect, Institution, PublicDirectoryQuerySet, Region
 from cgtclinic.roles import Role
 from trials.models import DocumentVersion, Trial, TrialSite
 
@@ -816,25 +816,15 @@ class RecognitionRequest(models.Model):
         return f"{self.trial.protocol_number} → {self.committee}"
 
 
-class RecognitionEffect(models.Model):
-    """A deadline effect that happened (reminder, escalation); the unique key makes each happen once."""
-
-    class Kind(models.TextChoices):
-        REMINDER = "reminder", _("Reminder")
-        ESCALATION = "escalation", _("Escalation")
+class RecognitionEffect(DeadlineEffect):
+    """A recognition request's deadline effect that happened (reminder, escalation)."""
 
     request = models.ForeignKey(RecognitionRequest, on_delete=models.CASCADE, related_name="effects")
-    kind = models.CharField(_("effect"), max_length=20, choices=Kind.choices)
-    due_at = models.DateTimeField(_("for the deadline"))
-    happened_at = models.DateTimeField(_("happened at"))
 
     class Meta:
         verbose_name = _("deadline effect")
         verbose_name_plural = _("deadline effects")
         constraints = [models.UniqueConstraint(fields=["request", "kind", "due_at"], name="recognition_effect_once")]
-
-    def __str__(self) -> str:
-        return f"{self.get_kind_display()} {timezone.localtime(self.happened_at):%Y-%m-%d %H:%M}"
 
 
 # --- safety reporting (ethics.safety) ------------------------------------------------------------------------------
@@ -1131,25 +1121,15 @@ class SafetyClock(models.Model):
         return f"{self.get_kind_display()} → {timezone.localtime(self.due_at):%Y-%m-%d %H:%M}"
 
 
-class SafetyEffect(models.Model):
-    """A clock effect that happened (reminder, escalation); the unique key makes each happen once."""
-
-    class Kind(models.TextChoices):
-        REMINDER = "reminder", _("Reminder")
-        ESCALATION = "escalation", _("Escalation")
+class SafetyEffect(DeadlineEffect):
+    """A safety clock's effect that happened (reminder, escalation)."""
 
     clock = models.ForeignKey(SafetyClock, on_delete=models.CASCADE, related_name="effects")
-    kind = models.CharField(_("effect"), max_length=20, choices=Kind.choices)
-    due_at = models.DateTimeField(_("for the deadline"))
-    happened_at = models.DateTimeField(_("happened at"))
 
     class Meta:
         verbose_name = _("safety clock effect")
         verbose_name_plural = _("safety clock effects")
         constraints = [models.UniqueConstraint(fields=["clock", "kind", "due_at"], name="safety_effect_once")]
-
-    def __str__(self) -> str:
-        return f"{self.get_kind_display()} {timezone.localtime(self.happened_at):%Y-%m-%d %H:%M}"
 
 
 # --- rollups (ethics.rollups keeps them; the regulator reports read them) ----------------------------------------

@@ -9,6 +9,8 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 from simple_history.models import HistoricalRecords
 
+from cgtclinic.models import DeadlineEffect
+
 
 class TrialReview(models.Model):
     """One outcome of an IIT's academic (scientific) review or institutional approval, as the lead institution's
@@ -134,22 +136,12 @@ class FilingObligation(models.Model):
         return f"{self.get_kind_display()} · {timezone.localtime(self.due_at):%Y-%m-%d}"
 
 
-class FilingEffect(models.Model):
-    """A deadline effect that happened (reminder, escalation); the unique key makes each happen once."""
-
-    class Kind(models.TextChoices):
-        REMINDER = "reminder", _("Reminder")
-        ESCALATION = "escalation", _("Escalation")
+class FilingEffect(DeadlineEffect):
+    """A filing obligation's deadline effect that happened (reminder, escalation)."""
 
     obligation = models.ForeignKey(FilingObligation, on_delete=models.CASCADE, related_name="effects")
-    kind = models.CharField(_("effect"), max_length=20, choices=Kind.choices)
-    due_at = models.DateTimeField(_("for the deadline"))
-    happened_at = models.DateTimeField(_("happened at"))
 
     class Meta:
         verbose_name = _("filing deadline effect")
         verbose_name_plural = _("filing deadline effects")
         constraints = [models.UniqueConstraint(fields=["obligation", "kind", "due_at"], name="filing_effect_once")]
-
-    def __str__(self) -> str:
-        return f"{self.get_kind_display()} {timezone.localtime(self.happened_at):%Y-%m-%d %H:%M}"
