@@ -12,6 +12,10 @@ def fill_enrolment_rollups(apps, schema_editor):
     rollups.rebuild()
     rollups.rebuild_months()
     rollups.rebuild_subject_states()
+    if schema_editor.connection.vendor == "postgresql":
+        # Fresh statistics: without them the planner takes the new month table for a few thousand rows and joins it
+        # to the region's sites row by row (1.5 s instead of 0.2 s for a year of Shanghai).
+        schema_editor.execute("ANALYZE trials_siteenrolmentmonth, trials_siterollup, trials_enrolmentsubject")
 
 
 class Migration(migrations.Migration):
