@@ -429,12 +429,11 @@ def rebuild_site_counts(site: TrialSite) -> SiteEnrolment:
     with transaction.atomic():
         locked = _lock_site(site)
         counts = _ledger_totals(EnrolmentEntry.objects.filter(site=locked))
-        last = EnrolmentEntry.objects.filter(
-            site=locked, kind=K.ENROLLED, reverses__isnull=True, reversed_by__isnull=True
-        ).aggregate(last=Max("occurred_on"))["last"]
+        last = _last_enrolled_on(locked)
         cached, _created = SiteEnrolment.objects.update_or_create(
             site=locked, defaults={"trial_id": locked.trial_id, "last_enrolled_on": last, **counts}
         )
+        rollups.update_site_counts(locked.pk, locked.trial_id, counts, last)
     return cached
 
 

@@ -287,7 +287,7 @@ SUBJECT_SOURCE = f"""
 SUBJECT_KEPT = "(SELECT id AS subject_id, state, last_event_on FROM trials_enrolmentsubject) kept"
 
 
-def rebuild_site_counts() -> int:
+def rebuild_site_enrolment() -> int:
     return replace_rows(SiteEnrolment._meta.db_table, (*SITE_COUNT_COLUMNS, "updated_at"), SITE_COUNTS_SOURCE)
 
 
@@ -341,7 +341,7 @@ register(
     Rollup(
         name="trials.site_enrolment",
         description=_("One row per site with ledger entries: its net counts per event and its latest enrolment."),
-        rebuild=rebuild_site_counts,
+        rebuild=rebuild_site_enrolment,
         differences=lambda limit: differences_from_source(
             SiteEnrolment._meta.db_table, SITE_COUNT_COLUMNS, SITE_COUNTS_SOURCE, limit
         ),
