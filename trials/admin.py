@@ -3,7 +3,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.views.autocomplete import AutocompleteJsonView
 from django.contrib.admin.widgets import AutocompleteSelect
 from django.core.exceptions import PermissionDenied
-from django.db.models import Max, Q
+from django.db.models import Max
 from django.http import FileResponse, Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -749,23 +749,9 @@ class SubjectStateFilter(admin.SimpleListFilter):
         return enrolment.SubjectState.choices
 
     def queryset(self, request, queryset):
-        # The same order of precedence as enrolment.subject_state: the latest stage a subject reached wins.
-        states = enrolment.SubjectState
-        order = [
-            (states.COMPLETED, EnrolmentEntry.Kind.COMPLETED),
-            (states.WITHDRAWN, EnrolmentEntry.Kind.WITHDRAWN),
-            (states.ON_STUDY, EnrolmentEntry.Kind.ENROLLED),
-            (states.SCREEN_FAILED, EnrolmentEntry.Kind.SCREEN_FAILED),
-            (states.SCREENED, EnrolmentEntry.Kind.SCREENED),
-        ]
-        later = Q()
-        for state, kind in order:
-            positive = Q(**{f"net_{kind}__gt": 0})
-            if self.value() == state:
-                return queryset.filter(positive & ~later if later else positive)
-            later |= positive
-        if self.value() == states.NONE:
-            return queryset.exclude(later)
+        # The state kept on the row (by the enrolment services), filtered with the list's order by one index.
+        if self.value() in enrolment.SubjectState.values:
+            return queryset.filter(state=self.value())
         return queryset
 
 
@@ -789,20 +775,11 @@ class EnrolmentSubjectAdmin(KeyedSearchAdmin, CappedCountAdmin, admin.ModelAdmin
     readonly_fields = fields
 
     def get_queryset(self, request):
-        subjects = super().get_queryset(request).visible_to(request.user)
-        return enrolment.with_subject_state(subjects)
+        return super().get_queryset(request).visible_to(request.user)
 
     @admin.display(description=_("site"), ordering="site__institution__name_zh")
     def site_institution(self, subject):
         return subject.site.institution
-
-    @admin.display(description=_("current state"))
-    def state(self, subject):
-        return enrolment.subject_state(subject).label
-
-    @admin.display(description=_("latest standing entry"), ordering="last_event_on")
-    def last_event_on(self, subject):
-        return subject.last_event_on
 
     def has_add_permission(self, request):
         return False

@@ -17,7 +17,7 @@ from django.utils.translation import gettext as _
 
 from cgtclinic.errors import Conflict, DomainError
 from cgtclinic.models import User
-from trials.models import DocumentVersion, EnrolmentSubject, SubjectConsent, TrialDocument, TrialSite
+from trials.models import DocumentVersion, EnrolmentSubject, SubjectConsent, SubjectState, TrialDocument, TrialSite
 
 # The ethics decision outcome that approves what its submission contained (ethics.models.Decision.Outcome.APPROVE).
 APPROVING_OUTCOME = "approve"
@@ -147,9 +147,8 @@ class ReconsentDue:
 
 def reconsent_due(sites: QuerySet[TrialSite], *, limit: int | None = None) -> list[ReconsentDue]:
     """Subjects on study at these sites whose latest consent to an ICF is on an earlier version than the newest
-    approved one of that ICF, oldest subject first. Three queries however many subjects."""
-    from trials.enrolment import SubjectState, subject_state, with_subject_state
-
+    approved one of that ICF, oldest subject first (the state kept on the subject's row). Two queries however many
+    subjects."""
     newer = DocumentVersion.objects.filter(
         document_id=OuterRef("icf_version__document_id"),
         number__gt=OuterRef("icf_version__number"),
@@ -161,24 +160,17 @@ def reconsent_due(sites: QuerySet[TrialSite], *, limit: int | None = None) -> li
         icf_version__number__gt=OuterRef("icf_version__number"),
     )
     consents = (
-        SubjectConsent.objects.filter(subject__site__in=sites)
+        SubjectConsent.objects.filter(subject__site__in=sites, subject__state=SubjectState.ON_STUDY)
         .filter(Exists(newer), ~Exists(later_consent))
         .select_related("icf_version__document", "subject__site__institution", "subject__trial")
         .order_by("subject_id", "pk")
     )
-    rows = list(consents[: limit * 3] if limit else consents)
-    states = {
-        s.pk: subject_state(s)
-        for s in with_subject_state(EnrolmentSubject.objects.filter(pk__in={c.subject_id for c in rows}))
-    }
+    rows = list(consents[:limit] if limit else consents)
     current = {}
     for version in DocumentVersion.objects.filter(
         document_id__in={c.icf_version.document_id for c in rows}, submissions__decision__outcome=APPROVING_OUTCOME
     ).order_by("document_id", "-number"):
         current.setdefault(version.document_id, version)
-    due = [
-        ReconsentDue(subject=c.subject, signed=c.icf_version, current=current[c.icf_version.document_id])
-        for c in rows
-        if states.get(c.subject_id) == SubjectState.ON_STUDY
+    return [
+        ReconsentDue(subject=c.subject, signed=c.icf_version, current=current[c.icf_version.document_id]) for c in rows
     ]
-    return due[:limit] if limit else due

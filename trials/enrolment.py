@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from dateutil.relativedelta import relativedelta
 from django.core.exceptions import ValidationError
-from django.db import models, transaction
+from django.db import transaction
 from django.db.models import (
     Case,
     Count,
@@ -21,7 +21,6 @@ from django.db.models import (
     OuterRef,
     Q,
     QuerySet,
-    Subquery,
     Sum,
     Value,
     When,
@@ -29,12 +28,11 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
 
 from cgtclinic.errors import Conflict, DomainError
 from cgtclinic.models import Institution, PolicyParameter, User
 from cgtclinic.roles import Role
-from trials import consent, gates, qualifications
+from trials import consent, gates, qualifications, rollups
 from trials.models import (
     Delegation,
     DocumentVersion,
@@ -42,6 +40,7 @@ from trials.models import (
     EnrolmentEntry,
     EnrolmentSubject,
     SiteEnrolment,
+    SubjectState,
     Trial,
     TrialSite,
     TrialStatusChange,
@@ -216,19 +215,47 @@ def _lock_site(site: TrialSite) -> TrialSite:
     return TrialSite.objects.select_for_update(of=("self",)).select_related("trial", "institution").get(pk=site.pk)
 
 
+def _standing(entries):
+    """Entries that stand: neither a correction nor reversed."""
+    return entries.filter(reverses__isnull=True, reversed_by__isnull=True)
+
+
 def _apply(site: TrialSite, entry: EnrolmentEntry) -> None:
-    """Write the entry and move the cached counts by its signed count; the caller holds the site lock."""
-    counts = _ledger_totals(EnrolmentEntry.objects.filter(site=site))
+    """Write the entry and move the site's counts and rollups by its signed count; the caller holds the site lock.
+
+    The counts checked are the site's running totals (``SiteEnrolment``), which hold the ledger's sums: every entry
+    is written here, under the site's lock, together with them (``manage.py rebuild_rollups --check`` compares them
+    with the ledger). Summing the whole ledger of a busy site on every report cost most of the write at national
+    scale. A site's first entry creates its row; an entry before it (a ledger written without the services) is
+    counted from the ledger."""
+    cached = SiteEnrolment.objects.filter(site=site).first()
+    if cached is None:
+        cached = SiteEnrolment(
+            site=site, trial_id=site.trial_id, **_ledger_totals(EnrolmentEntry.objects.filter(site=site))
+        )
+        cached.last_enrolled_on = _last_enrolled_on(site)
+    counts = {kind: getattr(cached, kind) for kind in COUNT_FIELDS}
     counts[entry.kind] += entry.signed_count
     _check_counts(counts)
     entry.save()
-    cached, _created = SiteEnrolment.objects.get_or_create(site=site, defaults={"trial_id": site.trial_id})
     for kind in COUNT_FIELDS:
         setattr(cached, kind, counts[kind])
-    cached.last_enrolled_on = EnrolmentEntry.objects.filter(
-        site=site, kind=K.ENROLLED, reverses__isnull=True, reversed_by__isnull=True
-    ).aggregate(last=Max("occurred_on"))["last"]
+    if entry.kind == K.ENROLLED:
+        if entry.reverses_id is None:
+            cached.last_enrolled_on = max(filter(None, [cached.last_enrolled_on, entry.occurred_on]))
+        elif entry.occurred_on == cached.last_enrolled_on:
+            # The reversed enrolment may have been the latest: the latest of those still standing.
+            cached.last_enrolled_on = _last_enrolled_on(site)
     cached.save()
+    rollups.add_to_month(entry)
+    rollups.update_site_counts(site.pk, site.trial_id, counts, cached.last_enrolled_on)
+
+
+def _last_enrolled_on(site: TrialSite) -> datetime.date | None:
+    # The site's enrolments found latest first by the (site, kind, day) index.
+    return _standing(EnrolmentEntry.objects.filter(site=site, kind=K.ENROLLED)).aggregate(last=Max("occurred_on"))[
+        "last"
+    ]
 
 
 def enrolment_report(
@@ -281,7 +308,7 @@ def enrolment_report(
         subject = None
         if subject_code:
             subject = _subject_for(locked, subject_code)
-            state = _ledger_totals(subject.entries.all())
+            state, last_standing = _subject_ledger(subject)
             refusal = _subject_refusal(subject, kind, state)
             if refusal:
                 raise DomainError(
@@ -308,6 +335,9 @@ def enrolment_report(
             reported_at=timezone.now(),
         )
         _apply(locked, entry)
+        if subject is not None:
+            state[kind] += count
+            _record_subject_state(subject, state, max(filter(None, [last_standing, occurred_on])))
     return entry
 
 
@@ -365,7 +395,7 @@ def enrolment_reverse(*, entry: EnrolmentEntry, actor: User, reason: str) -> Enr
             raise Conflict(_("This entry has already been reversed."), code="already_reversed")
         if original.subject_id:
             subject = EnrolmentSubject.objects.select_for_update().get(pk=original.subject_id)
-            state = _ledger_totals(subject.entries.all())
+            state, last_standing = _subject_ledger(subject, excluding=original.pk)
             blocking = {
                 K.SCREENED: (K.ENROLLED, K.SCREEN_FAILED),
                 K.ENROLLED: (K.WITHDRAWN, K.COMPLETED),
@@ -388,6 +418,9 @@ def enrolment_reverse(*, entry: EnrolmentEntry, actor: User, reason: str) -> Enr
             reported_at=timezone.now(),
         )
         _apply(locked_site, correction)
+        if original.subject_id:
+            state[original.kind] -= original.count
+            _record_subject_state(subject, state, last_standing)
     return correction
 
 
@@ -396,12 +429,11 @@ def rebuild_site_counts(site: TrialSite) -> SiteEnrolment:
     with transaction.atomic():
         locked = _lock_site(site)
         counts = _ledger_totals(EnrolmentEntry.objects.filter(site=locked))
-        last = EnrolmentEntry.objects.filter(
-            site=locked, kind=K.ENROLLED, reverses__isnull=True, reversed_by__isnull=True
-        ).aggregate(last=Max("occurred_on"))["last"]
+        last = _last_enrolled_on(locked)
         cached, _created = SiteEnrolment.objects.update_or_create(
             site=locked, defaults={"trial_id": locked.trial_id, "last_enrolled_on": last, **counts}
         )
+        rollups.update_site_counts(locked.pk, locked.trial_id, counts, last)
     return cached
 
 
@@ -595,49 +627,38 @@ def trial_progress(sites: QuerySet[TrialSite], today: datetime.date | None = Non
     return sorted(progress, key=lambda row: (row.trial.protocol_number, row.trial.pk))
 
 
-class SubjectState(models.TextChoices):
-    """Where a subject code stands, derived from the ledger entries that name it."""
-
-    SCREENED = "screened", gettext_lazy("Screened")
-    SCREEN_FAILED = "screen_failed", gettext_lazy("Screen failure")
-    ON_STUDY = "on_study", gettext_lazy("On study")
-    WITHDRAWN = "withdrawn", gettext_lazy("Withdrawn")
-    COMPLETED = "completed", gettext_lazy("Completed")
-    NONE = "none", gettext_lazy("No current entry (all reversed)")
-
-
-def with_subject_state(subjects: QuerySet[EnrolmentSubject]) -> QuerySet[EnrolmentSubject]:
-    """Subjects annotated with their net count per event and the date of their latest standing entry.
-
-    Correlated subqueries (found by the ledger's subject index) rather than a join and GROUP BY: a page of 50
-    subjects reads their own entries only, instead of aggregating every entry before the page is cut."""
-    entries = EnrolmentEntry.objects.filter(subject_id=OuterRef("pk")).order_by().values("subject_id")
-    signed = Case(When(reverses__isnull=False, then=-F("count")), default=F("count"), output_field=IntegerField())
-    nets = {
-        f"net_{kind}": Coalesce(
-            Subquery(entries.filter(kind=kind).annotate(net=Sum(signed)).values("net"), output_field=IntegerField()),
-            0,
-        )
-        for kind in COUNT_FIELDS
-    }
-    standing = entries.filter(reverses__isnull=True, reversed_by__isnull=True)
-    last = Subquery(standing.annotate(last=Max("occurred_on")).values("last"))
-    return subjects.annotate(**nets, last_event_on=last)
+def state_from_counts(net: dict[str, int]) -> SubjectState:
+    """The latest stage a subject's net counts per event reach: completed, withdrawn, on study, screen failure,
+    screened, else none (every entry reversed). ``trials.rollups`` recomputes it in SQL in the same order."""
+    for kind, state in rollups.SUBJECT_PRECEDENCE:
+        if net[kind] > 0:
+            return SubjectState(state)
+    return SubjectState.NONE
 
 
 def subject_state(subject: EnrolmentSubject) -> SubjectState:
-    """The subject's current state; reads the annotations of ``with_subject_state`` when present."""
-    if hasattr(subject, f"net_{K.ENROLLED}"):
-        net = {kind: getattr(subject, f"net_{kind}") for kind in COUNT_FIELDS}
-    else:
-        net = _ledger_totals(subject.entries.all())
-    for kind, state in (
-        (K.COMPLETED, SubjectState.COMPLETED),
-        (K.WITHDRAWN, SubjectState.WITHDRAWN),
-        (K.ENROLLED, SubjectState.ON_STUDY),
-        (K.SCREEN_FAILED, SubjectState.SCREEN_FAILED),
-        (K.SCREENED, SubjectState.SCREENED),
-    ):
-        if net[kind] > 0:
-            return state
-    return SubjectState.NONE
+    """The subject's current state, as the enrolment services keep it on the row."""
+    return SubjectState(subject.state)
+
+
+def _subject_ledger(
+    subject: EnrolmentSubject, *, excluding: int | None = None
+) -> tuple[dict[str, int], datetime.date | None]:
+    """The subject's net counts per event and the day of its latest standing entry other than ``excluding`` (an
+    entry about to be reversed), from its own ledger entries in one query."""
+    entries = subject.entries.all()
+    standing = Q(reverses__isnull=True, reversed_by__isnull=True)
+    if excluding is not None:
+        standing &= ~Q(pk=excluding)
+    signed = Case(When(reverses__isnull=False, then=-1), default=Value(1), output_field=IntegerField())
+    sums = entries.aggregate(
+        last=Max("occurred_on", filter=standing),
+        **{kind: Sum(Case(When(kind=kind, then="count"), default=Value(0)) * signed) for kind in COUNT_FIELDS},
+    )
+    return {kind: sums[kind] or 0 for kind in COUNT_FIELDS}, sums["last"]
+
+
+def _record_subject_state(subject: EnrolmentSubject, net: dict[str, int], last: datetime.date | None) -> None:
+    """Keep the subject's state and latest standing day on its row (the caller holds the row's lock)."""
+    subject.state, subject.last_event_on = state_from_counts(net), last
+    subject.save(update_fields=["state", "last_event_on"])

@@ -475,11 +475,25 @@ class EnrolmentSubjectQuerySet(models.QuerySet):
         return self.filter(site_scope_q(user, site="site", trial="trial"))
 
 
+class SubjectState(models.TextChoices):
+    """Where a subject code stands, derived from the ledger entries that name it."""
+
+    SCREENED = "screened", _("Screened")
+    SCREEN_FAILED = "screen_failed", _("Screen failure")
+    ON_STUDY = "on_study", _("On study")
+    WITHDRAWN = "withdrawn", _("Withdrawn")
+    COMPLETED = "completed", _("Completed")
+    NONE = "none", _("No current entry (all reversed)")
+
+
 class EnrolmentSubject(models.Model):
     """A pseudonymous subject code a site uses to list its subjects: never a name or an ID number.
 
-    One row per (trial, code), created the first time a site reports the code and never deleted; whether the
-    subject is currently screened, enrolled or finished is derived from the ledger entries that name it.
+    One row per (trial, code), created the first time a site reports the code and never deleted. Whether the
+    subject is currently screened, enrolled or finished follows from the ledger entries that name it; ``state`` and
+    ``last_event_on`` keep that result, written by the enrolment services in the transaction that writes the entry
+    (``trials.enrolment``), so lists filter and show it without reading the ledger (``manage.py rebuild_rollups
+    --check`` compares them with the ledger).
     """
 
     trial = models.ForeignKey(Trial, on_delete=models.PROTECT, related_name="subjects", verbose_name=_("trial"))
@@ -496,6 +510,10 @@ class EnrolmentSubject(models.Model):
         help_text=_("A pseudonymous code such as RK-001. Never a name, an ID-card number or a phone number."),
     )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    # The latest stage the subject's net entries reach, and the day of their latest entry still standing (neither a
+    # correction nor reversed); kept by the enrolment services.
+    state = models.CharField(_("current state"), max_length=20, choices=SubjectState.choices, default=SubjectState.NONE)
+    last_event_on = models.DateField(_("latest standing entry"), null=True, blank=True)
 
     objects = EnrolmentSubjectQuerySet.as_manager()
 
@@ -504,8 +522,12 @@ class EnrolmentSubject(models.Model):
         verbose_name = _("subject code")
         verbose_name_plural = _("subject codes")
         constraints = [models.UniqueConstraint(fields=["trial", "code"], name="enrolment_subject_unique_code")]
-        # Codes are searched across trials (a site's code lists, the admin search).
-        indexes = [models.Index(fields=["code"], name="enrolment_subject_code")]
+        indexes = [
+            # Codes are searched across trials (a site's code lists, the admin search).
+            models.Index(fields=["code"], name="enrolment_subject_code"),
+            # The admin's state filter in the list's own order (trial, code): a page is read from the index.
+            models.Index(fields=["state", "trial", "code"], name="enrolment_subject_state"),
+        ]
 
     def __str__(self) -> str:
         return self.code
@@ -660,6 +682,34 @@ class SiteEnrolment(models.Model):
     def on_study(self) -> int:
         """Enrolled subjects who have neither withdrawn nor completed."""
         return self.enrolled - self.withdrawn - self.completed
+
+
+class SiteEnrolmentMonth(models.Model):
+    """A site's ledger summed per calendar month of the event date (a rollup kept by ``trials.enrolment`` in the
+    writing transaction, checked and rebuilt by ``trials.rollups``): net counts per event (corrections subtract) and
+    the latest day of an enrolment entry, corrections included, as the ledger's own aggregate gives it. A row exists
+    for every month in which the site has an entry, even when its net counts are zero."""
+
+    site = models.ForeignKey(TrialSite, on_delete=models.CASCADE, related_name="+", verbose_name=_("trial site"))
+    # The site's trial, as on the ledger rows: reports sum per trial without a join.
+    trial_id = models.IntegerField(_("trial id"))
+    month = models.DateField(_("month"))
+    screened = models.IntegerField(_("screened"), default=0)
+    enrolled = models.IntegerField(_("enrolled"), default=0)
+    screen_failed = models.IntegerField(_("screen failures"), default=0)
+    withdrawn = models.IntegerField(_("withdrawn"), default=0)
+    completed = models.IntegerField(_("completed"), default=0)
+    last_enrolled_on = models.DateField(_("last enrolment on"), null=True)
+
+    class Meta:
+        verbose_name = _("site enrolment per month")
+        verbose_name_plural = _("site enrolment per month")
+        constraints = [models.UniqueConstraint(fields=["site", "month"], name="site_enrolment_month_unique")]
+        # Reports read a period's months over the region's sites (joined by site).
+        indexes = [models.Index(fields=["month", "site"], name="site_enrolment_month_period")]
+
+    def __str__(self) -> str:
+        return f"{self.site_id} {self.month:%Y-%m}"
 
 
 # --- Gates before a trial or site may start and enrol -------------------------------------------------------------
@@ -973,15 +1023,15 @@ class SiteRollup(models.Model):
     slowest_done_stage = models.CharField(_("longest stage that ended"), max_length=20, null=True)
     first_in_region = models.BooleanField(_("first site of the trial in the region"))
     first_in_trial = models.BooleanField(_("first site of the trial"))
-    # The site's current counts (a join on the site id, no column): the enrolment report reads them with the row.
-    enrolment = models.ForeignObject(
-        SiteEnrolment,
-        on_delete=models.DO_NOTHING,
-        from_fields=["site"],
-        to_fields=["site"],
-        related_name="+",
-        null=True,
-    )
+    # The site's current counts (its ``SiteEnrolment`` row, zero before the first report), copied here so the
+    # enrolment report sums them with the row instead of joining every site of the region to its counts. The
+    # enrolment services update them with the counts, in the same transaction.
+    screened = models.IntegerField(_("screened"), default=0)
+    enrolled = models.IntegerField(_("enrolled"), default=0)
+    screen_failed = models.IntegerField(_("screen failures"), default=0)
+    withdrawn = models.IntegerField(_("withdrawn"), default=0)
+    completed = models.IntegerField(_("completed"), default=0)
+    last_enrolled_on = models.DateField(_("last enrolment on"), null=True)
 
     objects = SiteRollupQuerySet.as_manager()
 

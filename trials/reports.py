@@ -14,6 +14,7 @@ from django.db.models import (
     Case,
     CharField,
     Count,
+    DateField,
     F,
     IntegerField,
     Max,
@@ -41,7 +42,7 @@ from cgtclinic.reporting.sql import (
     viewer_key,
 )
 from cgtclinic.roles import Role
-from trials.models import EnrolmentEntry, FilingObligation, SiteRollup, Trial, TrialSite
+from trials.models import EnrolmentEntry, FilingObligation, SiteEnrolmentMonth, SiteRollup, Trial, TrialSite
 from trials.rollups import STAGES
 
 S = Trial.Status
@@ -338,32 +339,121 @@ def _signed():
     return Case(When(reverses__isnull=False, then=-F("count")), default=F("count"), output_field=IntegerField())
 
 
-def enrolment_entries(*, sites, occurred_from=None, occurred_to=None):
-    """The ledger entries of ``sites`` (rollup rows scoped by ``visible_to``, which follows ``TrialSite.visible_to`` as
-    ``EnrolmentEntry.visible_to`` scopes them) that happened in a period."""
-    return EnrolmentEntry.objects.filter(
-        date_range("occurred_on", occurred_from, occurred_to), site__in=sites.order_by().values("pk")
-    )
+def _month_start(day: datetime.date) -> datetime.date:
+    return day.replace(day=1)
 
 
-LEDGER_KEYS = {"trial": "trial_id", "site": "site_id", "institution": "site__institution_id"}
+def _next_month(day: datetime.date) -> datetime.date:
+    return (day.replace(day=1) + datetime.timedelta(days=32)).replace(day=1)
 
 
-def ledger_counts(*, entries, by: str | None = None, keys=None) -> dict:
-    """Net counts per event kind, {key: {kind: n, "last_enrolled_on": day}} per trial, site or institution (or
-    {None: ...} over all), optionally only for some keys. One query, grouped by key and kind."""
-    field = LEDGER_KEYS[by] if by else None
+def split_period(occurred_from=None, occurred_to=None):
+    """The whole calendar months inside a period of days, as (first, last) month starts (None: unbounded; None for
+    the pair when the period holds no whole month), and the days outside them, as (from, to) ranges, at most two."""
+    first = None if occurred_from is None else _month_start(occurred_from)
+    if occurred_from is not None and occurred_from.day != 1:
+        first = _next_month(occurred_from)
+    last = None
+    if occurred_to is not None:
+        ends_month = _next_month(occurred_to) - datetime.timedelta(days=1) == occurred_to
+        last = (
+            _month_start(occurred_to)
+            if ends_month
+            else _month_start(_month_start(occurred_to) - datetime.timedelta(days=1))
+        )
+    if first is not None and last is not None and first > last:
+        return None, [(occurred_from, occurred_to)]
+    edges = []
+    if first is not None and occurred_from < first:
+        edges.append((occurred_from, first - datetime.timedelta(days=1)))
+    if last is not None and occurred_to >= _next_month(last):
+        edges.append((_next_month(last), occurred_to))
+    return (first, last), edges
+
+
+# The same names on the ledger and on its month rollup.
+PERIOD_KEYS = {"trial": "trial_id", "site": "site_id", "institution": "site__institution_id"}
+
+
+def _period_sql(*, sites, occurred_from, occurred_to, by: str | None, keys, by_month: bool) -> tuple[str, list]:
+    """Net counts per event and the latest enrolment day of the sites' ledger events in a period, grouped by key
+    (trial, site, institution or none) and optionally by month: the whole months from the per-site month rollup
+    (``SiteEnrolmentMonth``), the days of the partial months at the period's edges from the ledger by its date
+    index, summed together in one statement. Only groups with ledger entries have a row, as in the ledger."""
+    scope = sites.order_by().values("pk")
+    months, edges = split_period(occurred_from, occurred_to)
+    parts = []
+    if months is not None:
+        rollup = SiteEnrolmentMonth.objects.filter(site__in=scope)
+        if months[0] is not None:
+            rollup = rollup.filter(month__gte=months[0])
+        if months[1] is not None:
+            rollup = rollup.filter(month__lte=months[1])
+        columns = {
+            "g_key": F(PERIOD_KEYS[by]) if by else Value(0),
+            "g_month": F("month") if by_month else Value(None, output_field=DateField()),
+            **{f"n_{kind}": F(kind) for kind in COUNTS},
+            "g_last": F("last_enrolled_on"),
+        }
+        parts.append(rollup.order_by().annotate(**columns).values(*columns))
+    if edges:
+        days = Q()
+        for start, end in edges:
+            days |= date_range("occurred_on", start, end)
+        ledger = EnrolmentEntry.objects.filter(days, site__in=scope)
+        columns = {
+            "g_key": F(PERIOD_KEYS[by]) if by else Value(0),
+            "g_month": MonthStart("occurred_on") if by_month else Value(None, output_field=DateField()),
+            **{
+                f"n_{kind}": Case(When(kind=kind, then=_signed()), default=Value(0), output_field=IntegerField())
+                for kind in COUNTS
+            },
+            "g_last": Case(When(kind=K.ENROLLED, then=F("occurred_on")), output_field=DateField()),
+        }
+        parts.append(ledger.order_by().annotate(**columns).values(*columns))
     if keys is not None:
-        entries = entries.filter(**{f"{field}__in": keys})
-    values = {"key": F(field)} if field else {}
-    rows = entries.values("kind", **values).annotate(n=Sum(_signed()), last=Max("occurred_on")).order_by()
-    counts: dict = {}
-    for row in rows:
-        group = counts.setdefault(row.get("key"), {**dict.fromkeys(COUNTS, 0), "last_enrolled_on": None})
-        group[row["kind"]] = row["n"] or 0
-        if row["kind"] == K.ENROLLED:
-            group["last_enrolled_on"] = row["last"]
-    return counts
+        parts = [part.filter(g_key__in=keys) for part in parts]
+    compiled = [part.query.sql_with_params() for part in parts]
+    union = " UNION ALL ".join(f"({sql})" for sql, _params in compiled)
+    sums = ", ".join(f"SUM(u.n_{kind}) AS {kind}" for kind in COUNTS)
+    sql = (
+        f"SELECT u.g_key AS key, u.g_month AS month, {sums}, MAX(u.g_last) AS last_enrolled_on "
+        f"FROM ({union}) u GROUP BY u.g_key, u.g_month ORDER BY u.g_month, u.g_key"
+    )
+    return sql, [param for _sql, params in compiled for param in params]
+
+
+def period_counts(*, sites, occurred_from=None, occurred_to=None, by: str | None = None, keys=None) -> dict:
+    """Net counts per event kind, {key: {kind: n, "last_enrolled_on": day}} per trial, site or institution (or
+    {None: ...} over all) of the sites' ledger events in a period, optionally only for some keys. One query."""
+    if keys is not None and not keys:
+        return {}
+    sql, params = _period_sql(
+        sites=sites, occurred_from=occurred_from, occurred_to=occurred_to, by=by, keys=keys, by_month=False
+    )
+    return {
+        row["key"] if by else None: {
+            **{kind: row[kind] or 0 for kind in COUNTS},
+            "last_enrolled_on": _as_date(row["last_enrolled_on"]),
+        }
+        for row in fetch_dicts(sql, params)
+    }
+
+
+def period_months(*, sites, occurred_from=None, occurred_to=None) -> list[dict]:
+    """Net counts per calendar month of the event date, oldest first (one row per month with events). One query."""
+    sql, params = _period_sql(
+        sites=sites, occurred_from=occurred_from, occurred_to=occurred_to, by=None, keys=None, by_month=True
+    )
+    return [
+        {"month": _as_date(row["month"]), **{kind: row[kind] or 0 for kind in COUNTS}}
+        for row in fetch_dicts(sql, params)
+    ]
+
+
+def _as_date(value) -> datetime.date | None:
+    # SQLite (``make run``'s default) hands dates back as ISO text from plain SQL.
+    return datetime.date.fromisoformat(value) if isinstance(value, str) else value
 
 
 def no_counts() -> dict:
@@ -403,27 +493,13 @@ def enrolment_groups(*, sites, group_by: str, with_counts: bool):
         ),
     }[group_by]
     if with_counts:
-        extra.update({kind: Coalesce(Sum(f"enrolment__{kind}"), 0) for kind in COUNTS})
-        extra["last_enrolled_on"] = Max("enrolment__last_enrolled_on")
+        extra.update({kind: Sum(kind) for kind in COUNTS})
+        extra["last_enrolled_on"] = Max("last_enrolled_on")
     return (
         sites.values(*plain, **keys)
         .annotate(sites=Count("pk"), site_target=Coalesce(Sum("site_target"), 0), **extra)
         .order_by(*order)
     )
-
-
-def enrolment_months(*, entries) -> list[dict]:
-    """Net counts per calendar month of the event date, oldest first (one row per month with events)."""
-    rows = (
-        entries.annotate(month=MonthStart("occurred_on"))
-        .values("month", "kind")
-        .annotate(n=Sum(_signed()))
-        .order_by("month", "kind")
-    )
-    months: dict = {}
-    for row in rows:
-        months.setdefault(row["month"], dict.fromkeys(COUNTS, 0))[row["kind"]] = row["n"] or 0
-    return [{"month": month, **counts} for month, counts in months.items()]
 
 
 def enrolment_targets(*, sites, trials: Count) -> dict:
@@ -443,7 +519,7 @@ def enrolment_current_summary(*, sites, trials: Count) -> dict:
         trials=trials,
         institutions=Count("institution_id", distinct=True),
         site_target=Coalesce(Sum("site_target"), 0),
-        **{kind: Coalesce(Sum(f"enrolment__{kind}"), 0) for kind in COUNTS},
+        **{kind: Coalesce(Sum(kind), 0) for kind in COUNTS},
     )
 
 

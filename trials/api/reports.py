@@ -346,11 +346,10 @@ class EnrolmentReport(ReportView):
     bench_sql = """
         SELECT r.trial_id, r.protocol_number, COUNT(*) AS sites, COALESCE(SUM(r.site_target), 0) AS site_target,
                MAX(r.trial_target) AS trial_target,
-               COALESCE(SUM(e.screened), 0) AS screened, COALESCE(SUM(e.enrolled), 0) AS enrolled,
-               COALESCE(SUM(e.screen_failed), 0) AS screen_failed, COALESCE(SUM(e.withdrawn), 0) AS withdrawn,
-               COALESCE(SUM(e.completed), 0) AS completed, MAX(e.last_enrolled_on) AS last_enrolled_on
+               SUM(r.screened) AS screened, SUM(r.enrolled) AS enrolled,
+               SUM(r.screen_failed) AS screen_failed, SUM(r.withdrawn) AS withdrawn,
+               SUM(r.completed) AS completed, MAX(r.last_enrolled_on) AS last_enrolled_on
         FROM trials_siterollup r
-        LEFT JOIN trials_siteenrolment e ON e.site_id = r.site_id
         WHERE r.region_id = %(region_id)s
         GROUP BY GROUPING SETS ((r.trial_id, r.protocol_number), ())
         ORDER BY r.protocol_number, r.trial_id
@@ -367,18 +366,20 @@ class EnrolmentReport(ReportView):
             categories=filters.get("therapy_category", ()),
         )
         trials = reports.distinct_trials(scope.viewer, one_institution=bool(filters.get("institution")))
-        self.period = bool(filters.get("occurred_from") or filters.get("occurred_to"))
-        if not self.period and group_by != "month":
+        if not (filters.get("occurred_from") or filters.get("occurred_to")) and group_by != "month":
+            self.period = None
             summary = reports.with_progress(reports.enrolment_current_summary(sites=sites, trials=trials))
             rows = reports.enrolment_groups(sites=sites, group_by=group_by, with_counts=True)
             return ReportData(rows=rows, summary=summary, count=summary[GROUP_COUNTS[group_by]])
-        self.entries = reports.enrolment_entries(
-            sites=sites, occurred_from=filters.get("occurred_from"), occurred_to=filters.get("occurred_to")
-        )
+        self.period = {
+            "sites": sites,
+            "occurred_from": filters.get("occurred_from"),
+            "occurred_to": filters.get("occurred_to"),
+        }
         # Zero counts first: a period without events adds nothing to the summary.
         summary = reports.add_counts(reports.enrolment_targets(sites=sites, trials=trials), {})
         if group_by == "month":
-            months = reports.enrolment_months(entries=self.entries)
+            months = reports.period_months(**self.period)
             cumulative = 0
             for row in months:
                 reports.add_counts(summary, row)
@@ -387,13 +388,13 @@ class EnrolmentReport(ReportView):
                 row["month"] = row["month"].strftime("%Y-%m")
             return ReportData(rows=months, summary=reports.with_progress(summary))
         if group_by == "institution":
-            # At most one row per institution and kind: every institution's counts at once, and the totals from them.
-            self.ledger = reports.ledger_counts(entries=self.entries, by="institution")
+            # At most one row per institution: every institution's counts at once, and the totals from them.
+            self.ledger = reports.period_counts(**self.period, by="institution")
             for counts in self.ledger.values():
                 reports.add_counts(summary, counts)
         else:
             self.ledger = None
-            reports.add_counts(summary, reports.ledger_counts(entries=self.entries).get(None, {}))
+            reports.add_counts(summary, reports.period_counts(**self.period).get(None, {}))
         rows = reports.enrolment_groups(sites=sites, group_by=group_by, with_counts=False)
         return ReportData(rows=rows, summary=reports.with_progress(summary), count=summary[GROUP_COUNTS[group_by]])
 
@@ -403,7 +404,7 @@ class EnrolmentReport(ReportView):
             key = GROUP_KEYS[group_by]
             ledger = self.ledger
             if ledger is None:
-                ledger = reports.ledger_counts(entries=self.entries, by=group_by, keys=[row[key] for row in rows])
+                ledger = reports.period_counts(**self.period, by=group_by, keys=[row[key] for row in rows])
             for row in rows:
                 row.update(ledger.get(row[key]) or reports.no_counts())
         for row in rows:
