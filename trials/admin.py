@@ -255,7 +255,7 @@ class TrialSiteForm(ServiceFormMixin, forms.ModelForm):
 
 
 @admin.register(TrialSite)
-class TrialSiteAdmin(ScopedAdmin):
+class TrialSiteAdmin(KeyedSearchAdmin, ScopedAdmin):
     form = TrialSiteForm
     list_display = [
         "trial",
@@ -270,6 +270,7 @@ class TrialSiteAdmin(ScopedAdmin):
     ]
     list_filter = ["role", "institution__region", "trial__status"]
     search_fields = ["trial__protocol_number", "trial__title_zh", "institution__name_zh", "site_pi__full_name"]
+    keyed_search = {"trial": ("protocol_number", "title_zh"), "institution": ("name_zh",), "site_pi": ("full_name",)}
     list_select_related = ["trial", "institution", "site_pi"]
     autocomplete_fields = ["trial", "institution", "site_pi"]
 
