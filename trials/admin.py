@@ -3,7 +3,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.views.autocomplete import AutocompleteJsonView
 from django.contrib.admin.widgets import AutocompleteSelect
 from django.core.exceptions import PermissionDenied
-from django.db.models import Max, Q
+from django.db.models import OuterRef, Q
 from django.http import FileResponse, Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -12,7 +12,14 @@ from django.utils.html import format_html
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from cgtclinic.admin_base import CappedCountAdmin, KeyedSearchAdmin, ScopedAdmin, ServiceFormMixin, with_actor
+from cgtclinic.admin_base import (
+    CappedCountAdmin,
+    KeyedSearchAdmin,
+    ScopedAdmin,
+    ServiceFormMixin,
+    correlated_max,
+    with_actor,
+)
 from cgtclinic.errors import DomainError
 from cgtclinic.models import Institution
 from cgtclinic.paging import CappedPaginator
@@ -368,7 +375,9 @@ class TrialDocumentAdmin(ScopedAdmin):
         return document.latest_number
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(latest_number=Max("versions__number"))
+        # Per row of the page, not a GROUP BY over every document's versions before the page is cut.
+        versions = DocumentVersion.objects.filter(document=OuterRef("pk"))
+        return super().get_queryset(request).annotate(latest_number=correlated_max(versions, "number"))
 
     def get_readonly_fields(self, request, obj=None):
         return ["trial", "kind", "title"] if obj else []

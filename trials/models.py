@@ -539,6 +539,12 @@ class SubjectConsent(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["subject", "icf_version"], name="subject_consent_unique_version")
         ]
+        indexes = [
+            # The admin's "re-consent" filter: the few re-consents in list order, not a scan of every consent.
+            models.Index(
+                fields=["subject", "consented_on", "id"], condition=Q(is_reconsent=True), name="subject_reconsent_list"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.subject} · {self.icf_version} · {self.consented_on}"
