@@ -404,6 +404,8 @@ class ClaimAdmin(KeyedSearchAdmin, ScopedAdmin):
         return (
             super()
             .get_queryset(request)
+            # The frozen snapshot holds every line's evidence (megabytes for a busy claim); the list shows none of it.
+            .defer("snapshot")
             .annotate(
                 eligible_count=correlated_count(
                     ClaimLine.objects.filter(claim=OuterRef("pk"), status=ClaimLine.Status.ELIGIBLE)
