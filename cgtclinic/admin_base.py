@@ -30,7 +30,8 @@ class KeyedSearchAdmin:
     smaller) table it points at, ``icontains`` unless a field names its lookup (``code__exact``,
     ``institution__name_zh``). The term is looked up in those tables first and the keys found are passed as
     literal lists, so PostgreSQL ORs the big table's own foreign-key indexes (a BitmapOr) instead of joining every
-    row to test a LIKE. A path through a one-to-many relation (``lines__trial``) becomes a semi-join on the rows
+    row to test a LIKE; a key two tables away (``submission__trial``) is carried through the middle table's keys
+    the same way. A path through a one-to-many relation (``lines__trial``) becomes a semi-join on the rows
     under it (``pk IN (SELECT claim_id …)``), so a row with two matching children is listed once, without DISTINCT.
     ``exact_search`` names the big table's own indexed fields matched exactly; ``term_search(term)`` may add a
     match of the admin's own (a reference parsed into its key). ``search_fields`` only shows the search box."""
@@ -52,9 +53,7 @@ class KeyedSearchAdmin:
             related = get_fields_from_path(self.model, path)[-1].related_model
             lookups = [Q(**{field if "__" in field else f"{field}__icontains": term}) for field in fields]
             found = related._default_manager.filter(reduce(or_, lookups)).order_by().values_list("pk", flat=True)
-            keys = list(found[: self.keyed_search_limit + 1])
-            if len(keys) > self.keyed_search_limit:
-                keys = found
+            keys = self._key_list(found)
             if keys:
                 matches.append(self._keys_match(path, keys))
         if not matches:
@@ -65,13 +64,21 @@ class KeyedSearchAdmin:
         """A match the admin derives from the term itself (none by default)."""
         return None
 
+    def _key_list(self, found):
+        keys = list(found[: self.keyed_search_limit + 1])
+        return found if len(keys) > self.keyed_search_limit else keys
+
     def _keys_match(self, path: str, keys) -> Q:
         first, _, rest = path.partition("__")
+        if not rest:
+            return Q(**{f"{path}__in": keys})
         relation = self.model._meta.get_field(first)
-        if rest and relation.one_to_many:
-            children = relation.related_model._default_manager.filter(**{f"{rest}__in": keys})
-            return Q(pk__in=children.order_by().values(relation.field.attname))
-        return Q(**{f"{path}__in": keys})
+        children = relation.related_model._default_manager.filter(**{f"{rest}__in": keys}).order_by()
+        if relation.one_to_many:
+            return Q(pk__in=children.values(relation.field.attname))
+        # A key two tables away (``submission__trial``): the middle table's keys are looked up too, so the big
+        # table's own foreign-key index answers instead of a join walked in the list's order.
+        return Q(**{f"{first}__in": self._key_list(children.values_list("pk", flat=True))})
 
 
 class ScopedAdmin(CappedCountAdmin, SimpleHistoryAdmin):

@@ -871,8 +871,16 @@ class Duty(models.TextChoices):
 class DelegationQuerySet(models.QuerySet):
     def visible_to(self, user):
         """The delegation log follows its site; regulators see none (it names staff)."""
-        if user.is_authenticated and user.role == Role.REGULATOR and not user.is_superuser:
+        if not user.is_authenticated or not user.is_active or user.role == Role.REGULATOR and not user.is_superuser:
             return self.none()
+        if user.is_superuser:
+            return self
+        if user.role in (Role.RESEARCH_OFFICE, Role.ETHICS_OFFICE):
+            # The office's sites as the union of two index lookups: testing every site's scope in a subquery read
+            # all the sites of the country.
+            own = TrialSite.objects.filter(institution_id=user.institution_id).order_by().values("pk")
+            led = TrialSite.objects.filter(trial__lead_institution_id=user.institution_id).order_by().values("pk")
+            return self.filter(site__in=own.union(led))
         return self.filter(site__in=TrialSite.objects.visible_to(user))
 
 
