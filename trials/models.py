@@ -871,10 +871,12 @@ class Duty(models.TextChoices):
 class DelegationQuerySet(models.QuerySet):
     def visible_to(self, user):
         """The delegation log follows its site; regulators see none (it names staff)."""
-        if not user.is_authenticated or not user.is_active or user.role == Role.REGULATOR and not user.is_superuser:
+        if not user.is_authenticated or not user.is_active:
             return self.none()
         if user.is_superuser:
             return self
+        if user.role == Role.REGULATOR:
+            return self.none()
         if user.role in (Role.RESEARCH_OFFICE, Role.ETHICS_OFFICE):
             # The office's sites as the union of two index lookups: testing every site's scope in a subquery read
             # all the sites of the country.
