@@ -30,8 +30,11 @@ class KeyedSearchAdmin:
     smaller) table it points at, ``icontains`` unless a field names its lookup (``code__exact``,
     ``institution__name_zh``). The term is looked up in those tables first and the keys found are passed as
     literal lists, so PostgreSQL ORs the big table's own foreign-key indexes (a BitmapOr) instead of joining every
-    row to test a LIKE. ``exact_search`` names the big table's own indexed fields matched exactly.
-    ``search_fields`` only shows the search box."""
+    row to test a LIKE; a key two tables away (``submission__trial``) is carried through the middle table's keys
+    the same way. A path through a one-to-many relation (``lines__trial``) becomes a semi-join on the rows
+    under it (``pk IN (SELECT claim_id …)``), so a row with two matching children is listed once, without DISTINCT.
+    ``exact_search`` names the big table's own indexed fields matched exactly; ``term_search(term)`` may add a
+    match of the admin's own (a reference parsed into its key). ``search_fields`` only shows the search box."""
 
     keyed_search: dict[str, tuple[str, ...]] = {}
     exact_search: tuple[str, ...] = ()
@@ -43,18 +46,39 @@ class KeyedSearchAdmin:
         if not term:
             return queryset, False
         matches = [Q(**{field: term}) for field in self.exact_search]
+        own = self.term_search(term)
+        if own is not None:
+            matches.append(own)
         for path, fields in self.keyed_search.items():
             related = get_fields_from_path(self.model, path)[-1].related_model
             lookups = [Q(**{field if "__" in field else f"{field}__icontains": term}) for field in fields]
             found = related._default_manager.filter(reduce(or_, lookups)).order_by().values_list("pk", flat=True)
-            keys = list(found[: self.keyed_search_limit + 1])
-            if len(keys) > self.keyed_search_limit:
-                keys = found
+            keys = self._key_list(found)
             if keys:
-                matches.append(Q(**{f"{path}__in": keys}))
+                matches.append(self._keys_match(path, keys))
         if not matches:
             return queryset.none(), False
         return queryset.filter(reduce(or_, matches)), False
+
+    def term_search(self, term: str) -> Q | None:
+        """A match the admin derives from the term itself (none by default)."""
+        return None
+
+    def _key_list(self, found):
+        keys = list(found[: self.keyed_search_limit + 1])
+        return found if len(keys) > self.keyed_search_limit else keys
+
+    def _keys_match(self, path: str, keys) -> Q:
+        first, _, rest = path.partition("__")
+        if not rest:
+            return Q(**{f"{path}__in": keys})
+        relation = self.model._meta.get_field(first)
+        children = relation.related_model._default_manager.filter(**{f"{rest}__in": keys}).order_by()
+        if relation.one_to_many:
+            return Q(pk__in=children.values(relation.field.attname))
+        # A key two tables away (``submission__trial``): the middle table's keys are looked up too, so the big
+        # table's own foreign-key index answers instead of a join walked in the list's order.
+        return Q(**{f"{first}__in": self._key_list(children.values_list("pk", flat=True))})
 
 
 class ScopedAdmin(CappedCountAdmin, SimpleHistoryAdmin):

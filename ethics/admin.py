@@ -4,10 +4,12 @@ Submissions are never edited directly: each workflow step is a button on the sub
 that opens a confirmation form and calls one service. A refusal is shown on that form and changes nothing.
 """
 
+import re
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import BadRequest, PermissionDenied
-from django.db.models import OuterRef
+from django.db.models import OuterRef, Q
 from django.http import FileResponse, Http404, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -40,6 +42,7 @@ from ethics.models import (
 from trials.models import DocumentVersion, TrialDocument, TrialSite
 
 S = Submission.Status
+SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
 
 # --- committees and members ----------------------------------------------------------------------------------
 
@@ -912,7 +915,7 @@ class MeetingAdmin(ScopedAdmin):
 
 
 @admin.register(Decision)
-class DecisionAdmin(ScopedAdmin):
+class DecisionAdmin(KeyedSearchAdmin, ScopedAdmin):
     """Decisions are recorded through the workflow; here they are read, and their letters downloaded."""
 
     list_display = [
@@ -926,6 +929,8 @@ class DecisionAdmin(ScopedAdmin):
     ]
     list_filter = ["outcome", "decided_at", "committee__institution__region"]
     search_fields = ["letter_number", "letter_sha256", "submission__reference", "submission__trial__protocol_number"]
+    exact_search = ("letter_number",)
+    keyed_search = {"submission": ("reference__exact",), "submission__trial": ("protocol_number",)}
     list_select_related = ["submission__trial", "committee"]
     fields = [
         "letter_number",
@@ -945,6 +950,10 @@ class DecisionAdmin(ScopedAdmin):
         "next_continuing_review_due",
     ]
     readonly_fields = fields
+
+    def term_search(self, term):
+        # A letter's fingerprint, pasted whole; any other term would never match one.
+        return Q(letter_sha256=term.lower()) if SHA256_HEX.fullmatch(term) else None
 
     @admin.display(description=_("letter"))
     def letter_links(self, decision):

@@ -192,10 +192,13 @@ class SubmissionQuerySet(models.QuerySet):
             return self.none()
         if user.is_superuser:
             return self
-        # A PI's few rows are found through the join; an office's many by ORed indexed lookups on the submission's
-        # own columns (see trials.models.site_scope_q for why).
+        # A PI's few rows: the union of two index lookups, found first and then fetched by key (an OR, across the
+        # join to trials or with a subquery, made PostgreSQL test every submission of the country).
         if user.role == Role.PI:
-            return self.filter(Q(trial__pi_id=user.pk) | Q(submitted_by_id=user.pk))
+            led = Submission.objects.filter(trial__pi_id=user.pk).order_by().values("pk")
+            own = Submission.objects.filter(submitted_by_id=user.pk).order_by().values("pk")
+            return self.filter(pk__in=led.union(own))
+        # An office's many: ORed indexed lookups on the submission's own columns (see trials.models.site_scope_q).
         if user.role == Role.ETHICS_OFFICE:
             return self.filter(committee__in=_keys(EthicsCommittee, institution_id=user.institution_id))
         if user.role == Role.RESEARCH_OFFICE:
@@ -487,6 +490,18 @@ class Vote(models.Model):
 
 class DecisionQuerySet(models.QuerySet):
     def visible_to(self, user):
+        """The decisions on the submissions the user may see. For the offices, the decision's own committee
+        column (its submission's committee) is one of the ORed indexed lookups, so the list reads its date index
+        instead of joining every submission of the country."""
+        if user.is_authenticated and user.is_active and user.is_superuser:
+            return self
+        if user.is_authenticated and user.is_active:
+            own_committee = Q(committee__in=_keys(EthicsCommittee, institution_id=user.institution_id))
+            if user.role == Role.ETHICS_OFFICE:
+                return self.filter(own_committee)
+            if user.role == Role.RESEARCH_OFFICE:
+                led = Submission.objects.filter(trial__in=_keys(Trial, lead_institution_id=user.institution_id))
+                return self.filter(own_committee | Q(submission__in=led.order_by().values("pk")))
         return self.filter(submission__in=Submission.objects.visible_to(user))
 
 
@@ -549,6 +564,8 @@ class Decision(models.Model):
                 name="decision_cr_due_idx",
             ),
             models.Index(fields=["-decided_at"], name="decision_latest"),
+            # The admin's search matches a letter number exactly.
+            models.Index(fields=["letter_number"], name="decision_letter_number"),
         ]
 
     def __str__(self) -> str:
@@ -684,7 +701,10 @@ class RecognitionRequestQuerySet(models.QuerySet):
                 | Q(trial__in=_keys(Trial, lead_institution_id=user.institution_id))
             )
         if user.role == Role.PI:
-            return self.filter(Q(trial__pi_id=user.pk) | Q(site__site_pi_id=user.pk))
+            # The union of two index lookups, as for submissions.
+            led = RecognitionRequest.objects.filter(trial__pi_id=user.pk).order_by().values("pk")
+            run = RecognitionRequest.objects.filter(site__site_pi_id=user.pk).order_by().values("pk")
+            return self.filter(pk__in=led.union(run))
         if user.role == Role.REGULATOR:
             return self.filter(committee__institution__region_id=user.region_id)
         return self.none()

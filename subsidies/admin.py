@@ -7,6 +7,8 @@ refusal is shown on that page and changes nothing. The page, the Excel workbook 
 their figures from ``subsidies.exports.claim_figures``.
 """
 
+import re
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import BadRequest, PermissionDenied
@@ -19,7 +21,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from cgtclinic.admin_base import ScopedAdmin, correlated_count
+from cgtclinic.admin_base import KeyedSearchAdmin, ScopedAdmin, correlated_count
 from cgtclinic.errors import DomainError
 from cgtclinic.i18n import requested_language
 from cgtclinic.models import Institution, PolicyParameter
@@ -29,6 +31,8 @@ from trials.models import Trial
 
 C = Claim.Status
 ACTION_TEMPLATE = "admin/subsidies/claim/action.html"
+# ``Claim.reference``: the year, a hyphen, the key.
+CLAIM_REFERENCE = re.compile(r"(?P<year>\d{4})-(?P<pk>\d{1,12})")
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -320,7 +324,7 @@ class ClaimPaymentInline(ReadOnlyInline):
 
 
 @admin.register(Claim)
-class ClaimAdmin(ScopedAdmin):
+class ClaimAdmin(KeyedSearchAdmin, ScopedAdmin):
     change_form_template = "admin/subsidies/claim/change_form.html"
     change_list_template = "admin/subsidies/claim/change_list.html"
     list_display = [
@@ -339,6 +343,11 @@ class ClaimAdmin(ScopedAdmin):
     ]
     list_filter = ["status", "year", "program", "opened_at"]
     search_fields = ["institution__name_zh", "program__code", "program__name_zh", "lines__trial__protocol_number"]
+    keyed_search = {
+        "institution": ("name_zh",),
+        "program": ("code", "name_zh"),
+        "lines__trial": ("protocol_number",),
+    }
     list_select_related = ["institution", "program"]
     inlines = [ClaimPaymentInline, ClaimStatusChangeInline]
     fieldsets = [
@@ -378,6 +387,11 @@ class ClaimAdmin(ScopedAdmin):
     def claim_reference(self, claim):
         return claim.reference
 
+    def term_search(self, term):
+        # A claim's reference as the list shows it, "2025-00123": its year and its key.
+        found = CLAIM_REFERENCE.fullmatch(term)
+        return Q(year=int(found["year"]), pk=int(found["pk"])) if found else None
+
     @admin.display(description=_("balance owed (RMB)"))
     def balance_owed(self, claim):
         return "—" if claim.balance is None else exports.rmb(claim.balance)
@@ -390,6 +404,8 @@ class ClaimAdmin(ScopedAdmin):
         return (
             super()
             .get_queryset(request)
+            # The frozen snapshot holds every line's evidence (megabytes for a busy claim); the list shows none of it.
+            .defer("snapshot")
             .annotate(
                 eligible_count=correlated_count(
                     ClaimLine.objects.filter(claim=OuterRef("pk"), status=ClaimLine.Status.ELIGIBLE)

@@ -3,7 +3,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.views.autocomplete import AutocompleteJsonView
 from django.contrib.admin.widgets import AutocompleteSelect
 from django.core.exceptions import PermissionDenied
-from django.db.models import Max
+from django.db.models import OuterRef
 from django.http import FileResponse, Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -12,7 +12,14 @@ from django.utils.html import format_html
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from cgtclinic.admin_base import CappedCountAdmin, KeyedSearchAdmin, ScopedAdmin, ServiceFormMixin, with_actor
+from cgtclinic.admin_base import (
+    CappedCountAdmin,
+    KeyedSearchAdmin,
+    ScopedAdmin,
+    ServiceFormMixin,
+    correlated_max,
+    with_actor,
+)
 from cgtclinic.errors import DomainError
 from cgtclinic.models import Institution
 from cgtclinic.paging import CappedPaginator
@@ -255,7 +262,7 @@ class TrialSiteForm(ServiceFormMixin, forms.ModelForm):
 
 
 @admin.register(TrialSite)
-class TrialSiteAdmin(ScopedAdmin):
+class TrialSiteAdmin(KeyedSearchAdmin, ScopedAdmin):
     form = TrialSiteForm
     list_display = [
         "trial",
@@ -270,6 +277,7 @@ class TrialSiteAdmin(ScopedAdmin):
     ]
     list_filter = ["role", "institution__region", "trial__status"]
     search_fields = ["trial__protocol_number", "trial__title_zh", "institution__name_zh", "site_pi__full_name"]
+    keyed_search = {"trial": ("protocol_number", "title_zh"), "institution": ("name_zh",), "site_pi": ("full_name",)}
     list_select_related = ["trial", "institution", "site_pi"]
     autocomplete_fields = ["trial", "institution", "site_pi"]
 
@@ -367,7 +375,9 @@ class TrialDocumentAdmin(ScopedAdmin):
         return document.latest_number
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(latest_number=Max("versions__number"))
+        # Per row of the page, not a GROUP BY over every document's versions before the page is cut.
+        versions = DocumentVersion.objects.filter(document=OuterRef("pk"))
+        return super().get_queryset(request).annotate(latest_number=correlated_max(versions, "number"))
 
     def get_readonly_fields(self, request, obj=None):
         return ["trial", "kind", "title"] if obj else []

@@ -6,7 +6,7 @@ from django import forms
 from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
-from cgtclinic.admin_base import CappedCountAdmin, ScopedAdmin
+from cgtclinic.admin_base import CappedCountAdmin, KeyedSearchAdmin, ScopedAdmin
 from cgtclinic.errors import DomainError
 from trials import consent, gates, qualifications
 from trials.models import (
@@ -179,7 +179,6 @@ class GcpCertificateAdmin(_ServiceAdmin):
     search_fields = ["person__full_name", "number", "issuer"]
     list_select_related = ["person", "recorded_by"]
     autocomplete_fields = ["person"]
-    date_hierarchy = "expires_on"
 
     def has_change_permission(self, request, obj=None):
         return obj is None and super().has_change_permission(request, obj)
@@ -215,12 +214,13 @@ class DelegationEndForm(_ServiceForm):
 
 
 @admin.register(Delegation)
-class DelegationAdmin(_ServiceAdmin):
+class DelegationAdmin(KeyedSearchAdmin, _ServiceAdmin):
     """The sites' delegation logs: lines are added by duty and ended on a day, never deleted."""
 
     list_display = ["site", "person", "duty", "starts_on", "ends_on", "recorded_by"]
     list_filter = ["duty", "site__institution__region", "site__trial__status"]
     search_fields = ["person__full_name", "site__trial__protocol_number", "site__institution__name_zh"]
+    keyed_search = {"person": ("full_name",), "site__trial": ("protocol_number",), "site__institution": ("name_zh",)}
     list_select_related = ["site__trial", "site__institution", "person", "recorded_by"]
     autocomplete_fields = ["site", "person"]
 
@@ -260,13 +260,15 @@ class SubjectConsentForm(_ServiceForm):
 
 
 @admin.register(SubjectConsent)
-class SubjectConsentAdmin(_ServiceMixin, CappedCountAdmin, admin.ModelAdmin):
+class SubjectConsentAdmin(KeyedSearchAdmin, _ServiceMixin, CappedCountAdmin, admin.ModelAdmin):
     """Consents per subject: the one at enrolment comes with the ledger entry; re-consents are added here."""
 
     form = SubjectConsentForm
     list_display = ["subject", "icf_version", "consented_on", "is_reconsent", "recorded_by", "recorded_at"]
     list_filter = ["is_reconsent"]
     search_fields = ["subject__code", "subject__trial__protocol_number"]
+    # Subject codes match exactly (the subject table is large), as on the subjects list.
+    keyed_search = {"subject": ("code__exact",), "subject__trial": ("protocol_number",)}
     list_select_related = ["subject", "icf_version__document", "recorded_by"]
     autocomplete_fields = ["subject"]
 

@@ -11,7 +11,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 from simple_history.models import HistoricalRecords
 
-from cgtclinic.models import Department, Institution, Sponsor
+from cgtclinic.models import Department, Institution, Sponsor, User
 from cgtclinic.roles import Role
 
 
@@ -561,6 +561,12 @@ class SubjectConsent(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["subject", "icf_version"], name="subject_consent_unique_version")
         ]
+        indexes = [
+            # The admin's "re-consent" filter: the few re-consents in list order, not a scan of every consent.
+            models.Index(
+                fields=["subject", "consented_on", "id"], condition=Q(is_reconsent=True), name="subject_reconsent_list"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.subject} · {self.icf_version} · {self.consented_on}"
@@ -828,7 +834,10 @@ class GcpCertificateQuerySet(models.QuerySet):
         if user.is_superuser:
             return self
         if user.role in (Role.RESEARCH_OFFICE, Role.ETHICS_OFFICE):
-            return self.filter(Q(person__institution_id=user.institution_id) | Q(person_id=user.pk))
+            # The staff are found first (the OR stays in the small people table), then their certificates by the
+            # person index; an OR across the join tested every certificate of the country.
+            staff = User.objects.filter(Q(institution_id=user.institution_id) | Q(pk=user.pk)).order_by().values("pk")
+            return self.filter(person__in=staff)
         if user.role == Role.PI:
             return self.filter(person_id=user.pk)
         return self.none()
@@ -912,8 +921,18 @@ class Duty(models.TextChoices):
 class DelegationQuerySet(models.QuerySet):
     def visible_to(self, user):
         """The delegation log follows its site; regulators see none (it names staff)."""
-        if user.is_authenticated and user.role == Role.REGULATOR and not user.is_superuser:
+        if not user.is_authenticated or not user.is_active:
             return self.none()
+        if user.is_superuser:
+            return self
+        if user.role == Role.REGULATOR:
+            return self.none()
+        if user.role in (Role.RESEARCH_OFFICE, Role.ETHICS_OFFICE):
+            # The office's sites as the union of two index lookups: testing every site's scope in a subquery read
+            # all the sites of the country.
+            own = TrialSite.objects.filter(institution_id=user.institution_id).order_by().values("pk")
+            led = TrialSite.objects.filter(trial__lead_institution_id=user.institution_id).order_by().values("pk")
+            return self.filter(site__in=own.union(led))
         return self.filter(site__in=TrialSite.objects.visible_to(user))
 
 

@@ -85,6 +85,8 @@ STEPS = (
     (5, gettext_lazy("Review and submit")),
 )
 LAST_STEP = len(STEPS)
+# Submissions and due dates shown on the dashboard; every one of them stays on its trial's page.
+DASHBOARD_ROWS = 50
 # Trials whose enrolment is shown: from the approval on (exits are still reported after enrolment closed).
 ENROLMENT_SHOWN = (
     Trial.Status.APPROVED,
@@ -217,20 +219,23 @@ def dashboard(request):
     user = request.user
     today = timezone.localdate()
     trials = list(Trial.objects.visible_to(user).select_related("lead_institution"))
-    enrolling = TrialSite.objects.visible_to(user).filter(trial__status__in=ENROLMENT_SHOWN)
-    progress = {row.trial.pk: row for row in enrolment.trial_progress(enrolling, today)}
-    submissions = list(_submissions(user).order_by("-created_at", "-id"))
-    decisions = list(
-        Decision.objects.visible_to(user).select_related("submission__trial", "committee").order_by("-decided_at")
+    # The sites of the trials listed, found by their trial index rather than by testing every site's scope.
+    enrolling = TrialSite.objects.visible_to(user).filter(
+        trial__in=[trial.pk for trial in trials if trial.status in ENROLMENT_SHOWN]
     )
-    due_dates = []
-    for decision in decisions:
-        if decision.next_continuing_review_due is not None:
-            due_dates.append(
-                {"date": decision.next_continuing_review_due, "what": _("Continuing review due"), "decision": decision}
-            )
-        if decision.valid_until and decision.valid_until >= today:
-            due_dates.append({"date": decision.valid_until, "what": _("Approval valid until"), "decision": decision})
+    progress = {row.trial.pk: row for row in enrolment.trial_progress(enrolling, today)}
+    # The newest submissions and the nearest dates only: a long-serving PI's history stays on the trials' pages.
+    submissions = list(_submissions(user).order_by("-created_at", "-id")[: DASHBOARD_ROWS + 1])
+    decisions = Decision.objects.visible_to(user).select_related("submission__trial", "committee")
+    continuing = decisions.filter(next_continuing_review_due__isnull=False).order_by("next_continuing_review_due")
+    valid = decisions.filter(valid_until__gte=today).order_by("valid_until")
+    due_dates = [
+        {"date": decision.next_continuing_review_due, "what": _("Continuing review due"), "decision": decision}
+        for decision in continuing[: DASHBOARD_ROWS + 1]
+    ] + [
+        {"date": decision.valid_until, "what": _("Approval valid until"), "decision": decision}
+        for decision in valid[: DASHBOARD_ROWS + 1]
+    ]
     due_dates.sort(key=lambda row: row["date"])
     awaiting_recognition = {}
     for pending in _recognition_requests(user).open().select_related("trial"):
@@ -242,10 +247,13 @@ def dashboard(request):
         "ethics/portal/dashboard.html",
         {
             "trials": [(trial, progress.get(trial.pk)) for trial in trials],
-            "submissions": submissions,
+            "submissions": submissions[:DASHBOARD_ROWS],
+            "more_submissions": len(submissions) > DASHBOARD_ROWS,
             "waiting": waiting,
             "waiting_count": sum(len(v) for v in waiting.values()),
-            "due_dates": due_dates,
+            "due_dates": due_dates[:DASHBOARD_ROWS],
+            "more_due_dates": len(due_dates) > DASHBOARD_ROWS,
+            "dashboard_rows": DASHBOARD_ROWS,
             "today": today,
             "awaiting_recognition": [
                 {"trial": trial, "count": len(requests), "overdue": sum(r.escalated_at is not None for r in requests)}

@@ -7,8 +7,8 @@ from django.urls import reverse
 from cgtclinic.paging import CappedPaginator
 from cgtclinic.roles import Role
 from tests.factories.cgtclinic import UserFactory
-from tests.factories.ethics import SubmissionFactory
-from tests.factories.trials import TrialSiteFactory, active_site, days_ago
+from tests.factories.ethics import DecisionFactory, EthicsCommitteeFactory, SubmissionFactory
+from tests.factories.trials import DelegationFactory, TrialSiteFactory, active_site, days_ago
 from trials import enrolment
 from trials.models import EnrolmentEntry, TrialSite
 
@@ -136,6 +136,7 @@ HEAVY_LISTS = [
     "admin:trials_filingobligation_changelist",
     "admin:ethics_submission_changelist",
     "admin:ethics_recognitionrequest_changelist",
+    "admin:ethics_decision_changelist",
     "admin:ethics_safetyevent_changelist",
     "admin:subsidies_claim_changelist",
 ]
@@ -219,6 +220,10 @@ def test_facet_counts_are_never_computed_on_big_lists(client, system_admin, chan
         "ethics_submission",
         "ethics_recognitionrequest",
         "trials_trial",
+        "trials_trialsite",
+        "trials_delegation",
+        "trials_subjectconsent",
+        "ethics_decision",
         "subsidies_claim",
     ],
 )
@@ -230,3 +235,50 @@ def test_keyed_search_takes_any_term_without_an_error(client, system_admin, chan
     url = reverse(f"admin:{changelist}_changelist")
     for term in ("a\x00b", "%", "_", "x" * 5000):
         assert client.get(url, {"q": term}).status_code == 200
+
+
+def test_decision_search_by_letter_number_submission_reference_and_trial(client, system_admin):
+    """Letter numbers and submission references match exactly (by index); protocol numbers as a part."""
+    decision = DecisionFactory(letter_number="沪伦审〔2026〕017号", submission__reference="伦审受〔2026〕00017")
+    other = DecisionFactory(letter_number="沪伦审〔2026〕018号")
+    client.force_login(system_admin)
+    url = reverse("admin:ethics_decision_changelist")
+
+    def found(term):
+        return {row.pk for row in client.get(url, {"q": term}).context["cl"].result_list}
+
+    assert found("沪伦审〔2026〕017号") == {decision.pk}
+    assert found("伦审受〔2026〕00017") == {decision.pk}
+    assert found(decision.submission.trial.protocol_number) == {decision.pk}
+    assert found(other.submission.trial.protocol_number) == {other.pk}
+    assert found("沪伦审") == set()
+
+
+@pytest.mark.parametrize("role", [Role.RESEARCH_OFFICE, Role.ETHICS_OFFICE])
+def test_offices_see_the_decisions_of_their_committee_and_their_trials(client, role):
+    home = active_site()
+    committee = EthicsCommitteeFactory(institution=home.institution)
+    own_committee = DecisionFactory(submission__committee=committee)
+    own_trial = DecisionFactory(submission__trial=home.trial, submission__committee=EthicsCommitteeFactory())
+    elsewhere = DecisionFactory()
+    viewer = UserFactory(role=role, institution=home.institution)
+    client.force_login(viewer)
+    listed = {row.pk for row in client.get(reverse("admin:ethics_decision_changelist")).context["cl"].result_list}
+    expected = {own_committee.pk, own_trial.pk} if role == Role.RESEARCH_OFFICE else {own_committee.pk}
+    assert listed == expected and elsewhere.pk not in listed
+
+
+def test_delegation_search_by_key(client, system_admin):
+    site, other = active_site(), active_site()
+    _report(site, 1)
+    _report(other, 1)
+    client.force_login(system_admin)
+
+    def sites(name, term):
+        rows = client.get(reverse(f"admin:trials_{name}_changelist"), {"q": term}).context["cl"].result_list
+        return {row.site_id for row in rows}
+
+    DelegationFactory(site=site)
+    DelegationFactory(site=other)
+    assert sites("delegation", site.trial.protocol_number) == {site.pk}
+    assert sites("delegation", other.institution.name_zh) == {other.pk}

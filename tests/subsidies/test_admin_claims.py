@@ -432,3 +432,36 @@ def test_claim_list_is_searchable_by_protocol_number(client, research_office, cl
     response = client.get(reverse("admin:subsidies_claim_changelist"), {"q": trials["cart"].protocol_number})
     assert [found.pk for found in response.context["cl"].result_list] == [claim.pk]
     assert reverse("admin:subsidies_claim_add") in response.content.decode()
+
+
+def test_claim_search_finds_by_reference_hospital_program_and_each_trial_once(
+    client, research_office, system_admin, claim, trials, program, django_assert_max_num_queries
+):
+    """Search looks the term up in the hospitals, programs and trials first and filters the claims by their keys: a
+    claim with several matching lines is listed once, and its reference as the list shows it finds it."""
+    url = reverse("admin:subsidies_claim_changelist")
+
+    def found(term):
+        return [row.pk for row in client.get(url, {"q": term}).context["cl"].result_list]
+
+    for viewer in (research_office, system_admin):
+        client.force_login(viewer)
+        assert found(claim.reference) == [claim.pk]
+        assert found(f"{claim.year + 1}-{claim.pk:05d}") == []
+        assert found(claim.institution.name_zh) == [claim.pk]
+        assert found(program.code) == [claim.pk]
+        # Every line's trial matches "-2024-": the claim still shows once.
+        assert found("-2024-") == [claim.pk]
+        assert found("no such thing") == []
+        with django_assert_max_num_queries(14):
+            client.get(url, {"q": trials["small"].protocol_number})
+
+
+def test_claim_search_takes_any_term_without_an_error(client, research_office, claim):
+    client.force_login(research_office)
+    url = reverse("admin:subsidies_claim_changelist")
+    for term in ("a\x00b", "%", "_", "2025-" + "9" * 40, "x" * 5000):
+        response = client.get(url, {"q": term})
+        assert response.status_code == 200
+        assert list(response.context["cl"].result_list) in ([], [claim])
+    assert list(client.get(url, {"q": "%"}).context["cl"].result_list) == []

@@ -167,3 +167,28 @@ def test_inbox_lists_and_marks_read(pi_client, pi, other_pi):
 def test_a_committee_elsewhere_does_not_matter_to_the_dashboard(pi_client, pi):
     EthicsCommitteeFactory()
     assert pi_client.get(reverse("ethics_portal:dashboard")).status_code == 200
+
+
+def test_dashboard_shows_the_newest_submissions_and_nearest_dates_and_says_so(
+    pi_client, pi, committee, monkeypatch, django_assert_max_num_queries
+):
+    """A long-serving PI's whole history is not read on every visit: the newest submissions and the nearest dates,
+    with a note saying where the rest are; a submission someone else filed for the PI's trial still shows."""
+    from ethics.portal import views
+
+    monkeypatch.setattr(views, "DASHBOARD_ROWS", 2)
+    today = timezone.localdate()
+    decisions = []
+    for days in (30, 10, 20):
+        trial = TrialFactory(lead_institution=pi.institution, pi=pi, status=Trial.Status.ACTIVE)
+        decided = SubmissionFactory(trial=trial, committee=committee, status=S.DECIDED)
+        decisions.append(DecisionFactory(submission=decided, valid_until=today + datetime.timedelta(days=days)))
+    with django_assert_max_num_queries(14):
+        response = pi_client.get(reverse("ethics_portal:dashboard"), HTTP_ACCEPT_LANGUAGE="en")
+    context = response.context
+    newest = Submission.objects.filter(trial__pi=pi).order_by("-created_at", "-id")[:2]
+    assert [s.pk for s in context["submissions"]] == [s.pk for s in newest]
+    assert [row["date"] for row in context["due_dates"]] == [d.valid_until for d in (decisions[1], decisions[2])]
+    page = response.content.decode()
+    assert "The newest 2 submissions; each trial" in page
+    assert "The nearest 2 dates" in page
