@@ -121,6 +121,20 @@ def test_same_seed_same_data(db):
     assert prints[2] != prints[0]
 
 
+def test_safety_reports_wait_for_the_periods_they_are_timed_by(db):
+    """A data set reaching back before 2020-07-01 (the seeded safety periods' start) dates its safety reports from
+    then: before it there is no period to time their clocks by (a national run stopped on a report of 2020-06-03)."""
+    try:
+        with transaction.atomic():
+            generate(today=datetime.date(2021, 3, 31), trials=30, sites=70, enrolment_events=800, claims=0)
+            earliest = SafetyEvent.objects.order_by("received_at").values_list("received_at", flat=True).first()
+            assert earliest is not None
+            assert earliest.date() >= datetime.date(2020, 7, 1)
+            raise _Undo
+    except _Undo:
+        pass
+
+
 def test_a_scale_names_sizes_and_a_size_given_overrides_it():
     assert sizes("provincial", {}) == SCALES["provincial"]
     assert sizes("national", {"claims": 5, "trials": None}) == {**SCALES["national"], "claims": 5}

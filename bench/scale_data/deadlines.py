@@ -25,6 +25,15 @@ from trials import filings
 from trials.filing_models import FilingEffect, FilingObligation
 from trials.models import Trial
 
+# The policy periods a generated safety report's clocks are timed by (ethics.safety.period).
+SAFETY_PERIOD_CODES = (
+    "sae_sponsor_report_hours",
+    "sae_ec_report_hours",
+    "safety_committee_review_calendar_days",
+    "susar_expedited_calendar_days",
+    "susar_pi_review_calendar_days",
+)
+
 FK = FilingObligation.Kind
 FS = FilingObligation.Status
 SC = SafetyClock.Kind
@@ -247,7 +256,20 @@ class DeadlinesPhase:
         them in the site's last 21 days, where reports are still on their way), with every clock the service
         starts."""
         rng, wanted = self.rng, self.opts["safety_events"]
-        sites = [s for t in self.trials for s in t.sites if s.first_patient is not None]
+        # Safety reports fall on days when every period they are timed by is in force (the seeds say since when):
+        # a national data set reaches back before the 2020 rules, whose periods do not exist on those days.
+        rules_from = max(
+            PolicyParameter.objects.filter(code=code)
+            .order_by("effective_from")
+            .values_list("effective_from", flat=True)[0]
+            for code in SAFETY_PERIOD_CODES
+        )
+        sites = [
+            s
+            for t in self.trials
+            for s in t.sites
+            if s.first_patient is not None and (t.ended_at is None or t.ended_at.astimezone(TZ).date() >= rules_from)
+        ]
         if not sites or not wanted:
             return
         self.progress.start(_("safety reports"), wanted, _("reports"))
@@ -258,7 +280,7 @@ class DeadlinesPhase:
             trial = site.trial
             end = min((trial.ended_at or self.now).astimezone(TZ).date(), self.today - dt.timedelta(days=1))
             first = max(site.first_patient, end - dt.timedelta(days=recent_days)) if rng.random() < 0.7 else None
-            first = first or site.first_patient
+            first = max(first or site.first_patient, rules_from)
             if end < first:
                 end = first
             day = first + dt.timedelta(days=rng.randint(0, (end - first).days))
