@@ -659,7 +659,20 @@ class SiteEnrolmentQuerySet(models.QuerySet):
         return self.filter(site_scope_q(user, site="site", trial="trial"))
 
 
-class SiteEnrolment(models.Model):
+class LedgerCounts(models.Model):
+    """Net subjects per ledger event kind: a site's running totals, one of its months, its report rollup row."""
+
+    screened = models.IntegerField(_("screened"), default=0)
+    enrolled = models.IntegerField(_("enrolled"), default=0)
+    screen_failed = models.IntegerField(_("screen failures"), default=0)
+    withdrawn = models.IntegerField(_("withdrawn"), default=0)
+    completed = models.IntegerField(_("completed"), default=0)
+
+    class Meta:
+        abstract = True
+
+
+class SiteEnrolment(LedgerCounts):
     """Current counts for a site, kept in step with the ledger in the same transaction (a cache: the ledger
     is the truth, and ``trials.enrolment.rebuild_site_counts`` recomputes these from it)."""
 
@@ -667,11 +680,6 @@ class SiteEnrolment(models.Model):
         TrialSite, on_delete=models.CASCADE, primary_key=True, related_name="enrolment", verbose_name=_("trial site")
     )
     trial = models.ForeignKey(Trial, on_delete=models.CASCADE, related_name="site_enrolments", editable=False)
-    screened = models.IntegerField(_("screened"), default=0)
-    enrolled = models.IntegerField(_("enrolled"), default=0)
-    screen_failed = models.IntegerField(_("screen failures"), default=0)
-    withdrawn = models.IntegerField(_("withdrawn"), default=0)
-    completed = models.IntegerField(_("completed"), default=0)
     last_enrolled_on = models.DateField(_("last enrolment on"), null=True, blank=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
@@ -690,7 +698,7 @@ class SiteEnrolment(models.Model):
         return self.enrolled - self.withdrawn - self.completed
 
 
-class SiteEnrolmentMonth(models.Model):
+class SiteEnrolmentMonth(LedgerCounts):
     """A site's ledger summed per calendar month of the event date (a rollup kept by ``trials.enrolment`` in the
     writing transaction, checked and rebuilt by ``trials.rollups``): net counts per event (corrections subtract) and
     the latest day of an enrolment entry, corrections included, as the ledger's own aggregate gives it. A row exists
@@ -700,11 +708,6 @@ class SiteEnrolmentMonth(models.Model):
     # The site's trial, as on the ledger rows: reports sum per trial without a join.
     trial_id = models.IntegerField(_("trial id"))
     month = models.DateField(_("month"))
-    screened = models.IntegerField(_("screened"), default=0)
-    enrolled = models.IntegerField(_("enrolled"), default=0)
-    screen_failed = models.IntegerField(_("screen failures"), default=0)
-    withdrawn = models.IntegerField(_("withdrawn"), default=0)
-    completed = models.IntegerField(_("completed"), default=0)
     last_enrolled_on = models.DateField(_("last enrolment on"), null=True)
 
     class Meta:
@@ -990,7 +993,7 @@ class SiteRollupQuerySet(models.QuerySet):
         return self.filter(site__in=TrialSite.objects.visible_to(user))
 
 
-class SiteRollup(models.Model):
+class SiteRollup(LedgerCounts):
     """One row per site with what the pipeline, start-up and enrolment reports read of its trial, institution and
     milestones, the stage days already computed: a copy of raw rows, recomputed per trial whenever a trial, site or
     institution row changes (``trials.rollups``), so a report scans one narrow table of the region without joins.
@@ -1042,14 +1045,9 @@ class SiteRollup(models.Model):
     slowest_done_stage = models.CharField(_("longest stage that ended"), max_length=20, null=True)
     first_in_region = models.BooleanField(_("first site of the trial in the region"))
     first_in_trial = models.BooleanField(_("first site of the trial"))
-    # The site's current counts (its ``SiteEnrolment`` row, zero before the first report), copied here so the
-    # enrolment report sums them with the row instead of joining every site of the region to its counts. The
-    # enrolment services update them with the counts, in the same transaction.
-    screened = models.IntegerField(_("screened"), default=0)
-    enrolled = models.IntegerField(_("enrolled"), default=0)
-    screen_failed = models.IntegerField(_("screen failures"), default=0)
-    withdrawn = models.IntegerField(_("withdrawn"), default=0)
-    completed = models.IntegerField(_("completed"), default=0)
+    # With the counts of LedgerCounts: the site's current totals (its ``SiteEnrolment`` row, zero before the first
+    # report), copied here so the enrolment report sums them with the row instead of joining every site of the
+    # region to its counts. The enrolment services update them with the counts, in the same transaction.
     last_enrolled_on = models.DateField(_("last enrolment on"), null=True)
 
     objects = SiteRollupQuerySet.as_manager()
