@@ -17,7 +17,15 @@ from cgtclinic import rollups
 from cgtclinic.models import ApiToken, Department, Institution, Region, User
 from cgtclinic.roles import Role
 from ethics import recognition, safety
-from ethics.models import Decision, RecognitionRequest, SafetyClock, SafetyEffect, SafetyEvent, Submission
+from ethics.models import (
+    AllianceMembership,
+    Decision,
+    RecognitionRequest,
+    SafetyClock,
+    SafetyEffect,
+    SafetyEvent,
+    Submission,
+)
 from subsidies import evidence
 from subsidies.models import Claim, ClaimLine, SubsidyProgram
 from tests.factories.cgtclinic import InstitutionFactory
@@ -99,6 +107,9 @@ def _fingerprint() -> str:
         .values_list("status", "amount_computed", "evidence"),
         *SafetyClock.objects.order_by("id").values_list("kind", "due_at", "met_at"),
         *FilingObligation.objects.order_by("id").values_list("kind", "due_at", "status", "filed_on"),
+        *Institution.objects.order_by("credit_code").values_list("credit_code", "name_zh"),
+        *AllianceMembership.objects.order_by("alliance__name_zh", "committee__institution__credit_code")
+        .values_list("alliance__name_zh", "committee__institution__credit_code"),
     ]  # fmt: skip
     return hashlib.sha256(repr(rows).encode()).hexdigest()
 
@@ -119,6 +130,37 @@ def test_same_seed_same_data(db):
             pass
     assert prints[0] == prints[1]
     assert prints[2] != prints[0]
+
+
+def _renumber_regions(offset: int) -> None:
+    """Give every region another primary key, as another database would have (foreign keys are checked at commit)."""
+    links = [
+        (model, field)
+        for model in apps.get_models(include_auto_created=True)
+        for field in model._meta.concrete_fields
+        if field.is_relation and field.related_model is Region
+    ]
+    for region in Region.objects.order_by("-pk"):
+        new = region.pk + offset
+        Region.objects.filter(pk=region.pk).update(pk=new)
+        for model, field in links:
+            model._base_manager.filter(**{field.attname: region.pk}).update(**{field.attname: new})
+
+
+def test_the_data_set_does_not_depend_on_primary_keys(db):
+    """A CI run failed because the same seed made other data in another database: the alliances' memberships were
+    drawn in the order of a set of region primary keys, which differ between databases."""
+    prints = []
+    for offset in (0, 37, 1000):
+        try:
+            with transaction.atomic():
+                _renumber_regions(offset)
+                generate(trials=30, sites=70, enrolment_events=800, recognition_requests=40, claims=5)
+                prints.append(_fingerprint())
+                raise _Undo
+        except _Undo:
+            pass
+    assert prints[0] == prints[1] == prints[2]
 
 
 def test_safety_reports_wait_for_the_periods_they_are_timed_by(db):

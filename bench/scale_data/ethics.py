@@ -46,6 +46,10 @@ from subsidies import evidence
 # in use has requests on their way (at national scale tens of thousands), for the deadline sweep to look through.
 RECENT_AMENDMENTS = 0.6
 RECENT_DAYS = 45
+# The last amendment requests made (this share of all requests, at least one) are of the last PENDING_DAYS days and
+# not yet answered: chance alone leaves none open in a small data set, and the sweeps' tests need one.
+PENDING_SHARE = 0.005
+PENDING_DAYS = 10
 
 
 def _summary(kind: str, trial: TrialSim) -> str:
@@ -316,8 +320,11 @@ class EthicsPhase:
 
     # --- recognition requests ---------------------------------------------------------------------------------------
 
-    def open_request(self, alliance, trial, site, decision: DecisionRow, subject: str, received_at) -> RequestSim:
-        """A request as requests_open_for_decision opens it, and the participating office's answer (if any yet)."""
+    def open_request(
+        self, alliance, trial, site, decision: DecisionRow, subject: str, received_at, *, pending: bool = False
+    ) -> RequestSim:
+        """A request as requests_open_for_decision opens it, and the participating office's answer (if any yet;
+        never when ``pending``)."""
         rng = self.rng
         deadline = compute_deadline(alliance, received_at, self.calendar)
         request = RequestSim(
@@ -342,6 +349,9 @@ class EthicsPhase:
             request.responded_at = due + dt.timedelta(hours=rng.uniform(1, 24 * 12))
         else:
             request.responded_at = due + dt.timedelta(days=rng.uniform(15, 90))
+        if pending:
+            request.withdrawn_at = None
+            request.responded_at = max(request.responded_at or due, self.now) + dt.timedelta(days=1)
         answered = request.responded_at
         if answered and answered <= self.now:
             # An amendment to a study the site already recognised is recognised (declining would reopen the study).
@@ -375,13 +385,19 @@ class EthicsPhase:
             and any(r.status in recognised_statuses for s in t.sites[1:] for r in self.requests_by_site[s.id])
         ]
         attempts = 0
+        pending_floor = max(1, round(wanted * PENDING_SHARE))
+        any_running = any(t.active[-1][1] >= self.today - ONE_DAY for t in candidates)
         while remaining > 0 and candidates:
             attempts += 1
             if attempts > 50 * (wanted + 10):
                 break
             trial = rng.choice(candidates)
             start, stop = trial.active[0][0], trial.active[-1][1]
-            if stop >= self.today - ONE_DAY and rng.random() < RECENT_AMENDMENTS:
+            running = stop >= self.today - ONE_DAY
+            pending = running and remaining <= pending_floor
+            if pending:
+                start = max(start, self.today - dt.timedelta(days=PENDING_DAYS))
+            elif running and rng.random() < RECENT_AMENDMENTS:
                 # A running trial's amendment of the last weeks: its requests are still being answered.
                 start = max(start, self.today - dt.timedelta(days=RECENT_DAYS))
             when = self.office(start + dt.timedelta(days=rng.randint(0, max(0, (stop - start).days))))
@@ -400,11 +416,15 @@ class EthicsPhase:
             )  # fmt: skip
             if decision is None:
                 continue
-            for site in recognised[:remaining]:
+            # The last pending_floor requests are left for a recent amendment of a running trial.
+            room = remaining if pending or not any_running else remaining - pending_floor
+            if room <= 0:
+                continue
+            for site in recognised[:room]:
                 alliance = self.shared_alliance(trial.lead.committee, site.inst.committee)
-                self.open_request(alliance, trial, site, decision, SK.AMENDMENT, decision.decided_at)
-            self.progress.advance(min(len(recognised), remaining))
-            remaining -= min(len(recognised), remaining)
+                self.open_request(alliance, trial, site, decision, SK.AMENDMENT, decision.decided_at, pending=pending)
+            self.progress.advance(min(len(recognised), room))
+            remaining -= min(len(recognised), room)
         if remaining > 0:
             raise CommandError(
                 _(

@@ -37,6 +37,8 @@ class RegistryPhase:
         rng = self.rng
         regions = list(Region.objects.order_by("code"))
         self.regions = regions
+        # Region numbers by code, not by primary key: the same seed gives the same codes in any database.
+        self.region_numbers = {region.pk: k + 1 for k, region in enumerate(regions)}
         weights = [REGION_WEIGHTS.get(r.code, 0.03) for r in regions]
         n = self.opts["institutions"]
         per_region = apportion(n, weights, minimum=1 if n >= len(regions) else 0)
@@ -63,7 +65,7 @@ class RegistryPhase:
                     name_zh=f"{region.name_zh}{place_zh}{kind_zh}{suffix_zh}",
                     name_en=f"{place_en} {kind_en}{suffix_en}",
                     short_name=f"{place_zh}{kind_short}{branch + 1 if branch else ''}",
-                    credit_code=f"12{region.pk % 100:02d}{credit:013d}X",
+                    credit_code=f"12{self.region_numbers[region.pk]:02d}{credit:013d}X",
                     grade=rng.choices(["三级甲等", "三级乙等", "二级甲等"], weights=[0.75, 0.15, 0.1])[0],
                     is_active=True,
                 )
@@ -214,7 +216,7 @@ class RegistryPhase:
                 name_en=f"{place_en} {a_en}{b_en.lower()} {suffix_en}",
                 kind=kind,
                 region=region,
-                credit_code=f"91{region.pk % 100:02d}{k + 1:013d}Y",
+                credit_code=f"91{self.region_numbers[region.pk]:02d}{k + 1:013d}Y",
                 is_cgt_enterprise=kind == Sponsor.Kind.ENTERPRISE and rng.random() < 0.65,
             )
             sponsor.pk = sponsor.id = sponsors.add(
@@ -234,7 +236,7 @@ class RegistryPhase:
     def make_alliances(self) -> None:
         """The seeded alliances, and for seeded regions without one a synthetic alliance of their committees."""
         rng = self.rng
-        alliances = list(Alliance.objects.filter(is_active=True).prefetch_related("regions"))
+        alliances = list(Alliance.objects.filter(is_active=True).order_by("name_zh").prefetch_related("regions"))
         covered = {region.pk for alliance in alliances for region in alliance.regions.all()}
         table = self.table(Alliance)
         region_by_code = {r.code: r for r in self.regions}
@@ -284,7 +286,9 @@ class RegistryPhase:
         for alliance in alliances:
             region_ids = getattr(alliance, "region_ids", None) or {r.pk for r in alliance.regions.all()}
             self.alliances[alliance.pk] = alliance
-            for region_id in region_ids:
+            # In region-code order: a set of primary keys iterates in an order that depends on their values, which
+            # differ from one database to the next, and the draws below would follow it.
+            for region_id in sorted(region_ids, key=lambda pk: self.region_numbers[pk]):
                 for inst in self.insts_by_region[region_id]:
                     if rng.random() < 0.85:
                         memberships.add(
