@@ -192,12 +192,13 @@ FILTER_LINK = re.compile(r'<a href="(\?[^"]*=[^"]*)"')
 
 
 def changelist_variants(page: Page, body: str) -> list[Page]:
-    """A search for a word of the first row and the first filter choice, when the changelist offers them."""
+    """A search for the first word of the first row (whole: some fields match only a whole value, such as a
+    decision's letter number) and the first filter choice, when the changelist offers them."""
     variants = []
     if SEARCH_BAR.search(body):
         row = FIRST_ROW_LINK.search(body)
         words = html.unescape(row.group(1)).split() if row else []
-        term = (words[0] if words else "1")[:12]
+        term = words[0] if words else "1"
         variants.append(Page(page.viewer, f"{page.label} search", f"{page.url}?{urlencode({'q': term})}"))
     nav = FILTER_NAV.search(body)
     if nav:

@@ -3,6 +3,7 @@ leave the data set as it was (the writers: test_bench_writes.py). Django's test 
 wrk."""
 
 import time
+from urllib.parse import urlencode
 
 import pytest
 from django.test import Client
@@ -71,3 +72,18 @@ def test_the_scale_chooses_the_database_and_the_generators_sizes():
     assert provincial.database_url.endswith("/cgt_scale") and generator_sizes(provincial) == ["--trials=100"]
     with pytest.raises(SystemExit):
         parse_args(["--phases", "reports,nothing"])
+
+
+def test_the_search_variant_searches_the_first_rows_whole_first_word():
+    """A decision's letter number matches only whole: a 12-character prefix found nothing, and the figure measured
+    an empty search."""
+    page = pages.Page("ethics office", "ethics.decision list", "/admin/ethics/decision/")
+    body = (
+        '<form><input type="text" size="40" name="q" value=""></form><table id="result_list"><thead></thead><tbody>'
+        '<tr><th><a href="/admin/ethics/decision/7/change/">沪伦审〔2025〕科字第00012号</a></th></tr></tbody></table>'
+    )
+
+    (search,) = pages.changelist_variants(page, body)
+
+    assert search.label == "ethics.decision list search"
+    assert search.url == "/admin/ethics/decision/?" + urlencode({"q": "沪伦审〔2025〕科字第00012号"})
