@@ -8,8 +8,10 @@ from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
 from cgtclinic.errors import DomainError
-from cgtclinic.models import Department, Institution, Sponsor, User
+from cgtclinic.models import Department, Institution, User
 from ethics.models import Submission
+from ethics.portal import lookups
+from ethics.portal.lookups import DirectoryChoiceField
 from ethics.services import DECLARATIONS, REPORT_FIELDS
 from trials import consent
 from trials.models import DocumentVersion, EnrolmentEntry, Trial, TrialDocument, TrialSite
@@ -116,14 +118,23 @@ class TrialDetailsForm(forms.ModelForm):
     def __init__(self, *args, pi, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["department"].queryset = Department.objects.filter(institution_id=pi.institution_id)
-        self.fields["sponsor"].queryset = Sponsor.objects.order_by("name_zh")
+        # Thousands of sponsors nationally: chosen by typing, not from a drop-down of every one.
+        sponsor = self.fields["sponsor"]
+        self.fields["sponsor"] = DirectoryChoiceField(
+            lookups.directory_queryset("sponsors", pi),
+            directory="sponsors",
+            required=sponsor.required,
+            label=sponsor.label,
+        )
         self.fields["target_enrolment"].widget.attrs.update(min=1, inputmode="numeric")
 
 
 class SiteAddForm(forms.Form):
     """Step 2: a participating institution, with its own target (never a copy of the trial's)."""
 
-    institution = forms.ModelChoiceField(label=_("Participating institution"), queryset=Institution.objects.none())
+    institution = DirectoryChoiceField(
+        label=_("Participating institution"), queryset=Institution.objects.none(), directory="institutions"
+    )
     site_target = forms.IntegerField(
         label=_("Target enrolment at this site"),
         min_value=0,
@@ -132,11 +143,8 @@ class SiteAddForm(forms.Form):
 
     def __init__(self, *args, trial: Trial, user, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["institution"].queryset = (
-            Institution.objects.visible_to(user)
-            .filter(is_active=True)
-            .exclude(trial_sites__trial=trial)
-            .select_related("region")
+        self.fields["institution"].queryset = lookups.directory_queryset("institutions", user).exclude(
+            trial_sites__trial=trial
         )
 
 

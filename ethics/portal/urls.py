@@ -11,6 +11,7 @@ urlpatterns = [
     path("inbox/", views.inbox, name="inbox"),
     path("inbox/<int:pk>/read/", views.notification_read, name="notification_read"),
     path("inbox/read-all/", views.notifications_read_all, name="notifications_read_all"),
+    path("lookup/<slug:directory>/", views.lookup, name="lookup"),
     path("projects/new/", views.project_new, name="project_new"),
     path("projects/<int:trial_id>/edit/<int:step>/", views.project_edit, name="project_edit"),
     path("trials/<int:pk>/", views.trial_detail, name="trial_detail"),

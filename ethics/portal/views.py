@@ -10,7 +10,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.http import FileResponse, Http404
+from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils import timezone
@@ -24,6 +24,7 @@ from cgtclinic.paging import CappedPaginator
 from cgtclinic.roles import Role
 from ethics import letters, selectors
 from ethics.models import Decision, RecognitionRequest, Submission, SubmissionEvent
+from ethics.portal import lookups
 from ethics.portal.forms import (
     REPORT_KINDS,
     DeclarationsForm,
@@ -316,6 +317,13 @@ def _wizard(request, template: str, *, step: int, trial: Trial | None, submissio
     )
     # A POST that is shown again (instead of redirected) was refused.
     return _page(request, template, context, status=400 if request.method == "POST" else 200)
+
+
+@pi_required
+def lookup(request, directory: str):
+    """GET ?q=…: suggestions for a sponsor or hospital lookup box, as JSON ({"results": [labels], "more": bool})."""
+    labels, more = lookups.suggestions(lookups.directory_queryset(directory, request.user), request.GET.get("q", ""))
+    return JsonResponse({"results": labels, "more": more})
 
 
 @pi_required

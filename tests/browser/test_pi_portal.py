@@ -59,7 +59,12 @@ def test_pi_creates_and_submits_a_project_through_the_wizard(live_server, page, 
     # Step 2: the lead site is there already, with the whole target. Add a participating site with its own target:
     # the sum (24 + 8) is flagged against the trial's 24.
     assert pi.institution.name_zh in page.locator("main").inner_text()
-    page.select_option("#id_institution", str(partner.pk))
+    # The hospital is chosen by typing: part of its name brings it into the box's suggestions.
+    page.fill("#id_institution", partner.name_zh[-4:])
+    suggestion = page.locator("#id_institution_suggestions option")
+    suggestion.first.wait_for(state="attached")
+    assert partner.name_zh in suggestion.first.get_attribute("value")
+    page.fill("#id_institution", suggestion.first.get_attribute("value"))
     page.fill("#id_site_target", "8")
     page.click("button[value=add]")
     page.wait_for_selector("#targets-warning")

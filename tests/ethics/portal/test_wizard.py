@@ -51,8 +51,10 @@ def test_wizard_end_to_end(pi_client, pi, committee):
     # Step 2: a participating site.
     partner = InstitutionFactory(region=pi.institution.region)
     response = pi_client.get(step_url(trial, 2))
-    assert f'value="{partner.pk}"' in response.content.decode()
-    response = pi_client.post(step_url(trial, 2), {"institution": partner.pk, "site_target": "6", "action": "add"})
+    assert 'name="institution"' in response.content.decode()
+    lookup = reverse("ethics_portal:lookup", args=["institutions"])
+    assert partner.name_en in pi_client.get(lookup, {"q": partner.name_zh}).json()["results"][0]
+    response = pi_client.post(step_url(trial, 2), {"institution": partner.name_zh, "site_target": "6", "action": "add"})
     assert response.status_code == 302
     site = TrialSite.objects.get(trial=trial, institution=partner)
     assert (site.role, site.site_target, site.site_pi) == (TrialSite.SiteRole.PARTICIPATING, 6, None)

@@ -49,7 +49,7 @@ def complete(pi_client, trial):
 def test_a_new_site_has_no_default_target(pi_client, trial, partner):
     page = pi_client.get(step_url(trial, 2)).content.decode()
     assert 'name="site_target" min="0" inputmode="numeric" required id="id_site_target"' in page
-    response = pi_client.post(step_url(trial, 2), {"institution": partner.pk, "site_target": "", "action": "add"})
+    response = pi_client.post(step_url(trial, 2), {"institution": partner.name_zh, "site_target": "", "action": "add"})
     assert response.status_code == 400
     assert trial.sites.count() == 1
 
