@@ -467,17 +467,16 @@ class EthicsPhase:
                 "local_review_id": request.local_review_id,
                 **request.deadline,
             }
+            still_open = request.status == RS.OPEN
             for kind, when in ((RecognitionEffect.Kind.REMINDER, row["remind_at"]),
                                (RecognitionEffect.Kind.ESCALATION, row["due_at"])):  # fmt: skip
-                if when < until and when <= self.now:
+                # An open request's effect due at the very end happened too, as a sweep at the end would make it.
+                if (when < until and when <= self.now) or (still_open and when <= self.now):
                     effects.add(
-                        request_id=request.id,
-                        kind=kind,
-                        due_at=row["due_at"],
-                        happened_at=when + dt.timedelta(seconds=self.rng.randint(1, 55)),
+                        request_id=request.id, kind=kind, due_at=row["due_at"], happened_at=self.soon_after(when)
                     )
                     if kind == RecognitionEffect.Kind.ESCALATION:
-                        row["escalated_at"] = when + dt.timedelta(seconds=self.rng.randint(1, 55))
+                        row["escalated_at"] = self.soon_after(when)
             if answered is not None:
                 hours = workdays.working_hours_between(request.received_at, answered, calendar=self.calendar)
                 row.update(
