@@ -22,7 +22,13 @@ from cgtclinic.models import Institution, Sponsor
 SUGGESTIONS = 20
 # The key in brackets after a suggestion's name: a credit code, or the record's number when it has none.
 KEY_IN_BRACKETS = re.compile(r"^(?P<name>.*?)\s*[（(](?P<key>[^（()）]+)[)）]\s*$")
-NUMBER_KEY = re.compile(r"^(?:No\.|编号)\s*(?P<pk>\d+)$", re.IGNORECASE)
+# A record number fits a bigint: more digits than 18 could not name a record and would overflow the query.
+NUMBER_KEY = re.compile(r"^(?:No\.|编号)\s*(?P<pk>[0-9]{1,18})$", re.IGNORECASE)
+
+
+def _typed(text: str) -> str:
+    """The text as searched: spaces collapsed; empty when it holds a NUL, which PostgreSQL cannot compare."""
+    return "" if "\x00" in text else " ".join(text.split())
 
 
 def directory_queryset(directory: str, user):
@@ -42,7 +48,7 @@ def choice_label(obj) -> str:
 
 def matching(queryset, text: str):
     """The records a typed text names: by its key in brackets, else by whole credit code or whole name."""
-    text = " ".join(text.split())
+    text = _typed(text)
     if not text:
         return queryset.none()
     bracketed = KEY_IN_BRACKETS.match(text)
@@ -55,7 +61,7 @@ def matching(queryset, text: str):
 
 def suggestions(queryset, text: str) -> tuple[list[str], bool]:
     """Up to SUGGESTIONS labels whose name or credit code contains the text, and whether there are more."""
-    text = " ".join(text.split())
+    text = _typed(text)
     if not text:
         return [], False
     bracketed = KEY_IN_BRACKETS.match(text)

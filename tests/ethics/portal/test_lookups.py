@@ -145,3 +145,18 @@ def test_a_record_number_in_brackets_is_read_in_either_language(typed):
     InstitutionFactory(name_zh="人民医院", region=RegionFactory(code="elsewhere"))
 
     assert list(lookups.matching(Institution.objects.all(), typed.format(pk=hospital.pk))) == [hospital]
+
+
+@pytest.mark.parametrize("typed", ["申办方\x00甲", "申办方甲（No. 99999999999999999999999）", "申办方甲（No. 12345）"])
+def test_a_text_no_record_could_have_is_refused_not_a_server_error(pi_client, pi, committee, typed):
+    """A NUL cannot reach PostgreSQL and a record number longer than a bigint would overflow the query: both are a
+    text naming no choice, for the suggestions and for the form alike."""
+    SponsorFactory(name_zh="申办方甲")
+
+    if "\x00" in typed:
+        assert suggest(pi_client, "sponsors", typed) == {"results": [], "more": False}
+    response = pi_client.post(reverse("ethics_portal:project_new"), {**TRIAL_DATA, "sponsor": typed, "action": "save"})
+
+    assert response.status_code == 400
+    assert "No choice matches" in response.content.decode()
+    assert not Trial.objects.filter(pi=pi).exists()
