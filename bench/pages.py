@@ -260,17 +260,28 @@ def viewers() -> list[Viewer]:
     return found
 
 
-def run(get: Get, load: Load, *, slow_seconds: float = 3.0, report: Callable[[dict], None] = lambda r: None) -> list:
+def run(
+    get: Get,
+    load: Load,
+    *,
+    slow_seconds: float = 3.0,
+    report: Callable[[dict], None] = lambda r: None,
+    only: tuple[str, ...] = (),
+) -> list:
     """Every page for every viewer: one warm-up GET (it must answer 200), then ``load``; a page slower than
     ``slow_seconds`` on its warm-up is not loaded further (its one timing is its figure), so a page taking tens of
-    seconds costs one request, not a load run."""
+    seconds costs one request, not a load run. With ``only``, just the pages whose label contains one of those
+    texts (``safetyevent``, ``pi safety``), with their search and filter variants."""
     from cgtclinic.roles import Role
+
+    def wanted(page: Page) -> bool:
+        return not only or any(text in page.label for text in only)
 
     results = []
     heavy = heavy_models()
     for viewer in viewers():
         pages = pi_pages(viewer) if viewer.user.role == Role.PI else admin_pages(viewer, heavy)
-        queue = list(pages)
+        queue = [page for page in pages if wanted(page)]
         while queue:
             page = queue.pop(0)
             result, body = measure(page, viewer, get, load, slow_seconds)

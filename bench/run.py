@@ -150,6 +150,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=5, help="Requests before measuring each report (default 5).")
     parser.add_argument("--reports", default="", help="Comma-separated report names (default: all).")
     parser.add_argument("--formats", default=",".join(FORMATS), help="Report formats (default json,csv,xlsx).")
+    parser.add_argument(
+        "--pages", default="", help="Comma-separated texts: only pages whose label holds one (default: all pages)."
+    )
     parser.add_argument("--page-duration", type=int, default=3, help="Seconds of load per page (default 3).")
     parser.add_argument(
         "--slow-page", type=float, default=3.0, help="A page slower than this (s) is timed once, not loaded."
@@ -574,7 +577,8 @@ def bench_pages(args, server: "Server", wrk: str) -> list[dict]:
 
     print()
     print(f"{'viewer':<34}{'page':<40}{'p50 ms':>9}{'p95 ms':>9}{'req/s':>8}  result")
-    return pages.run(get, load, slow_seconds=args.slow_page, report=print_page_row)
+    only = tuple(text.strip() for text in args.pages.split(",") if text.strip())
+    return pages.run(get, load, slow_seconds=args.slow_page, report=print_page_row, only=only)
 
 
 def bench_writes(args) -> dict:

@@ -129,6 +129,9 @@ SQLITE_OPTIONS = {
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"].setdefault("OPTIONS", {}).update(SQLITE_OPTIONS)
+    # The covering indexes' INCLUDE columns (index-only scans of PostgreSQL's reports) are ignored by SQLite, which
+    # still has the index's key: nothing for the person running make run to act on.
+    SILENCED_SYSTEM_CHECKS = ["models.W040"]
 # A read replica for the regulator reports: set, the reports read from it while they are computed (their request
 # log, the throttle and everything else stay on the primary), so a regional deployment moves read load off the
 # primary without code changes. See cgtclinic/db_router.py and cgtclinic/reporting/database.py.

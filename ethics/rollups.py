@@ -18,6 +18,18 @@ recognition requests themselves.
   it is open; the report reads them from the open requests themselves (about 1,000 nationally, on the partial
   index of open requests), in the same statement.
 
+- ``ethics.safety_next_due`` (``SafetyEvent.next_due_at``): each safety report's earliest open deadline, which the
+  offices' and PIs' lists order by (overdue first). Aggregating every report's clocks before cutting a page of 50
+  took seconds at national scale; the column and its index (next due, newest) make the page an index range.
+  ``ethics.safety.refresh_next_due`` rewrites it, under the report's row lock, whenever a clock opens, is met or is
+  cancelled.
+
+- ``ethics.safety_clock_scope`` (``SafetyClock.trial``, ``site_institution``, ``region``): each clock carries its
+  report's trial, site institution and region, set when the clock starts (``ethics.safety._open_clock``). The
+  timeliness report groups a region's clocks by institution or trial; through the report and its site it read
+  about 1.0 to 1.5 s of SQL for Shanghai at national scale, and now reads one range of the index (region,
+  institution or trial, clock, time taken) in the order its groups and medians need.
+
 Upkeep, in the transaction of the writer: the submission services end every status change in ``_move`` (under the
 submission's row lock), which recomputes that submission's fact from its row (``refresh_turnaround_fact``:
 delete, then insert what the row now says, or nothing); ``recognition_respond`` records the answer's fact under the
@@ -27,9 +39,10 @@ correction, not a workflow) is found by ``manage.py rebuild_rollups --check`` an
 """
 
 from django.db import connection
+from django.utils.translation import gettext_lazy as _
 
 from cgtclinic.rollups import Rollup, differences_from_source, register, replace_rows
-from ethics.models import RecognitionAnswerFact, RecognitionRequest, Submission, TurnaroundFact
+from ethics.models import RecognitionAnswerFact, RecognitionRequest, SafetyEvent, Submission, TurnaroundFact
 
 S = Submission.Status
 R = RecognitionRequest.Status
@@ -126,3 +139,71 @@ def _register(name: str, model, columns, source) -> Rollup:
 
 _register("ethics.turnaround_facts", TurnaroundFact, TURNAROUND_COLUMNS, turnaround_source)
 _register("ethics.recognition_answer_facts", RecognitionAnswerFact, RECOGNITION_COLUMNS, recognition_source)
+
+
+NEXT_DUE_COLUMNS = ("event_id", "next_due_at")
+NEXT_DUE_SOURCE = """
+    SELECT e.id AS event_id,
+           (SELECT MIN(c.due_at) FROM ethics_safetyclock c
+            WHERE c.event_id = e.id AND c.met_at IS NULL AND NOT c.cancelled) AS next_due_at
+    FROM ethics_safetyevent e
+"""
+NEXT_DUE_KEPT = "(SELECT id AS event_id, next_due_at FROM ethics_safetyevent) kept"
+
+
+def rebuild_safety_next_due() -> int:
+    """Write every safety report's next deadline where it differs from its open clocks'."""
+    table = SafetyEvent._meta.db_table
+    same = "IS" if connection.vendor == "sqlite" else "IS NOT DISTINCT FROM"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET next_due_at = c.next_due_at FROM ({NEXT_DUE_SOURCE}) c "
+            f"WHERE c.event_id = {table}.id AND NOT ({table}.next_due_at {same} c.next_due_at)"
+        )
+        return cursor.rowcount
+
+
+register(
+    Rollup(
+        name="ethics.safety_next_due",
+        description=_("Each safety report's next deadline: the earliest due moment of its open clocks."),
+        rebuild=rebuild_safety_next_due,
+        differences=lambda limit: differences_from_source(NEXT_DUE_KEPT, NEXT_DUE_COLUMNS, NEXT_DUE_SOURCE, limit),
+    )
+)
+
+
+CLOCK_SCOPE_COLUMNS = ("clock_id", "trial_id", "site_institution_id", "region_id")
+CLOCK_SCOPE_SOURCE = """
+    SELECT c.id AS clock_id, e.trial_id, s.institution_id AS site_institution_id, i.region_id
+    FROM ethics_safetyclock c
+    JOIN ethics_safetyevent e ON e.id = c.event_id
+    JOIN trials_trialsite s ON s.id = e.site_id
+    JOIN cgtclinic_institution i ON i.id = s.institution_id
+"""
+CLOCK_SCOPE_KEPT = "(SELECT id AS clock_id, trial_id, site_institution_id, region_id FROM ethics_safetyclock) kept"
+
+
+def rebuild_safety_clock_scope() -> int:
+    """Write every clock's trial, site institution and region where they differ from its report's."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE ethics_safetyclock SET trial_id = c.trial_id, site_institution_id = c.site_institution_id, "
+            f"region_id = c.region_id FROM ({CLOCK_SCOPE_SOURCE}) c WHERE c.clock_id = ethics_safetyclock.id "
+            f"AND NOT (ethics_safetyclock.trial_id = c.trial_id "
+            f"AND ethics_safetyclock.site_institution_id = c.site_institution_id "
+            f"AND ethics_safetyclock.region_id = c.region_id)"
+        )
+        return cursor.rowcount
+
+
+register(
+    Rollup(
+        name="ethics.safety_clock_scope",
+        description=_("Each safety clock's trial, site institution and region, as its report and site give them."),
+        rebuild=rebuild_safety_clock_scope,
+        differences=lambda limit: differences_from_source(
+            CLOCK_SCOPE_KEPT, CLOCK_SCOPE_COLUMNS, CLOCK_SCOPE_SOURCE, limit
+        ),
+    )
+)

@@ -33,7 +33,7 @@ import logging
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q, Subquery
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -207,8 +207,12 @@ def _open_clock(event: SafetyEvent, kind: str, code: str, started_at: datetime.d
     unit = HOURS if code.endswith("_hours") else CALENDAR_DAYS
     # Hours run from the moment (Civil Code art. 201); days by the day rule.
     due_at = started_at + datetime.timedelta(hours=value) if unit == HOURS else calendar_day_deadline(started_at, value)
-    return SafetyClock.objects.create(
+    institution = event.site.institution
+    clock = SafetyClock.objects.create(
         event=event,
+        trial_id=event.trial_id,
+        site_institution=institution,
+        region_id=institution.region_id,
         kind=kind,
         started_at=started_at,
         due_at=due_at,
@@ -217,6 +221,8 @@ def _open_clock(event: SafetyEvent, kind: str, code: str, started_at: datetime.d
         unit=unit,
         period_source=source,
     )
+    refresh_next_due(event.pk)
+    return clock
 
 
 def _meet(clock: SafetyClock, at: datetime.datetime) -> None:
@@ -224,6 +230,14 @@ def _meet(clock: SafetyClock, at: datetime.datetime) -> None:
     clock.late = at > clock.due_at
     clock.elapsed_hours = Decimal((at - clock.started_at).total_seconds() / 3600).quantize(Decimal("0.01"))
     clock.save(update_fields=["met_at", "late", "elapsed_hours"])
+    refresh_next_due(clock.event_id)
+
+
+def refresh_next_due(event_id: int) -> None:
+    """The report's next deadline as its clocks now say: the earliest due moment of the open ones (none when every
+    clock is met or cancelled). Called under the report's row lock by every change to its clocks."""
+    earliest = SafetyClock.objects.filter(event_id=OuterRef("pk")).open().order_by("due_at").values("due_at")[:1]
+    SafetyEvent.objects.filter(pk=event_id).update(next_due_at=Subquery(earliest))
 
 
 def _meet_open(event: SafetyEvent, kind: str, at: datetime.datetime) -> None:
@@ -559,6 +573,7 @@ def safety_withdraw(*, event: SafetyEvent, actor: User, reason: str) -> SafetyEv
         _move(locked, WITHDRAW, actor, at=timezone.now(), note=reason.strip())
         # Every clock, the met ones too (a SUSAR's expedited clock is met on receipt): none counts in a report.
         SafetyClock.objects.filter(event=locked).update(cancelled=True)
+        refresh_next_due(locked.pk)
     return locked
 
 

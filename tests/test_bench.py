@@ -45,6 +45,16 @@ def test_every_admin_and_pi_page_found_answers_to_its_viewer_with_a_session():
 
 
 @pytest.mark.usefixtures("generated")
+def test_only_the_pages_asked_for_are_measured_with_their_variants():
+    results = pages.run(client_get, client_load, only=("safetyevent", "pi safety"))
+
+    labels = {r["page"] for r in results}
+    assert labels and all("safetyevent" in label or "pi safety" in label for label in labels)
+    assert {"ethics.safetyevent list", "pi safety_list"} <= labels
+    assert [r for r in results if r.get("error")] == []
+
+
+@pytest.mark.usefixtures("generated")
 def test_the_sweeps_run_each_beat_sweep_and_change_nothing():
     before = (Notification.objects.count(), list(RecognitionRequest.objects.values_list("pk", "status")))
 

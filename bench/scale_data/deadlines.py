@@ -236,6 +236,9 @@ class DeadlinesPhase:
         fields = {
             "id": clocks.alloc(),
             "event_id": event_id,
+            "trial_id": site.trial.id,
+            "site_institution_id": site.inst.id,
+            "region_id": site.inst.region.pk,
             "kind": kind,
             "started_at": started,
             "due_at": due,

@@ -15,7 +15,7 @@ from cgtclinic.api.reports import (
     ReportView,
     choice_list,
 )
-from cgtclinic.reporting.sql import groups_and_total
+from cgtclinic.reporting.sql import groups_and_total, vendor
 from ethics import reports
 from ethics.models import SafetyClock, Submission
 
@@ -359,19 +359,21 @@ class SafetyTimelinessReport(ReportView):
         Column("median_hours", "number", _("median time taken (hours)")),
         Column("median_days", "number", _("median time taken (days)")),
     )
+    # What the report reads: the region's clocks from the index (region, institution, clock, time taken) alone, in
+    # the groups' order, with the total in the same pass; then the page of groups, named.
     bench_sql = """
-        SELECT c.kind, COUNT(*) AS clocks,
-               COUNT(*) FILTER (WHERE c.met_at IS NOT NULL AND NOT c.late) AS on_time,
-               COUNT(*) FILTER (WHERE c.met_at IS NOT NULL AND c.late) AS late,
+        SELECT c.site_institution_id, c.kind, COUNT(c.kind) AS clocks,
+               COUNT(c.kind) FILTER (WHERE c.met_at IS NOT NULL AND NOT c.late) AS on_time,
+               COUNT(c.kind) FILTER (WHERE c.met_at IS NOT NULL AND c.late) AS late,
+               COUNT(c.kind) FILTER (WHERE c.met_at IS NULL AND c.due_at > now()) AS open,
+               COUNT(c.kind) FILTER (WHERE c.met_at IS NULL AND c.due_at <= now()) AS open_overdue,
                PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY c.elapsed_hours)
                    FILTER (WHERE c.met_at IS NOT NULL) AS median_hours
         FROM ethics_safetyclock c
-        JOIN ethics_safetyevent e ON e.id = c.event_id
-        JOIN trials_trialsite s ON s.id = e.site_id
-        JOIN cgtclinic_institution i ON i.id = s.institution_id
-        WHERE i.region_id = %(region_id)s AND NOT c.cancelled
-        GROUP BY s.institution_id, c.kind
+        WHERE c.region_id = %(region_id)s AND NOT c.cancelled
+        GROUP BY GROUPING SETS ((c.region_id, c.site_institution_id, c.kind), ())
     """
+    bench_sql_all_regions = bench_sql.replace("c.region_id = %(region_id)s AND ", "")
 
     def compute(self, scope, filters):
         clocks = reports.safety_clocks(
@@ -382,6 +384,10 @@ class SafetyTimelinessReport(ReportView):
             trial_id=filters.get("trial"),
             kinds=filters.get("clock", ()),
         )
+        if vendor() == "postgresql":
+            data = ReportData(rows=None, summary={})
+            data.rows = reports.safety_timeliness_page(data, clocks=clocks, by=filters["group_by"], now=scope.now)
+            return data
         rows, total = reports.safety_timeliness(clocks=clocks, by=filters["group_by"], now=scope.now)
         return ReportData(rows=rows, summary=total)
 

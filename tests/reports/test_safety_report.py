@@ -12,8 +12,9 @@ from django.test.utils import CaptureQueriesContext
 
 from cgtclinic.roles import Role
 from ethics import safety
+from ethics.models import SafetyClock
 from tests.ethics.safety_world import beijing, build_world, load_safety_parameters, record_sae, seeded
-from tests.factories.cgtclinic import UserFactory
+from tests.factories.cgtclinic import InstitutionFactory, UserFactory
 from tests.reports.helpers import report
 
 pytestmark = pytest.mark.django_db
@@ -123,3 +124,34 @@ def test_hospital_roles_read_it_in_the_admin_not_the_api(client, region):
     stranger = UserFactory(role=Role.ETHICS_OFFICE, institution=build_world()["hospital"])
     client.force_login(stranger)
     assert world["trial"].protocol_number not in client.get("/admin/ethics/safetyevent/timeliness/").content.decode()
+
+
+def test_pages_are_cut_in_name_order_with_the_count_and_total_of_every_group(region, regulator):
+    """Only the page of groups is read: each page in the groups' name order, every page with the number of groups
+    and the total over all clocks (its median too), and a page past the end empty with the same total."""
+    load_safety_parameters()
+    worlds = []
+    for name in ("乙医院", "甲医院"):
+        world = build_world(hospital=InstitutionFactory(region=region, name_zh=name))
+        grow(world, 3)
+        worlds.append(world)
+    with time_machine.travel(NOW, tick=False):
+        whole = report(regulator, "safety-timeliness")
+        pages = [report(regulator, "safety-timeliness", page_size=2, page=page) for page in (1, 2, 3, 4)]
+    assert [row["group_name"] for row in whole["rows"]] == ["乙医院"] * 3 + ["甲医院"] * 3  # by name (code point)
+    assert [row for page in pages for row in page["rows"]] == whole["rows"]
+    assert pages[3]["rows"] == []
+    for page in pages:
+        assert page["pagination"]["count"] == 6
+        assert page["summary"] == whole["summary"]
+    assert whole["summary"]["clocks"] == sum(row["clocks"] for row in whole["rows"]) == SafetyClock.objects.count()
+    met = [float(h) for h in SafetyClock.objects.filter(met_at__isnull=False).values_list("elapsed_hours", flat=True)]
+    assert round(float(whole["summary"]["median_hours"]), 2) == round(statistics.median(met), 2)
+
+
+def test_a_region_without_clocks_gets_an_empty_report_with_zero_totals(region, regulator):
+    load_safety_parameters()
+    grow(build_world(), 2)  # another region's
+    data = report(regulator, "safety-timeliness", group_by="trial")
+    assert data["rows"] == [] and data["pagination"]["count"] == 0
+    assert data["summary"]["clocks"] == 0 and data["summary"]["median_hours"] is None

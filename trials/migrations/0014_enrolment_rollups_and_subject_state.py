@@ -43,9 +43,15 @@ class Migration(migrations.Migration):
                 'verbose_name_plural': 'site enrolment per month',
             },
         ),
-        migrations.RemoveField(
-            model_name='siterollup',
-            name='enrolment',
+        # A ForeignObject has no column: nothing to drop in the database. SQLite's schema editor fails on removing
+        # one (it asks the relation for db_constraint, which a ForeignObject lacks), so only the state changes.
+        migrations.SeparateDatabaseAndState(
+            state_operations=[
+                migrations.RemoveField(
+                    model_name='siterollup',
+                    name='enrolment',
+                ),
+            ],
         ),
         migrations.AddField(
             model_name='enrolmentsubject',
