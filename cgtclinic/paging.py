@@ -3,8 +3,10 @@
 from django.core.paginator import Paginator
 from django.utils.functional import cached_property
 
-# Beyond this many rows a list says "more than …" and asks to be narrowed; nobody pages through 200 pages.
-COUNT_CAP = 10_000
+# Beyond this many rows (20 pages of 50) a list says "more than …" and asks to be narrowed. The count reads up to
+# cap ÷ (the share of the table the viewer sees) rows: at 10,000 the busiest office's consent list (6 % of 1.9
+# million) spent 260 ms counting; at 1,000 it reads a tenth of that.
+COUNT_CAP = 1_000
 
 
 class CappedPaginator(Paginator):
